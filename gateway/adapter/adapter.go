@@ -1,0 +1,159 @@
+// Package adapter defines how the gateway talks to a model server: one
+// Adapter interface that every provider family implements (OpenAI-compatible,
+// Ollama native, Anthropic, Azure OpenAI), the normalized request and result
+// types, and the upstream error that the completion service maps to a gRPC
+// status in one place.
+package adapter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/airlock-dev/airlock/pkg/feature"
+)
+
+// Adapter streams one completion from a model server.
+//
+// Stream sends the request, calls emit with each non-empty text delta in
+// order as it arrives (never buffering the whole answer), and returns the
+// normalized finish reason and usage when the stream ends cleanly. If emit
+// returns an error, Stream stops at once, closes the upstream request and
+// returns that error. Failures are returned as *Error (see Kind); the text
+// already passed to emit stays delivered. Stream must close the upstream
+// HTTP request promptly when ctx is cancelled.
+type Adapter interface {
+	Stream(ctx context.Context, req *Request, emit func(text string) error) (Result, error)
+}
+
+// Model is the configured model an adapter talks to.
+type Model struct {
+	Name       string // configured name (for logs and results)
+	Family     string // mistral, codestral, codellama, deepseekcoder, codegemma, qwen, llama3, claude_3, gpt, general, ...
+	Provider   string // openai_compatible, ollama, anthropic, azure_openai
+	Endpoint   string // base URL (vLLM: ends in /v1)
+	Identifier string // model name at the server (Azure: deployment)
+	APIKey     string // secret: attach to requests, never log or echo
+	APIVersion string // Azure api-version
+}
+
+// Message is one chat turn.
+type Message struct {
+	Role    string // system, user, assistant
+	Content string
+}
+
+// CodeContext is the editor state for code features.
+type CodeContext struct {
+	FileName string
+	Above    string // content above the cursor
+	Below    string // content below the cursor
+	Language string
+}
+
+// Request is a normalized completion request.
+type Request struct {
+	Model       Model
+	Feature     feature.Feature
+	Messages    []Message
+	Code        *CodeContext // set for code features when the caller sent one
+	MaxTokens   int          // 0: adapter default
+	Temperature *float32
+	TopP        *float32
+	Stop        []string
+}
+
+// Finish is a normalized finish reason.
+type Finish string
+
+// Normalized finish reasons (the shared wire fixtures' vocabulary).
+const (
+	FinishStop          Finish = "stop"
+	FinishLength        Finish = "length"
+	FinishToolCalls     Finish = "tool_calls"
+	FinishContentFilter Finish = "content_filter"
+)
+
+// Usage is token usage as the server reported it.
+type Usage struct {
+	PromptTokens     int
+	CompletionTokens int
+}
+
+// Result is what a cleanly ended stream reports.
+type Result struct {
+	Finish    Finish
+	RawFinish string // provider's own value (end_turn, eos_token, ...)
+	Usage     *Usage // nil when the stream carried no final usage
+}
+
+// Kind classifies an upstream failure; the completion service maps each kind
+// to one gRPC code.
+type Kind int
+
+// Failure kinds.
+const (
+	KindUnavailable   Kind = iota + 1 // connection refused/reset, 5xx, overloaded → Unavailable
+	KindAuth                          // 401/403: operator's API key rejected → FailedPrecondition
+	KindRateLimited                   // 429 → ResourceExhausted with RetryAfter
+	KindBadRequest                    // other 4xx: the server refused our request → InvalidArgument
+	KindMalformed                     // unparsable or truncated stream → Internal
+	KindStreamError                   // the server reported an error inside a 200 stream → Unavailable or Internal by Retryable
+	KindTimeout                       // a configured timeout fired → DeadlineExceeded
+)
+
+// Error is an upstream failure. Message is safe to show a caller: it never
+// contains the API key or a raw upstream body.
+type Error struct {
+	Kind       Kind
+	HTTPStatus int           // 0 when no HTTP response was received
+	Type       string        // upstream error type (rate_limit_error, tokens, overloaded_error, ...)
+	Code       string        // upstream error code, if any
+	Message    string        // short description, secrets removed
+	Retryable  bool          // 429, 5xx, overloaded, connection errors
+	RetryAfter time.Duration // from retry-after-ms / retry-after; 0 if none
+	Timeout    string        // for KindTimeout: connect, first_byte, idle, total
+	Err        error         // underlying cause, for errors.Is/As (never shown to callers)
+}
+
+func (e *Error) Error() string {
+	if e.HTTPStatus != 0 {
+		return fmt.Sprintf("upstream %d: %s", e.HTTPStatus, e.Message)
+	}
+	return "upstream: " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// AsError returns err as *Error if it is one.
+func AsError(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
+}
+
+// Timeouts bound each phase of an upstream call; zero disables that bound.
+type Timeouts struct {
+	Connect   time.Duration // TCP (and TLS) connect
+	FirstByte time.Duration // request sent → response headers
+	Idle      time.Duration // between two reads of the body
+	Total     time.Duration // whole call
+}
+
+// Config is what a constructor gets.
+type Config struct {
+	// HTTPClient sends requests. The gateway passes one whose transport dials
+	// only the model's trusted networks; its Timeout must be zero (Timeouts
+	// governs the call).
+	HTTPClient *http.Client
+	Timeouts   Timeouts
+	// MaxEventBytes bounds one SSE event or NDJSON line (default 1 MiB);
+	// MaxBodyBytes bounds the whole response body (default 64 MiB).
+	MaxEventBytes int
+	MaxBodyBytes  int64
+}
+
+// Constructor builds an adapter for a provider.
+type Constructor func(Config) (Adapter, error)

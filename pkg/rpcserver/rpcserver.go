@@ -1,0 +1,135 @@
+// Package rpcserver builds the gRPC server both Airlock services run: one
+// interceptor chain (caller's first interceptors → logging → auth →
+// recovery, unary and stream), the standard health service, server
+// reflection, and graceful shutdown.
+package rpcserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+)
+
+// Options configure New.
+type Options struct {
+	// Logger receives one line per finished call and every recovered panic.
+	Logger zerolog.Logger
+	// Auth authenticates calls; nil disables authentication. It returns a
+	// child context carrying the caller's identity, or a status error.
+	Auth auth.AuthFunc
+	// Public reports methods (full names, /pkg.Service/Method) that skip
+	// Auth. Health and reflection are always public.
+	Public func(fullMethod string) bool
+	// UnaryFirst and StreamFirst run before logging (metrics, tracing).
+	UnaryFirst  []grpc.UnaryServerInterceptor
+	StreamFirst []grpc.StreamServerInterceptor
+	// ServerOptions are appended (TLS credentials, size limits, keepalive).
+	ServerOptions []grpc.ServerOption
+}
+
+// New returns a gRPC server with the interceptor chain, the health service
+// and reflection registered. Health starts NOT_SERVING for the overall
+// service (""): call SetServingStatus once the service can really serve.
+func New(o Options) (*grpc.Server, *health.Server) {
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		o.Logger.Error().Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("recovered from panic in handler")
+		return status.Error(codes.Internal, "internal error")
+	})
+	unary := append([]grpc.UnaryServerInterceptor{}, o.UnaryFirst...)
+	stream := append([]grpc.StreamServerInterceptor{}, o.StreamFirst...)
+	unary = append(unary, logging.UnaryServerInterceptor(Logger(o.Logger), logOpts...))
+	stream = append(stream, logging.StreamServerInterceptor(Logger(o.Logger), logOpts...))
+	if o.Auth != nil {
+		needsAuth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+			m := c.FullMethod()
+			return !alwaysPublic(m) && (o.Public == nil || !o.Public(m))
+		})
+		unary = append(unary, selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(o.Auth), needsAuth))
+		stream = append(stream, selector.StreamServerInterceptor(auth.StreamServerInterceptor(o.Auth), needsAuth))
+	}
+	unary = append(unary, recovery.UnaryServerInterceptor(rec))
+	stream = append(stream, recovery.StreamServerInterceptor(rec))
+
+	opts := append([]grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	}, o.ServerOptions...)
+	srv := grpc.NewServer(opts...)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+	return srv, hs
+}
+
+func alwaysPublic(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") ||
+		strings.HasPrefix(fullMethod, "/grpc.reflection.")
+}
+
+// Logger adapts a zerolog logger to go-grpc-middleware's logging interface.
+func Logger(l zerolog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(_ context.Context, lvl logging.Level, msg string, fields ...any) {
+		var e *zerolog.Event
+		switch lvl {
+		case logging.LevelDebug:
+			e = l.Debug()
+		case logging.LevelInfo:
+			e = l.Info()
+		case logging.LevelWarn:
+			e = l.Warn()
+		default:
+			e = l.Error()
+		}
+		for i := 0; i+1 < len(fields); i += 2 {
+			k, _ := fields[i].(string)
+			e = e.Interface(k, fields[i+1])
+		}
+		e.Msg(msg)
+	})
+}
+
+// Serve serves srv on lis until ctx is done, then stops gracefully: no new
+// calls are accepted, running ones get up to grace to finish, and the rest
+// are cancelled. It returns nil after a shutdown caused by ctx.
+func Serve(ctx context.Context, srv *grpc.Server, lis net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		srv.Stop()
+		<-done
+	}
+	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	return nil
+}
