@@ -1,0 +1,281 @@
+// Package completion implements the gateway's CompletionService: it checks
+// the request, picks the model the administrator bound to the feature, calls
+// that model's adapter, relays each text delta as it arrives, and maps every
+// failure to one precise gRPC status (in status.go, the only place that does).
+package completion
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+
+	"github.com/airlock-dev/airlock/gateway/adapter"
+	"github.com/airlock-dev/airlock/gateway/catalog"
+	"github.com/airlock-dev/airlock/gateway/egress"
+	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
+	"github.com/airlock-dev/airlock/pkg/feature"
+)
+
+// Router returns the models to try for a feature (*catalog.Catalog).
+type Router interface {
+	Route(f feature.Feature) ([]catalog.Target, error)
+}
+
+// Authorizer returns nil if the caller in ctx may use f, else a status
+// error (PermissionDenied). auth.Authorize satisfies it.
+type Authorizer func(ctx context.Context, f feature.Feature) error
+
+// Caller names the authenticated caller in logs and per-user limits; the
+// gateway passes a function that reads the verified identity from ctx.
+type Caller func(ctx context.Context) (user, jti string)
+
+// Config configures the service.
+type Config struct {
+	Router    Router
+	Authorize Authorizer
+	Caller    Caller
+	// Adapters maps a provider name to its constructor (providers.Registry()).
+	Adapters map[string]adapter.Constructor
+	Timeouts adapter.Timeouts
+	Limits   Limits
+	// Attempts per model before failing over (default 2: one retry);
+	// retries happen only before any text reached the caller.
+	Attempts int
+	// RetryBackoff is the first retry's pause (default 100 ms), doubled
+	// after each retry, with jitter.
+	RetryBackoff time.Duration
+	Logger       zerolog.Logger
+	Observer     Observer
+}
+
+// Observer receives per-call measurements (metrics). Nil methods are fine.
+type Observer interface {
+	// Upstream reports one finished upstream attempt.
+	Upstream(model, provider string, ttft, total time.Duration, chunks int, err error)
+}
+
+// Service implements gatewayv1.CompletionServiceServer.
+type Service struct {
+	gatewayv1.UnsafeCompletionServiceServer
+
+	cfg      Config
+	limiter  *limiter
+	mu       sync.Mutex
+	adapters map[string]adapter.Adapter // by provider + trusted networks
+}
+
+// New returns the service. It fails if a required dependency is missing.
+func New(cfg Config) (*Service, error) {
+	if cfg.Router == nil || cfg.Authorize == nil || cfg.Adapters == nil {
+		return nil, errors.New("completion: Router, Authorize and Adapters are required")
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 2
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = 100 * time.Millisecond
+	}
+	if cfg.Caller == nil {
+		cfg.Caller = func(context.Context) (string, string) { return "", "" }
+	}
+	cfg.Limits = cfg.Limits.withDefaults()
+	return &Service{cfg: cfg, limiter: newLimiter(cfg.Limits), adapters: map[string]adapter.Adapter{}}, nil
+}
+
+// Register registers the service on s.
+func (s *Service) Register(r grpc.ServiceRegistrar) { gatewayv1.RegisterCompletionServiceServer(r, s) }
+
+// StreamCompletion implements the streaming RPC.
+func (s *Service) StreamCompletion(req *gatewayv1.StreamCompletionRequest, stream gatewayv1.CompletionService_StreamCompletionServer) error {
+	in := input{feature: req.GetFeature(), messages: req.GetMessages(), code: req.GetCodeContext(), options: req.GetOptions()}
+	ctx := stream.Context()
+	done, err := s.serve(ctx, in, func(text string) error {
+		return stream.Send(&gatewayv1.StreamCompletionResponse{Text: text})
+	})
+	if err != nil {
+		return err
+	}
+	return stream.Send(&gatewayv1.StreamCompletionResponse{Done: done})
+}
+
+// Complete implements the unary RPC by aggregating the same stream.
+func (s *Service) Complete(ctx context.Context, req *gatewayv1.CompleteRequest) (*gatewayv1.CompleteResponse, error) {
+	in := input{feature: req.GetFeature(), messages: req.GetMessages(), code: req.GetCodeContext(), options: req.GetOptions()}
+	var b strings.Builder
+	done, err := s.serve(ctx, in, func(text string) error {
+		if b.Len()+len(text) > s.cfg.Limits.MaxAnswerBytes {
+			return errAnswerTooLarge
+		}
+		b.WriteString(text)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &gatewayv1.CompleteResponse{Text: b.String(), Done: done}, nil
+}
+
+type input struct {
+	feature  string
+	messages []*gatewayv1.Message
+	code     *gatewayv1.CodeContext
+	options  *gatewayv1.GenerationOptions
+}
+
+// serve runs one completion: validate, authorize, limit, route, stream.
+// It returns the closing message or a status error.
+func (s *Service) serve(ctx context.Context, in input, emit func(string) error) (*gatewayv1.CompletionDone, error) {
+	f, err := feature.Parse(in.feature)
+	if err != nil {
+		return nil, invalid(err.Error())
+	}
+	if err := s.cfg.Authorize(ctx, f); err != nil {
+		return nil, err
+	}
+	req, err := s.buildRequest(f, in)
+	if err != nil {
+		return nil, err
+	}
+	user, jti := s.cfg.Caller(ctx)
+	logging.AddFields(ctx, logging.Fields{"user", user, "jti", jti, "feature", string(f)})
+	release, err := s.limiter.acquire(user)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	targets, err := s.cfg.Router.Route(f)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	sent := 0
+	countingEmit := func(t string) error {
+		if t == "" {
+			return nil
+		}
+		sent++
+		return emit(t)
+	}
+	var lastErr error
+	for _, t := range targets {
+		req.Model = t.Model
+		res, err := s.callWithRetry(ctx, t, req, countingEmit, &sent)
+		if err == nil {
+			logging.AddFields(ctx, logging.Fields{"model", t.Model.Name})
+			return &gatewayv1.CompletionDone{FinishReason: finishReason(res.Finish), Usage: usage(res.Usage), Model: t.Model.Name}, nil
+		}
+		lastErr = err
+		if sent > 0 || !failover(err) || ctx.Err() != nil {
+			break
+		}
+		s.cfg.Logger.Warn().Str("model", t.Model.Name).Err(safeErr(err)).Msg("model failed before any text; failing over")
+	}
+	return nil, toStatus(lastErr)
+}
+
+// callWithRetry tries one target up to Attempts times while nothing has been
+// sent to the caller and the failure is transient.
+func (s *Service) callWithRetry(ctx context.Context, t catalog.Target, req *adapter.Request, emit func(string) error, sent *int) (adapter.Result, error) {
+	ad, err := s.adapterFor(t)
+	if err != nil {
+		return adapter.Result{}, err
+	}
+	backoff := s.cfg.RetryBackoff
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		var ttft time.Duration
+		chunks := 0
+		res, err := ad.Stream(ctx, req, func(text string) error {
+			if chunks == 0 {
+				ttft = time.Since(start)
+			}
+			chunks++
+			return emit(text)
+		})
+		if s.cfg.Observer != nil {
+			s.cfg.Observer.Upstream(t.Model.Name, t.Model.Provider, ttft, time.Since(start), chunks, err)
+		}
+		if err == nil || *sent > 0 || attempt >= s.cfg.Attempts || !retryable(err) || ctx.Err() != nil {
+			return res, err
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(wait):
+		}
+		backoff *= 2
+	}
+}
+
+// adapterFor returns a cached adapter for the target's provider whose HTTP
+// client dials only the target's trusted networks.
+func (s *Service) adapterFor(t catalog.Target) (adapter.Adapter, error) {
+	key := t.Model.Provider + "|" + strings.Join(t.Trusted, ",")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.adapters[key]; ok {
+		return a, nil
+	}
+	newAdapter, ok := s.cfg.Adapters[t.Model.Provider]
+	if !ok {
+		return nil, errUnknownProvider(t.Model.Provider)
+	}
+	guard, err := egress.New(t.Trusted, s.cfg.Timeouts.Connect, nil)
+	if err != nil {
+		return nil, err
+	}
+	a, err := newAdapter(adapter.Config{
+		HTTPClient:    &http.Client{Transport: guard.Transport()},
+		Timeouts:      s.cfg.Timeouts,
+		MaxEventBytes: s.cfg.Limits.MaxEventBytes,
+		MaxBodyBytes:  s.cfg.Limits.MaxBodyBytes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(s.adapters) > 1024 { // configurations churn; never grow without bound
+		clear(s.adapters)
+	}
+	s.adapters[key] = a
+	return a, nil
+}
+
+func finishReason(f adapter.Finish) gatewayv1.FinishReason {
+	switch f {
+	case adapter.FinishStop:
+		return gatewayv1.FinishReason_FINISH_REASON_STOP
+	case adapter.FinishLength:
+		return gatewayv1.FinishReason_FINISH_REASON_LENGTH
+	case adapter.FinishToolCalls:
+		return gatewayv1.FinishReason_FINISH_REASON_TOOL_CALLS
+	case adapter.FinishContentFilter:
+		return gatewayv1.FinishReason_FINISH_REASON_CONTENT_FILTER
+	}
+	return gatewayv1.FinishReason_FINISH_REASON_STOP
+}
+
+func usage(u *adapter.Usage) *gatewayv1.Usage {
+	if u == nil {
+		return nil
+	}
+	return &gatewayv1.Usage{PromptTokens: clampU32(u.PromptTokens), CompletionTokens: clampU32(u.CompletionTokens)}
+}
+
+func clampU32(n int) uint32 {
+	if n < 0 {
+		return 0
+	}
+	if n > 1<<31 {
+		return 1 << 31
+	}
+	return uint32(n)
+}

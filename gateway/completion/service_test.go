@@ -1,0 +1,269 @@
+package completion
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/airlock-dev/airlock/gateway/adapter"
+	"github.com/airlock-dev/airlock/gateway/catalog"
+	"github.com/airlock-dev/airlock/gateway/egress"
+	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
+	"github.com/airlock-dev/airlock/pkg/feature"
+)
+
+// script is what the fake adapter does on each successive call for a model.
+type step struct {
+	texts []string
+	err   error
+}
+
+type fakeAdapter struct {
+	mu    sync.Mutex
+	steps map[string][]step // by model name
+	calls map[string]int
+	reqs  []*adapter.Request
+}
+
+func (f *fakeAdapter) Stream(ctx context.Context, req *adapter.Request, emit func(string) error) (adapter.Result, error) {
+	f.mu.Lock()
+	n := f.calls[req.Model.Name]
+	f.calls[req.Model.Name]++
+	cp := *req
+	f.reqs = append(f.reqs, &cp)
+	steps := f.steps[req.Model.Name]
+	f.mu.Unlock()
+	if n >= len(steps) {
+		n = len(steps) - 1
+	}
+	st := steps[n]
+	for _, t := range st.texts {
+		if err := emit(t); err != nil {
+			return adapter.Result{}, err
+		}
+	}
+	if st.err != nil {
+		return adapter.Result{}, st.err
+	}
+	return adapter.Result{Finish: adapter.FinishStop, Usage: &adapter.Usage{PromptTokens: 3, CompletionTokens: len(st.texts)}}, nil
+}
+
+type fakeRouter struct{ targets []catalog.Target }
+
+func (r fakeRouter) Route(feature.Feature) ([]catalog.Target, error) {
+	if r.targets == nil {
+		return nil, catalog.ErrNotReady
+	}
+	return r.targets, nil
+}
+
+func target(name string) catalog.Target {
+	return catalog.Target{Model: adapter.Model{Name: name, Provider: "fake", APIKey: "sk-secret-" + name}, Trusted: []string{"127.0.0.1/32"}}
+}
+
+func allowAll(context.Context, feature.Feature) error { return nil }
+
+func start(t *testing.T, cfg Config) gatewayv1.CompletionServiceClient {
+	t.Helper()
+	cfg.RetryBackoff = time.Millisecond
+	svc, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	svc.Register(srv)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	cc, err := grpc.NewClient("passthrough:///buf", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return gatewayv1.NewCompletionServiceClient(cc)
+}
+
+func chat(text string) *gatewayv1.StreamCompletionRequest {
+	return &gatewayv1.StreamCompletionRequest{Feature: "duo_chat", Messages: []*gatewayv1.Message{{Role: "user", Content: text}}}
+}
+
+// collect drains a stream into its text, closing message and final error.
+func collect(t *testing.T, c gatewayv1.CompletionServiceClient, req *gatewayv1.StreamCompletionRequest) (string, *gatewayv1.CompletionDone, error) {
+	t.Helper()
+	st, err := c.StreamCompletion(context.Background(), req)
+	if err != nil {
+		return "", nil, err
+	}
+	var b strings.Builder
+	var done *gatewayv1.CompletionDone
+	for {
+		m, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return b.String(), done, nil
+		}
+		if err != nil {
+			return b.String(), done, err
+		}
+		b.WriteString(m.GetText())
+		if m.GetDone() != nil {
+			done = m.GetDone()
+		}
+	}
+}
+
+func TestStreamsAndFailsPrecisely(t *testing.T) {
+	unavailable := &adapter.Error{Kind: adapter.KindUnavailable, HTTPStatus: 503, Message: "overloaded", Retryable: true}
+	tests := []struct {
+		name      string
+		steps     map[string][]step
+		targets   []catalog.Target
+		req       *gatewayv1.StreamCompletionRequest
+		authz     Authorizer
+		wantText  string
+		wantModel string
+		wantCode  codes.Code
+		wantMsg   string
+		wantCalls map[string]int
+	}{
+		{name: "relays every delta and closes with usage", steps: map[string][]step{"a": {{texts: []string{"Hel", "lo"}}}},
+			targets: []catalog.Target{target("a")}, req: chat("hi"), wantText: "Hello", wantModel: "a", wantCalls: map[string]int{"a": 1}},
+		{name: "retries a 5xx before the first byte", steps: map[string][]step{"a": {{err: unavailable}, {texts: []string{"ok"}}}},
+			targets: []catalog.Target{target("a")}, req: chat("hi"), wantText: "ok", wantModel: "a", wantCalls: map[string]int{"a": 2}},
+		{name: "fails over to the fallback after retries", steps: map[string][]step{"a": {{err: unavailable}}, "b": {{texts: []string{"fb"}}}},
+			targets: []catalog.Target{target("a"), target("b")}, req: chat("hi"), wantText: "fb", wantModel: "b", wantCalls: map[string]int{"a": 2, "b": 1}},
+		{name: "never retries after text was sent", steps: map[string][]step{"a": {{texts: []string{"par"}, err: unavailable}}, "b": {{texts: []string{"x"}}}},
+			targets: []catalog.Target{target("a"), target("b")}, req: chat("hi"), wantText: "par", wantCode: codes.Unavailable, wantMsg: "model server unavailable: overloaded", wantCalls: map[string]int{"a": 1}},
+		{name: "rejected api key is the operator's problem", steps: map[string][]step{"a": {{err: &adapter.Error{Kind: adapter.KindAuth, HTTPStatus: 401, Message: "bad key"}}}},
+			targets: []catalog.Target{target("a")}, req: chat("hi"), wantCode: codes.FailedPrecondition, wantMsg: "model server rejected the gateway's credentials (HTTP 401): check the model's API key", wantCalls: map[string]int{"a": 1}},
+		{name: "malformed stream is internal", steps: map[string][]step{"a": {{err: &adapter.Error{Kind: adapter.KindMalformed, Message: "stream ended without [DONE]"}}}},
+			targets: []catalog.Target{target("a")}, req: chat("hi"), wantCode: codes.Internal, wantMsg: "model server sent a malformed stream: stream ended without [DONE]"},
+		{name: "idle timeout names itself", steps: map[string][]step{"a": {{err: &adapter.Error{Kind: adapter.KindTimeout, Timeout: "idle"}}}},
+			targets: []catalog.Target{target("a")}, req: chat("hi"), wantCode: codes.DeadlineExceeded, wantMsg: "model server idle timeout", wantCalls: map[string]int{"a": 1}},
+		{name: "egress guard refusal is not retried", steps: map[string][]step{"a": {{err: &adapter.Error{Kind: adapter.KindUnavailable, Message: "dial", Err: egress.ErrForbidden}}}},
+			targets: []catalog.Target{target("a")}, req: chat("hi"), wantCode: codes.FailedPrecondition, wantMsg: "model endpoint resolves outside the model's trusted networks", wantCalls: map[string]int{"a": 1}},
+		{name: "no configuration yet", req: chat("hi"), wantCode: codes.Unavailable, wantMsg: "gateway has not received the model configuration from the issuer yet"},
+		{name: "unknown feature", req: &gatewayv1.StreamCompletionRequest{Feature: "chat"}, wantCode: codes.InvalidArgument,
+			wantMsg: `unknown feature "chat": want one of code_completions, code_generations, duo_chat`},
+		{name: "chat needs messages", targets: []catalog.Target{target("a")}, req: &gatewayv1.StreamCompletionRequest{Feature: "duo_chat"}, wantCode: codes.InvalidArgument,
+			wantMsg: "messages: duo_chat needs at least one message"},
+		{name: "bad role", targets: []catalog.Target{target("a")}, req: &gatewayv1.StreamCompletionRequest{Feature: "duo_chat", Messages: []*gatewayv1.Message{{Role: "root", Content: "x"}}},
+			wantCode: codes.InvalidArgument, wantMsg: `messages[0].role: "root" is not one of system, user, assistant`},
+		{name: "temperature out of range", targets: []catalog.Target{target("a")},
+			req:      &gatewayv1.StreamCompletionRequest{Feature: "duo_chat", Messages: []*gatewayv1.Message{{Role: "user", Content: "x"}}, Options: &gatewayv1.GenerationOptions{Temperature: ptr(float32(3))}},
+			wantCode: codes.InvalidArgument, wantMsg: "options.temperature: 3 is outside [0, 2]"},
+		{name: "permission denied comes from the authorizer", targets: []catalog.Target{target("a")}, req: chat("hi"),
+			authz:    func(context.Context, feature.Feature) error { return status.Error(codes.PermissionDenied, "Unauthorized to access duo chat") },
+			wantCode: codes.PermissionDenied, wantMsg: "Unauthorized to access duo chat"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fa := &fakeAdapter{steps: tt.steps, calls: map[string]int{}}
+			authz := tt.authz
+			if authz == nil {
+				authz = allowAll
+			}
+			c := start(t, Config{Router: fakeRouter{tt.targets}, Authorize: authz,
+				Adapters: map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return fa, nil }}})
+			text, done, err := collect(t, c, tt.req)
+			if text != tt.wantText {
+				t.Errorf("text = %q, want %q", text, tt.wantText)
+			}
+			if tt.wantCode != codes.OK {
+				st, _ := status.FromError(err)
+				if st.Code() != tt.wantCode || st.Message() != tt.wantMsg {
+					t.Fatalf("status = %v %q, want %v %q", st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
+				}
+				if strings.Contains(st.Message(), "sk-secret") {
+					t.Fatal("API key leaked into the status")
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("err = %v", err)
+				}
+				if done.GetModel() != tt.wantModel || done.GetFinishReason() != gatewayv1.FinishReason_FINISH_REASON_STOP || done.GetUsage().GetPromptTokens() != 3 {
+					t.Fatalf("done = %v", done)
+				}
+			}
+			for m, n := range tt.wantCalls {
+				if fa.calls[m] != n {
+					t.Errorf("calls[%s] = %d, want %d", m, fa.calls[m], n)
+				}
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestRateLimitCarriesRetryInfo(t *testing.T) {
+	fa := &fakeAdapter{calls: map[string]int{}, steps: map[string][]step{"a": {{err: &adapter.Error{Kind: adapter.KindRateLimited, HTTPStatus: 429, Message: "slow down", RetryAfter: 1500 * time.Millisecond}}}}}
+	c := start(t, Config{Router: fakeRouter{[]catalog.Target{target("a")}}, Authorize: allowAll,
+		Adapters: map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return fa, nil }}})
+	_, _, err := collect(t, c, chat("hi"))
+	st, _ := status.FromError(err)
+	if st.Code() != codes.ResourceExhausted {
+		t.Fatalf("code = %v", st.Code())
+	}
+	var got time.Duration
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			got = ri.GetRetryDelay().AsDuration()
+		}
+	}
+	if got != 1500*time.Millisecond {
+		t.Fatalf("RetryInfo delay = %v, want 1.5s", got)
+	}
+}
+
+func TestCompleteAggregates(t *testing.T) {
+	fa := &fakeAdapter{calls: map[string]int{}, steps: map[string][]step{"a": {{texts: []string{"a", "b", "c"}}}}}
+	c := start(t, Config{Router: fakeRouter{[]catalog.Target{target("a")}}, Authorize: allowAll,
+		Adapters: map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return fa, nil }}})
+	resp, err := c.Complete(context.Background(), &gatewayv1.CompleteRequest{Feature: "code_completions",
+		CodeContext: &gatewayv1.CodeContext{FileName: "main.go", ContentAboveCursor: "func main() {", Language: "go"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetText() != "abc" || resp.GetDone().GetUsage().GetCompletionTokens() != 3 {
+		t.Fatalf("resp = %v", resp)
+	}
+	if r := fa.reqs[0]; r.Code == nil || r.Code.Above != "func main() {" || r.Feature != feature.CodeCompletions || r.MaxTokens != 1024 {
+		t.Fatalf("adapter request = %+v", r)
+	}
+}
+
+func TestPerUserConcurrencyLimit(t *testing.T) {
+	lm := newLimiter(Limits{UserConcurrentStreams: 1}.withDefaults())
+	rel, err := lm.acquire("u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lm.acquire("u1"); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("second stream: %v, want ResourceExhausted", err)
+	}
+	if r2, err := lm.acquire("u2"); err != nil {
+		t.Fatalf("other user blocked: %v", err)
+	} else {
+		r2()
+	}
+	rel()
+	rel() // idempotent
+	if r3, err := lm.acquire("u1"); err != nil {
+		t.Fatalf("after release: %v", err)
+	} else {
+		r3()
+	}
+}

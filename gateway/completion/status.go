@@ -1,0 +1,141 @@
+package completion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/airlock-dev/airlock/gateway/adapter"
+	"github.com/airlock-dev/airlock/gateway/catalog"
+	"github.com/airlock-dev/airlock/gateway/egress"
+)
+
+var errAnswerTooLarge = errors.New("answer exceeds the gateway's limit")
+
+type errUnknownProvider string
+
+func (e errUnknownProvider) Error() string {
+	return fmt.Sprintf("model provider %q is not supported by this gateway", string(e))
+}
+
+func invalid(msg string) error  { return status.Error(codes.InvalidArgument, msg) }
+func tooLarge(msg string) error { return status.Error(codes.ResourceExhausted, msg) }
+
+// toStatus is the one place where a failure becomes a gRPC status. Messages
+// never include upstream bodies verbatim or any secret: adapter.Error
+// messages are scrubbed by the adapters.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var unknownProvider errUnknownProvider
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request cancelled by the caller")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "request deadline exceeded")
+	case errors.Is(err, catalog.ErrNotReady):
+		return status.Error(codes.Unavailable, "gateway has not received the model configuration from the issuer yet")
+	case errors.Is(err, catalog.ErrDisabled), errors.Is(err, catalog.ErrNoModel):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, egress.ErrForbidden):
+		return status.Error(codes.FailedPrecondition, "model endpoint resolves outside the model's trusted networks")
+	case errors.Is(err, errAnswerTooLarge):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.As(err, &unknownProvider):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	if e, ok := adapter.AsError(err); ok {
+		return adapterStatus(e)
+	}
+	return status.Error(codes.Internal, "internal error")
+}
+
+func adapterStatus(e *adapter.Error) error {
+	switch e.Kind {
+	case adapter.KindAuth:
+		return status.Errorf(codes.FailedPrecondition, "model server rejected the gateway's credentials (HTTP %d): check the model's API key", e.HTTPStatus)
+	case adapter.KindRateLimited:
+		st := status.New(codes.ResourceExhausted, "model server is rate limiting: "+e.Message)
+		if e.RetryAfter > 0 {
+			if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(e.RetryAfter)}); err == nil {
+				st = d
+			}
+		}
+		return st.Err()
+	case adapter.KindBadRequest:
+		return status.Errorf(codes.InvalidArgument, "model server refused the request (HTTP %d): %s", e.HTTPStatus, e.Message)
+	case adapter.KindMalformed:
+		return status.Error(codes.Internal, "model server sent a malformed stream: "+e.Message)
+	case adapter.KindTimeout:
+		return status.Errorf(codes.DeadlineExceeded, "model server %s timeout", timeoutName(e.Timeout))
+	case adapter.KindStreamError:
+		if e.Retryable {
+			return status.Error(codes.Unavailable, "model server failed mid-stream: "+e.Message)
+		}
+		return status.Error(codes.Internal, "model server failed mid-stream: "+e.Message)
+	case adapter.KindUnavailable:
+		if e.RetryAfter > 0 {
+			st := status.New(codes.Unavailable, "model server unavailable: "+e.Message)
+			if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(e.RetryAfter)}); err == nil {
+				return d.Err()
+			}
+		}
+		return status.Error(codes.Unavailable, "model server unavailable: "+e.Message)
+	}
+	return status.Error(codes.Internal, "model server failed")
+}
+
+func timeoutName(t string) string {
+	switch t {
+	case "first_byte":
+		return "time-to-first-byte"
+	case "":
+		return "request"
+	}
+	return t
+}
+
+// retryable reports whether a failed attempt may be repeated (before any
+// text was sent): connection failures, 5xx, connect/first-byte timeouts.
+func retryable(err error) bool {
+	e, ok := adapter.AsError(err)
+	if !ok || errors.Is(err, egress.ErrForbidden) {
+		return false
+	}
+	switch e.Kind {
+	case adapter.KindUnavailable:
+		return true
+	case adapter.KindTimeout:
+		return e.Timeout == "connect" || e.Timeout == "first_byte"
+	case adapter.KindStreamError:
+		return e.Retryable
+	}
+	return false
+}
+
+// failover reports whether to move on to the fallback model.
+func failover(err error) bool {
+	if retryable(err) || errors.Is(err, egress.ErrForbidden) {
+		return true
+	}
+	e, ok := adapter.AsError(err)
+	return ok && (e.Kind == adapter.KindRateLimited || e.Kind == adapter.KindAuth)
+}
+
+// safeErr is what logs see: the status message, never a raw upstream error.
+func safeErr(err error) error {
+	if st, ok := status.FromError(toStatus(err)); ok {
+		return fmt.Errorf("%s: %s", st.Code(), st.Message())
+	}
+	return err
+}
+

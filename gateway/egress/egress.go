@@ -1,0 +1,127 @@
+// Package egress is the gateway's SSRF guard: a dialer that connects a model
+// adapter only to addresses inside the model's trusted networks. It resolves
+// the host itself, checks every address, and dials the address it checked,
+// so a DNS answer that changes between check and connect (rebinding) cannot
+// redirect the connection.
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+)
+
+// ErrForbidden is returned (wrapped) when a destination is outside the
+// trusted networks. Callers map it to FailedPrecondition: it is the
+// operator's configuration, not the caller, that is wrong.
+var ErrForbidden = errors.New("egress: destination outside the model's trusted networks")
+
+// Resolver looks up a host's addresses. *net.Resolver satisfies it.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Guard dials only trusted addresses.
+type Guard struct {
+	trusted  []netip.Prefix
+	resolver Resolver
+	dialer   net.Dialer
+}
+
+// New returns a guard for the given CIDRs (a bare IP means a /32 or /128).
+// An empty list trusts nothing: every dial fails with ErrForbidden.
+// connectTimeout bounds each TCP connect (0: no bound beyond the context).
+func New(cidrs []string, connectTimeout time.Duration, r Resolver) (*Guard, error) {
+	g := &Guard{resolver: r, dialer: net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}}
+	if g.resolver == nil {
+		g.resolver = net.DefaultResolver
+	}
+	for _, c := range cidrs {
+		p, err := parsePrefix(c)
+		if err != nil {
+			return nil, err
+		}
+		g.trusted = append(g.trusted, p)
+	}
+	return g, nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("egress: invalid trusted network %q: want a CIDR such as 10.0.0.0/8", s)
+}
+
+// Allowed reports whether a is inside a trusted network.
+func (g *Guard) Allowed(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range g.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// DialContext resolves addr's host, refuses unless every resolved address is
+// trusted, then connects to the checked addresses in order.
+func (g *Guard) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{a}
+	} else {
+		addrs, err = g.resolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, err
+		}
+		if len(addrs) == 0 {
+			return nil, fmt.Errorf("egress: %s resolves to no address", host)
+		}
+	}
+	for _, a := range addrs {
+		if !g.Allowed(a) {
+			return nil, fmt.Errorf("%w: %s resolves to %s", ErrForbidden, host, a.Unmap())
+		}
+	}
+	var firstErr error
+	for _, a := range addrs {
+		c, err := g.dialer.DialContext(ctx, network, net.JoinHostPort(a.Unmap().String(), port))
+		if err == nil {
+			return c, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, firstErr
+}
+
+// Transport returns an HTTP transport that dials through g. It ignores proxy
+// environment variables: a proxy would bypass the guard.
+func (g *Guard) Transport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           g.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
