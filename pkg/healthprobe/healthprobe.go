@@ -7,13 +7,17 @@ package healthprobe
 import (
 	"context"
 	"crypto/tls"
+	"flag"
 	"fmt"
+	"io"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/airlock-dev/airlock/pkg/tlsconfig"
 )
 
 // Check dials addr and returns nil only if the health service answers
@@ -39,4 +43,35 @@ func Check(ctx context.Context, addr, service string, tlsConf *tls.Config, timeo
 		return fmt.Errorf("health check %s: %s", addr, s)
 	}
 	return nil
+}
+
+// Main implements `<binary> healthcheck [--addr A] [--service S] [--timeout T]
+// [--ca F --cert F --key F --server-name N]` and returns the exit code: 0 iff
+// the server answers SERVING.
+func Main(binary, defaultAddr string, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet(binary+" healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", defaultAddr, "gRPC address to probe")
+	service := fs.String("service", "", "service name to ask about (empty: the whole server)")
+	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
+	ca := fs.String("ca", "", "CA bundle verifying the server (enables TLS)")
+	cert := fs.String("cert", "", "client certificate (mTLS)")
+	key := fs.String("key", "", "client key (mTLS)")
+	serverName := fs.String("server-name", "", "expected server name in its certificate")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var tc *tls.Config
+	if *ca != "" || *cert != "" {
+		var err error
+		if tc, err = tlsconfig.Client(*ca, *cert, *key, *serverName); err != nil {
+			fmt.Fprintf(stderr, "%s healthcheck: %v\n", binary, err)
+			return 2
+		}
+	}
+	if err := Check(context.Background(), *addr, *service, tc, *timeout); err != nil {
+		fmt.Fprintf(stderr, "%s healthcheck: %v\n", binary, err)
+		return 1
+	}
+	return 0
 }

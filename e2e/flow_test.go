@@ -1,0 +1,187 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/airlock-dev/airlock/internal/stubmodel"
+	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
+	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+)
+
+// configureStub registers the stub model and binds every feature to it.
+func (c *cluster) configureStub() {
+	ctx := c.asUser(context.Background(), "admin")
+	models := issuerv1.NewModelServiceClient(dial(c.t, c.issuerGRPC))
+	_, err := models.CreateModel(ctx, &issuerv1.CreateModelRequest{Model: &issuerv1.Model{
+		Name: "stub", Family: "general", Provider: "openai_compatible",
+		Endpoint: "http://" + c.stubAddr + "/v1", Identifier: "airlock-stub",
+		TrustedNetworks: []string{"127.0.0.1/32"},
+	}})
+	if err != nil && status.Code(err) != codes.AlreadyExists {
+		c.t.Fatalf("CreateModel: %v", err)
+	}
+	for _, f := range []string{"code_completions", "code_generations", "duo_chat"} {
+		if _, err := models.SetFeatureSetting(ctx, &issuerv1.SetFeatureSettingRequest{Setting: &issuerv1.FeatureSetting{Feature: f, Model: "stub"}}); err != nil {
+			c.t.Fatalf("SetFeatureSetting(%s): %v", f, err)
+		}
+	}
+}
+
+func (c *cluster) mint(features []string, ttl time.Duration) *issuerv1.MintTokenResponse {
+	c.t.Helper()
+	req := &issuerv1.MintTokenRequest{Features: features}
+	if ttl > 0 {
+		req.Ttl = durationpb.New(ttl)
+	}
+	resp, err := issuerv1.NewTokenServiceClient(dial(c.t, c.issuerGRPC)).MintToken(c.asUser(context.Background(), "demo"), req)
+	if err != nil {
+		c.t.Fatalf("MintToken: %v", err)
+	}
+	return resp
+}
+
+func withMetadata(md map[string]string) context.Context {
+	return metadata.NewOutgoingContext(context.Background(), metadata.New(md))
+}
+
+// stream calls StreamCompletion and returns the text and final status.
+func (c *cluster) stream(ctx context.Context, feature string) (string, error) {
+	gw := gatewayv1.NewCompletionServiceClient(dial(c.t, c.gatewayGRPC))
+	st, err := gw.StreamCompletion(ctx, &gatewayv1.StreamCompletionRequest{Feature: feature,
+		Messages: []*gatewayv1.Message{{Role: "user", Content: "Say hello"}}})
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for {
+		m, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return b.String(), nil
+		}
+		if err != nil {
+			return b.String(), err
+		}
+		b.WriteString(m.GetText())
+	}
+}
+
+var stubAnswer = stubmodel.New(stubmodel.Config{}).Text(12)
+
+func TestFlowEndToEnd(t *testing.T) {
+	c := newCluster(t)
+	tok := c.mint(nil, 0)
+	if len(tok.GetScopes()) != 3 {
+		t.Fatalf("demo user's token scopes = %v, want all three features", tok.GetScopes())
+	}
+	text, err := c.stream(withMetadata(tok.GetMetadata()), "duo_chat")
+	if err != nil {
+		t.Fatalf("StreamCompletion: %v", err)
+	}
+	if text != stubAnswer {
+		t.Fatalf("streamed text = %q, want %q", text, stubAnswer)
+	}
+	gw := gatewayv1.NewCompletionServiceClient(dial(t, c.gatewayGRPC))
+	resp, err := gw.Complete(withMetadata(tok.GetMetadata()), &gatewayv1.CompleteRequest{Feature: "code_completions",
+		CodeContext: &gatewayv1.CodeContext{FileName: "main.go", ContentAboveCursor: "func main() {\n", ContentBelowCursor: "}\n", Language: "go"}})
+	if err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	if resp.GetText() != stubAnswer || resp.GetDone().GetModel() != "stub" || resp.GetDone().GetFinishReason() != gatewayv1.FinishReason_FINISH_REASON_STOP {
+		t.Fatalf("Complete = %v", resp)
+	}
+}
+
+// forged signs claims like the issuer's with a key the issuer never published.
+func forged(t *testing.T, c *cluster, md map[string]string, mutate func(jwt.Token)) string {
+	t.Helper()
+	raw, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := jwk.FromRaw(raw)
+	_ = jwk.AssignKeyID(key)
+	now := time.Now()
+	tok, _ := jwt.NewBuilder().JwtID(uuid.NewString()).Issuer(c.issuerURL()).Subject(md["x-gitlab-instance-id"]).
+		Audience([]string{"gitlab-ai-gateway"}).IssuedAt(now).NotBefore(now.Add(-5 * time.Second)).Expiration(now.Add(time.Hour)).
+		Claim("gitlab_realm", "self-managed").Claim("scopes", []string{"duo_chat"}).Build()
+	if mutate != nil {
+		mutate(tok)
+	}
+	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.RS256, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(signed)
+}
+
+func TestRejections(t *testing.T) {
+	c := newCluster(t, "--leeway", "0s")
+	good := c.mint(nil, 0).GetMetadata()
+	codeOnly := c.mint([]string{"code_completions"}, 0).GetMetadata()
+	short := c.mint(nil, time.Second).GetMetadata()
+	with := func(base map[string]string, k, v string) map[string]string {
+		out := map[string]string{}
+		for kk, vv := range base {
+			out[kk] = vv
+		}
+		if v == "" {
+			delete(out, k)
+		} else {
+			out[k] = v
+		}
+		return out
+	}
+	time.Sleep(1500 * time.Millisecond) // let the 1 s token expire (leeway 0)
+
+	tests := []struct {
+		name     string
+		md       map[string]string
+		feature  string
+		wantCode codes.Code
+		wantMsg  string
+	}{
+		{"missing token", with(good, "authorization", ""), "duo_chat", codes.Unauthenticated, "No authorization header presented"},
+		{"not bearer", with(good, "authorization", "Basic abc"), "duo_chat", codes.Unauthenticated, "Invalid authorization header"},
+		{"wrong auth type", with(good, "x-gitlab-authentication-type", "pat"), "duo_chat", codes.Unauthenticated, "Invalid authentication token type - only OIDC is supported"},
+		{"expired", short, "duo_chat", codes.Unauthenticated, "Forbidden by auth provider"},
+		{"wrongly signed", with(good, "authorization", "Bearer "+forged(t, c, good, nil)), "duo_chat", codes.Unauthenticated, "Forbidden by auth provider"},
+		{"other instance id", with(good, "x-gitlab-instance-id", uuid.NewString()), "duo_chat", codes.Unauthenticated, "Header mismatch 'X-Gitlab-Instance-Id'"},
+		{"no scope for the feature", codeOnly, "duo_chat", codes.PermissionDenied, "Unauthorized to access duo chat"},
+		{"scope present", codeOnly, "code_completions", codes.OK, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.stream(withMetadata(tt.md), tt.feature)
+			st, _ := status.FromError(err)
+			if st.Code() != tt.wantCode || st.Message() != tt.wantMsg {
+				t.Fatalf("status = %v %q, want %v %q", st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestWrongAudienceIsRefused(t *testing.T) {
+	// A gateway that expects another audience sees every issuer token as
+	// minted for someone else.
+	c := newCluster(t, "--audience", "some-other-service")
+	_, err := c.stream(withMetadata(c.mint(nil, 0).GetMetadata()), "duo_chat")
+	if st, _ := status.FromError(err); st.Code() != codes.Unauthenticated || st.Message() != "Forbidden by auth provider" {
+		t.Fatalf("status = %v, want Unauthenticated Forbidden by auth provider", err)
+	}
+}

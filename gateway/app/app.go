@@ -1,0 +1,280 @@
+// Package app wires the gateway: it loads the configuration, connects to the
+// issuer (keys, revocations, model configuration), builds the token verifier
+// and the completion service on one gRPC server, serves metrics and health
+// over HTTP, and shuts down gracefully.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/airlock-dev/airlock/gateway/adapter"
+	"github.com/airlock-dev/airlock/gateway/adapter/providers"
+	"github.com/airlock-dev/airlock/gateway/auth"
+	"github.com/airlock-dev/airlock/gateway/catalog"
+	"github.com/airlock-dev/airlock/gateway/completion"
+	"github.com/airlock-dev/airlock/gateway/keyset"
+	"github.com/airlock-dev/airlock/gateway/revocation"
+	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/client"
+	"github.com/airlock-dev/airlock/pkg/healthprobe"
+	"github.com/airlock-dev/airlock/pkg/rpcserver"
+	"github.com/airlock-dev/airlock/pkg/tlsconfig"
+)
+
+// Main runs the gateway command and returns the exit code.
+// `gateway healthcheck [--addr A]` probes a running gateway instead.
+func Main(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthprobe.Main("gateway", "127.0.0.1:9450", args[1:], stderr)
+	}
+	cfg, err := parseConfig(args, stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "gateway: %v\n", err)
+		}
+		return 2
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, cfg, log); err != nil {
+		log.Error().Err(err).Msg("gateway stopped with an error")
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level string) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Str("service", "gateway").Logger()
+}
+
+// Run serves until ctx is done.
+func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := newMetrics(reg)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// Issuer connection: keys, revocations, model configuration.
+	issuerConn, err := dialIssuer(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer issuerConn.Close()
+
+	ksOpts := keyset.Options{MaxStaleness: cfg.MaxStaleness, Logger: log.With().Str("component", "keyset").Logger()}
+	var keys *keyset.Cache
+	if cfg.JWKSURL != "" {
+		keys = keyset.NewHTTP(cfg.JWKSURL, &http.Client{Timeout: 10 * time.Second}, ksOpts)
+	} else {
+		keys = keyset.NewGRPC(issuerConn, ksOpts)
+	}
+	revoked := revocation.NewGRPC(issuerConn, revocation.Options{Logger: log.With().Str("component", "revocation").Logger()})
+	verifier, err := auth.NewVerifier(auth.Config{
+		Keys:          keys,
+		Revoked:       revoked.Revoked,
+		Issuer:        cfg.ExpectedIssuer,
+		Audience:      cfg.Audience,
+		Leeway:        cfg.Leeway,
+		MaxLifetime:   cfg.MaxTokenLifetime,
+		MaxTokenBytes: cfg.MaxTokenBytes,
+		Registerer:    reg,
+	})
+	if err != nil {
+		return err
+	}
+	revoked.OnRevoke(verifier.Evict)
+	models := catalog.New(issuerv1.NewModelServiceClient(issuerConn), catalog.Options{Logger: log.With().Str("component", "catalog").Logger()})
+
+	svc, err := completion.New(completion.Config{
+		Router:    models,
+		Authorize: auth.Authorize,
+		Caller: func(ctx context.Context) (string, string) {
+			if id, ok := auth.IdentityFrom(ctx); ok {
+				return id.GlobalUserID, id.JTI
+			}
+			return "", ""
+		},
+		Adapters: providers.Registry(),
+		Timeouts: adapter.Timeouts{Connect: cfg.ConnectTimeout, FirstByte: cfg.FirstByteTimeout, Idle: cfg.IdleTimeout, Total: cfg.TotalTimeout},
+		Limits: completion.Limits{
+			UserRequestsPerMinute:  cfg.UserRequestsPerMinute,
+			UserConcurrentStreams:  cfg.UserConcurrentStreams,
+			TotalConcurrentStreams: cfg.TotalConcurrentStreams,
+		},
+		Logger:   log.With().Str("component", "completion").Logger(),
+		Observer: m,
+	})
+	if err != nil {
+		return err
+	}
+
+	serverOpts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
+		grpc.MaxConcurrentStreams(cfg.MaxConnStream),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+	}
+	if cfg.Plaintext {
+		log.Warn().Str("addr", cfg.GRPCAddr).Msg("serving plaintext gRPC (--plaintext): tokens cross the network unencrypted; use only for local development")
+	} else {
+		tc, err := tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
+		if err != nil {
+			return err
+		}
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	srv, health := rpcserver.New(rpcserver.Options{
+		Logger:        log,
+		Auth:          verifier.AuthFunc,
+		UnaryFirst:    []grpc.UnaryServerInterceptor{m.unary},
+		StreamFirst:   []grpc.StreamServerInterceptor{m.stream},
+		ServerOptions: serverOpts,
+	})
+	svc.Register(srv)
+
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	go keys.Run(ctx)
+	if cfg.IssuerAddr != "" {
+		go revoked.Run(ctx)
+		go models.Run(ctx)
+	}
+	go watchHealth(ctx, keys, health, m, log)
+
+	var httpSrv *http.Server
+	if cfg.HTTPAddr != "" {
+		httpSrv, err = serveHTTP(cfg.HTTPAddr, reg, keys, log)
+		if err != nil {
+			return err
+		}
+		defer httpSrv.Close()
+	}
+	log.Info().Str("grpc_addr", lis.Addr().String()).Str("http_addr", cfg.HTTPAddr).Str("issuer", cfg.IssuerAddr).
+		Str("expected_issuer", cfg.ExpectedIssuer).Msg("gateway started")
+	err = rpcserver.Serve(ctx, srv, lis, cfg.ShutdownGrace)
+	log.Info().Msg("gateway stopped")
+	return err
+}
+
+// dialIssuer opens the connection the gateway uses for everything it reads
+// from the issuer, authenticated with its personal access token.
+func dialIssuer(cfg Config, log zerolog.Logger) (*grpc.ClientConn, error) {
+	if cfg.IssuerAddr == "" {
+		return nil, errors.New("--issuer-addr is required")
+	}
+	b, err := os.ReadFile(cfg.IssuerTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("--issuer-token-file: %w", err)
+	}
+	pat := strings.TrimSpace(string(b))
+	if pat == "" {
+		return nil, fmt.Errorf("--issuer-token-file %s is empty", cfg.IssuerTokenFile)
+	}
+	var tc credentials.TransportCredentials
+	var patOpts []client.CredentialsOption
+	if cfg.Plaintext && cfg.IssuerCA == "" {
+		log.Warn().Str("issuer", cfg.IssuerAddr).Msg("talking to the issuer without TLS (--plaintext): development only")
+		tc = insecure.NewCredentials()
+		patOpts = append(patOpts, client.AllowInsecure())
+	} else {
+		conf, err := tlsconfig.Client(cfg.IssuerCA, cfg.IssuerCert, cfg.IssuerKey, cfg.IssuerServerName)
+		if err != nil {
+			return nil, err
+		}
+		tc = credentials.NewTLS(conf)
+	}
+	return grpc.NewClient(cfg.IssuerAddr,
+		grpc.WithTransportCredentials(tc),
+		grpc.WithPerRPCCredentials(client.PATCredentials(pat, patOpts...)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+	)
+}
+
+// watchHealth flips the health service to SERVING only while a usable key
+// set is held: before the first key set arrives, and after it grows older
+// than --max-staleness, the gateway cannot verify anything.
+func watchHealth(ctx context.Context, keys *keyset.Cache, hs interface {
+	SetServingStatus(string, healthpb.HealthCheckResponse_ServingStatus)
+	Shutdown()
+}, m *metrics, log zerolog.Logger) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	serving := false
+	for {
+		ok := keys.Ready()
+		m.keysetRevision.Set(float64(keys.Revision()))
+		if ok {
+			m.keysetAge.Set(keys.Age().Seconds())
+		}
+		if ok != serving {
+			serving = ok
+			st := healthpb.HealthCheckResponse_NOT_SERVING
+			if ok {
+				st = healthpb.HealthCheckResponse_SERVING
+			}
+			hs.SetServingStatus("", st)
+			hs.SetServingStatus("airlock.gateway.v1.CompletionService", st)
+			log.Info().Bool("serving", ok).Uint64("keyset_revision", keys.Revision()).Msg("health changed")
+		}
+		select {
+		case <-ctx.Done():
+			hs.Shutdown() // NOT_SERVING for everyone while draining
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func serveHTTP(addr string, reg *prometheus.Registry, keys *keyset.Cache, log zerolog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !keys.Ready() {
+			http.Error(w, "no verification keys", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--http-addr: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("HTTP server failed")
+		}
+	}()
+	return srv, nil
+}
+

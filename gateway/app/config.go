@@ -1,0 +1,135 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/airlock-dev/airlock/pkg/flagenv"
+	"github.com/airlock-dev/airlock/pkg/token"
+)
+
+// EnvPrefix prefixes every setting's environment variable.
+const EnvPrefix = "AIRLOCK_GATEWAY"
+
+// Config is the gateway's whole configuration.
+type Config struct {
+	GRPCAddr, HTTPAddr string
+
+	// Where keys and the model configuration come from.
+	IssuerAddr       string
+	IssuerTokenFile  string // the gateway's personal access token at the issuer
+	IssuerCA         string
+	IssuerCert       string
+	IssuerKey        string
+	IssuerServerName string
+	JWKSURL          string // take keys from an HTTP JWKS instead of the issuer's gRPC KeyService
+
+	// Token checks.
+	ExpectedIssuer   string
+	Audience         string
+	Leeway           time.Duration
+	MaxTokenLifetime time.Duration
+	MaxStaleness     time.Duration
+	MaxTokenBytes    int
+
+	// Serving.
+	Plaintext     bool
+	TLSCert       string
+	TLSKey        string
+	TLSClientCA   string
+	MaxRecvBytes  int
+	MaxConnStream uint32
+	ShutdownGrace time.Duration
+	LogLevel      string
+
+	// Upstream (model servers).
+	ConnectTimeout   time.Duration
+	FirstByteTimeout time.Duration
+	IdleTimeout      time.Duration
+	TotalTimeout     time.Duration
+
+	// Limits.
+	UserRequestsPerMinute  int
+	UserConcurrentStreams  int
+	TotalConcurrentStreams int
+}
+
+// parseConfig reads flags, env (AIRLOCK_GATEWAY_*) and --config into a Config.
+func parseConfig(args []string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9450", "gRPC listen address")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9451", "HTTP listen address (metrics, health); empty disables")
+	fs.StringVar(&c.IssuerAddr, "issuer-addr", "127.0.0.1:9440", "issuer gRPC address (keys, revocations, model configuration)")
+	fs.StringVar(&c.IssuerTokenFile, "issuer-token-file", "", "file holding the gateway's personal access token at the issuer (required)")
+	fs.StringVar(&c.IssuerCA, "issuer-ca", "", "CA bundle that verifies the issuer's certificate (TLS to the issuer)")
+	fs.StringVar(&c.IssuerCert, "issuer-cert", "", "client certificate presented to the issuer (mTLS)")
+	fs.StringVar(&c.IssuerKey, "issuer-key", "", "client key for --issuer-cert")
+	fs.StringVar(&c.IssuerServerName, "issuer-server-name", "", "expected name in the issuer's certificate (default: host of --issuer-addr)")
+	fs.StringVar(&c.JWKSURL, "jwks-url", "", "take verification keys from this HTTP JWKS URL (e.g. a GitLab instance's /oauth/discovery/keys) instead of the issuer's KeyService")
+	fs.StringVar(&c.ExpectedIssuer, "expected-issuer", "http://127.0.0.1:9441", "required iss claim (the issuer's --issuer-url)")
+	fs.StringVar(&c.Audience, "audience", token.Audience, "required aud claim")
+	fs.DurationVar(&c.Leeway, "leeway", 30*time.Second, "clock leeway for exp, nbf and iat")
+	fs.DurationVar(&c.MaxTokenLifetime, "max-token-lifetime", 2*time.Hour, "reject tokens whose exp - iat exceeds this")
+	fs.DurationVar(&c.MaxStaleness, "max-staleness", 24*time.Hour, "keep verifying with the last key set this long while the issuer is unreachable")
+	fs.IntVar(&c.MaxTokenBytes, "max-token-bytes", 8192, "reject longer bearer tokens before parsing")
+	fs.BoolVar(&c.Plaintext, "plaintext", false, "serve without TLS and talk to the issuer without TLS (development only)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "server key (PEM)")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "require client certificates signed by this CA (mTLS)")
+	fs.IntVar(&c.MaxRecvBytes, "max-recv-bytes", 4<<20, "largest request message accepted")
+	var maxConnStreams uint
+	fs.UintVar(&maxConnStreams, "max-streams-per-conn", 256, "concurrent streams per client connection")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "on SIGTERM, let running streams finish this long, then cancel them")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.ConnectTimeout, "upstream-connect-timeout", 5*time.Second, "model server TCP/TLS connect timeout")
+	fs.DurationVar(&c.FirstByteTimeout, "upstream-first-byte-timeout", 60*time.Second, "request sent → model server response headers")
+	fs.DurationVar(&c.IdleTimeout, "upstream-idle-timeout", 60*time.Second, "longest pause between two chunks of a model's stream")
+	fs.DurationVar(&c.TotalTimeout, "upstream-total-timeout", 10*time.Minute, "longest whole upstream call")
+	fs.IntVar(&c.UserRequestsPerMinute, "user-requests-per-minute", 600, "per-user request rate (0: unlimited)")
+	fs.IntVar(&c.UserConcurrentStreams, "user-concurrent-streams", 32, "per-user concurrent requests (0: unlimited)")
+	fs.IntVar(&c.TotalConcurrentStreams, "max-concurrent-streams", 10000, "concurrent requests across all users (0: unlimited)")
+	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	c.MaxConnStream = uint32(maxConnStreams)
+	return c, c.validate()
+}
+
+// validate checks the configuration; each message names the setting.
+func (c Config) validate() error {
+	var errs []error
+	check := func(bad bool, format string, a ...any) {
+		if bad {
+			errs = append(errs, fmt.Errorf(format, a...))
+		}
+	}
+	_, _, err := net.SplitHostPort(c.GRPCAddr)
+	check(err != nil, "--grpc-addr %q: %v", c.GRPCAddr, err)
+	check(c.IssuerAddr == "" && c.JWKSURL == "", "--issuer-addr or --jwks-url is required")
+	check(c.IssuerAddr != "" && c.IssuerTokenFile == "", "--issuer-token-file is required to read models and revocations from the issuer")
+	check(c.ExpectedIssuer == "", "--expected-issuer is required: tokens from any other issuer are refused")
+	check(c.Audience == "", "--audience must not be empty")
+	check(c.Leeway < 0 || c.Leeway > 5*time.Minute, "--leeway %v: want 0..5m", c.Leeway)
+	check(c.MaxTokenLifetime <= 0, "--max-token-lifetime must be positive")
+	check(c.MaxStaleness <= 0, "--max-staleness must be positive")
+	check(c.MaxTokenBytes < 512, "--max-token-bytes %d: want at least 512", c.MaxTokenBytes)
+	check(!c.Plaintext && (c.TLSCert == "" || c.TLSKey == ""), "TLS is required: set --tls-cert and --tls-key, or --plaintext for local development")
+	check(c.Plaintext && c.TLSCert != "", "--plaintext and --tls-cert are mutually exclusive")
+	check((c.IssuerCert == "") != (c.IssuerKey == ""), "--issuer-cert and --issuer-key go together")
+	check(c.MaxRecvBytes < 1024, "--max-recv-bytes %d: want at least 1024", c.MaxRecvBytes)
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
