@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -89,15 +90,33 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	defer issuerConn.Close()
 
-	ksOpts := keyset.Options{MaxStaleness: cfg.MaxStaleness, Logger: log.With().Str("component", "keyset").Logger()}
+	// The verifier is built after its key and revocation sources, which
+	// must evict cached verdicts through it: the hooks close over v.
+	var v *auth.Verifier
+	ksOpts := keyset.Options{
+		MaxStaleness: cfg.MaxStaleness,
+		Logger:       log.With().Str("component", "keyset").Logger(),
+		OnKeysRemoved: func(kids []string) {
+			for _, kid := range kids {
+				v.EvictKey(kid)
+			}
+		},
+	}
 	var keys *keyset.Cache
 	if cfg.JWKSURL != "" {
-		keys = keyset.NewHTTP(cfg.JWKSURL, &http.Client{Timeout: 10 * time.Second}, ksOpts)
+		keys = keyset.NewHTTP(cfg.JWKSURL, nil, ksOpts)
 	} else {
 		keys = keyset.NewGRPC(issuerConn, ksOpts)
 	}
-	revoked := revocation.NewGRPC(issuerConn, revocation.Options{Logger: log.With().Str("component", "revocation").Logger()})
-	verifier, err := auth.NewVerifier(auth.Config{
+	revoked := revocation.NewGRPC(issuerConn, revocation.Options{
+		Logger:   log.With().Str("component", "revocation").Logger(),
+		OnRevoke: func(jti string) { v.Evict(jti) },
+	})
+	authMetrics, err := auth.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	v, err = auth.NewVerifier(auth.Config{
 		Keys:          keys,
 		Revoked:       revoked.Revoked,
 		Issuer:        cfg.ExpectedIssuer,
@@ -105,12 +124,11 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Leeway:        cfg.Leeway,
 		MaxLifetime:   cfg.MaxTokenLifetime,
 		MaxTokenBytes: cfg.MaxTokenBytes,
-		Registerer:    reg,
+		Metrics:       authMetrics,
 	})
 	if err != nil {
 		return err
 	}
-	revoked.OnRevoke(verifier.Evict)
 	models := catalog.New(issuerv1.NewModelServiceClient(issuerConn), catalog.Options{Logger: log.With().Str("component", "catalog").Logger()})
 
 	svc, err := completion.New(completion.Config{
@@ -153,7 +171,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	srv, health := rpcserver.New(rpcserver.Options{
 		Logger:        log,
-		Auth:          verifier.AuthFunc,
+		Auth:          v.AuthFunc,
 		UnaryFirst:    []grpc.UnaryServerInterceptor{m.unary},
 		StreamFirst:   []grpc.StreamServerInterceptor{m.stream},
 		ServerOptions: serverOpts,
@@ -163,6 +181,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	if cfg.MaxConns > 0 {
+		lis = netutil.LimitListener(lis, cfg.MaxConns)
 	}
 	go keys.Run(ctx)
 	if cfg.IssuerAddr != "" {

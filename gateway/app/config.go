@@ -43,6 +43,7 @@ type Config struct {
 	TLSClientCA   string
 	MaxRecvBytes  int
 	MaxConnStream uint32
+	MaxConns      int
 	ShutdownGrace time.Duration
 	LogLevel      string
 
@@ -85,6 +86,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.MaxRecvBytes, "max-recv-bytes", 4<<20, "largest request message accepted")
 	var maxConnStreams uint
 	fs.UintVar(&maxConnStreams, "max-streams-per-conn", 256, "concurrent streams per client connection")
+	fs.IntVar(&c.MaxConns, "max-connections", 4096, "concurrent client connections (0: unlimited)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "on SIGTERM, let running streams finish this long, then cancel them")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.ConnectTimeout, "upstream-connect-timeout", 5*time.Second, "model server TCP/TLS connect timeout")
