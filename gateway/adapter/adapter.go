@@ -95,13 +95,13 @@ type Kind int
 
 // Failure kinds.
 const (
-	KindUnavailable   Kind = iota + 1 // connection refused/reset, 5xx, overloaded → Unavailable
-	KindAuth                          // 401/403: operator's API key rejected → FailedPrecondition
-	KindRateLimited                   // 429 → ResourceExhausted with RetryAfter
-	KindBadRequest                    // other 4xx: the server refused our request → InvalidArgument
-	KindMalformed                     // unparsable or truncated stream → Internal
-	KindStreamError                   // the server reported an error inside a 200 stream → Unavailable or Internal by Retryable
-	KindTimeout                       // a configured timeout fired → DeadlineExceeded
+	KindUnavailable Kind = iota + 1 // connection refused/reset, 5xx, overloaded → Unavailable
+	KindAuth                        // 401/403: operator's API key rejected → FailedPrecondition
+	KindRateLimited                 // 429 → ResourceExhausted with RetryAfter
+	KindBadRequest                  // other 4xx: the server refused our request → InvalidArgument
+	KindMalformed                   // unparsable or truncated stream → Internal
+	KindStreamError                 // the server reported an error inside a 200 stream → Unavailable or Internal by Retryable
+	KindTimeout                     // a configured timeout fired → DeadlineExceeded
 )
 
 // Error is an upstream failure. Message is safe to show a caller: it never

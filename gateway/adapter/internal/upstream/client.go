@@ -1,0 +1,266 @@
+// Package upstream is the HTTP plumbing every model adapter shares: it sends
+// one request to a model server with the configured timeouts and body bound,
+// turns every failure into an *adapter.Error (or the caller's context error),
+// and makes upstream messages safe to show (Scrub).
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/airlock-dev/airlock/gateway/adapter"
+)
+
+// Defaults for the bounds in adapter.Config.
+const (
+	DefaultMaxEventBytes = 1 << 20
+	DefaultMaxBodyBytes  = 64 << 20
+)
+
+// Timeout names reported in adapter.Error.Timeout.
+const (
+	TimeoutConnect   = "connect"
+	TimeoutFirstByte = "first_byte"
+	TimeoutIdle      = "idle"
+	TimeoutTotal     = "total"
+)
+
+// timeoutCause marks which of our own deadlines cancelled a call.
+type timeoutCause struct{ name string }
+
+func (t *timeoutCause) Error() string { return t.name + " timeout" }
+
+var (
+	causeFirstByte = &timeoutCause{TimeoutFirstByte}
+	causeIdle      = &timeoutCause{TimeoutIdle}
+	causeTotal     = &timeoutCause{TimeoutTotal}
+	causeDone      = errors.New("upstream call finished")
+)
+
+// Client sends requests to model servers. It is safe for concurrent use.
+type Client struct {
+	hc       *http.Client
+	timeouts adapter.Timeouts
+	maxBody  int64
+	maxEvent int
+	now      func() time.Time
+}
+
+// New returns a Client for cfg, filling in default bounds. A nil HTTPClient
+// means http.DefaultClient (tests and tools only: the gateway always passes
+// its egress-guarded client).
+func New(cfg adapter.Config) *Client {
+	c := &Client{hc: cfg.HTTPClient, timeouts: cfg.Timeouts, maxBody: cfg.MaxBodyBytes, maxEvent: cfg.MaxEventBytes, now: time.Now}
+	if c.hc == nil {
+		c.hc = http.DefaultClient
+	}
+	if c.maxBody <= 0 {
+		c.maxBody = DefaultMaxBodyBytes
+	}
+	if c.maxEvent <= 0 {
+		c.maxEvent = DefaultMaxEventBytes
+	}
+	return c
+}
+
+// WithClock returns a copy of c that reads the time from now (for
+// HTTP-date Retry-After values).
+func (c *Client) WithClock(now func() time.Time) *Client {
+	cp := *c
+	cp.now = now
+	return &cp
+}
+
+// MaxEventBytes is the bound for one SSE event or NDJSON line.
+func (c *Client) MaxEventBytes() int { return c.maxEvent }
+
+// Request is one call to a model server.
+type Request struct {
+	URL    string
+	Header http.Header // sent as is; include the credential header here
+	Body   []byte      // JSON, sent with POST
+	// Secret is the configured API key: it is scrubbed from every message
+	// the call returns.
+	Secret string
+}
+
+// Start sends r and returns the streaming body once a 2xx response's headers
+// have arrived. Failures are *adapter.Error: a non-2xx status (classified by
+// HTTPError), a connection failure (KindUnavailable, or KindTimeout
+// "connect" for a dial timeout) or an expired first-byte or total timeout;
+// if ctx ends first, ctx.Err() is returned instead.
+func (c *Client) Start(ctx context.Context, r Request) (*Response, error) {
+	cctx, cancel := context.WithCancelCause(ctx)
+	resp := &Response{parent: ctx, ctx: cctx, cancel: cancel, max: c.maxBody, secret: r.Secret, idleDur: c.timeouts.Idle}
+	if d := c.timeouts.Total; d > 0 {
+		resp.total = time.AfterFunc(d, func() { cancel(causeTotal) })
+	}
+	var fb *time.Timer
+	if d := c.timeouts.FirstByte; d > 0 {
+		fb = time.AfterFunc(d, func() { cancel(causeFirstByte) })
+	}
+	req, err := http.NewRequestWithContext(cctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
+	if err != nil {
+		resp.stop()
+		return nil, &adapter.Error{Kind: adapter.KindBadRequest, Message: "invalid model endpoint URL", Err: err}
+	}
+	for k, v := range r.Header {
+		req.Header[k] = v
+	}
+	hr, err := c.hc.Do(req)
+	if fb != nil {
+		fb.Stop()
+	}
+	if err != nil {
+		resp.stop()
+		return nil, resp.connectError(err)
+	}
+	if hr.StatusCode < 200 || hr.StatusCode > 299 {
+		defer resp.stop()
+		defer hr.Body.Close()
+		e := HTTPError(hr, r.Secret, c.now)
+		if cerr := resp.ctxError(); cerr != nil {
+			// The error body was cut short by a deadline; still report it.
+			e.Err = cerr
+		}
+		return nil, e
+	}
+	resp.Header = hr.Header
+	resp.body = hr.Body
+	return resp, nil
+}
+
+// connectError classifies a failure before any response arrived.
+func (r *Response) connectError(err error) error {
+	if cerr := r.ctxError(); cerr != nil {
+		return cerr
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &adapter.Error{Kind: adapter.KindTimeout, Timeout: TimeoutConnect, Retryable: true,
+			Message: "timed out connecting to the model server", Err: err}
+	}
+	return &adapter.Error{Kind: adapter.KindUnavailable, Retryable: true,
+		Message: "cannot reach the model server", Err: err}
+}
+
+// Response is a 2xx streaming body. Read enforces the idle and total
+// timeouts and the body bound; Close must be called when done.
+type Response struct {
+	Header http.Header
+
+	parent  context.Context
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	body    io.ReadCloser
+	total   *time.Timer
+	idle    *time.Timer
+	idleDur time.Duration
+	read    int64
+	max     int64
+	secret  string
+	once    sync.Once
+}
+
+// Read reads the body. Errors other than io.EOF are already classified:
+// *adapter.Error (timeouts, body too large, connection lost) or the
+// caller's ctx.Err().
+func (r *Response) Read(p []byte) (int, error) {
+	if rem := r.max - r.read + 1; int64(len(p)) > rem {
+		p = p[:rem] // read one byte past the bound to detect overflow
+	}
+	// The idle bound covers only time spent waiting on the server, not
+	// time the caller spends relaying what it already has.
+	if r.idleDur > 0 {
+		if r.idle == nil {
+			r.idle = time.AfterFunc(r.idleDur, func() { r.cancel(causeIdle) })
+		} else {
+			r.idle.Reset(r.idleDur)
+		}
+	}
+	n, err := r.body.Read(p)
+	if r.idle != nil {
+		r.idle.Stop()
+	}
+	if n > 0 {
+		r.read += int64(n)
+		if r.read > r.max {
+			return n - int(r.read-r.max), &adapter.Error{Kind: adapter.KindMalformed,
+				Message: fmt.Sprintf("response body exceeds %d bytes", r.max)}
+		}
+	}
+	if err != nil && err != io.EOF {
+		err = r.readError(err)
+	}
+	return n, err
+}
+
+// readError classifies a failed body read.
+func (r *Response) readError(err error) error {
+	if cerr := r.ctxError(); cerr != nil {
+		return cerr
+	}
+	return &adapter.Error{Kind: adapter.KindUnavailable, Retryable: true,
+		Message: "connection to the model server lost mid-stream", Err: err}
+}
+
+// ctxError reports why the call's context ended, if it did: the caller's
+// own cancellation or deadline, or one of our timeouts.
+func (r *Response) ctxError() error {
+	if err := r.parent.Err(); err != nil {
+		return err
+	}
+	if r.ctx.Err() == nil {
+		return nil
+	}
+	var tc *timeoutCause
+	if errors.As(context.Cause(r.ctx), &tc) {
+		return &adapter.Error{Kind: adapter.KindTimeout, Timeout: tc.name, Retryable: true,
+			Message: "model server " + tc.name + " timeout expired"}
+	}
+	return nil
+}
+
+// Fail returns err unchanged if it is already classified, else the context
+// error if the call's context ended, else err.
+func (r *Response) Fail(err error) error {
+	if _, ok := adapter.AsError(err); ok {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if cerr := r.ctxError(); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// Close stops the timers, cancels the request (so the transport drops the
+// connection at once instead of draining it) and closes the body.
+func (r *Response) Close() error {
+	r.stop()
+	if r.body != nil {
+		return r.body.Close()
+	}
+	return nil
+}
+
+func (r *Response) stop() {
+	r.once.Do(func() {
+		if r.total != nil {
+			r.total.Stop()
+		}
+		if r.idle != nil {
+			r.idle.Stop()
+		}
+		r.cancel(causeDone)
+	})
+}

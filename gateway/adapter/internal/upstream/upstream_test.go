@@ -1,0 +1,241 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/goleak"
+
+	"github.com/airlock-dev/airlock/gateway/adapter"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var epoch = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+func fixedNow() time.Time { return epoch }
+
+func TestRetryAfter(t *testing.T) {
+	tests := []struct {
+		name   string
+		header map[string]string
+		want   time.Duration
+	}{
+		{"no header", nil, 0},
+		{"seconds", map[string]string{"retry-after": "1"}, time.Second},
+		{"fractional seconds", map[string]string{"retry-after": "0.25"}, 250 * time.Millisecond},
+		{"milliseconds win over seconds", map[string]string{"retry-after-ms": "226", "retry-after": "1"}, 226 * time.Millisecond},
+		{"fractional milliseconds", map[string]string{"retry-after-ms": "1.5"}, 1500 * time.Microsecond},
+		{"bad milliseconds fall back to seconds", map[string]string{"retry-after-ms": "soon", "retry-after": "2"}, 2 * time.Second},
+		{"http date in the future", map[string]string{"retry-after": epoch.Add(30 * time.Second).Format(http.TimeFormat)}, 30 * time.Second},
+		{"http date in the past", map[string]string{"retry-after": epoch.Add(-time.Minute).Format(http.TimeFormat)}, 0},
+		{"negative seconds", map[string]string{"retry-after": "-5"}, 0},
+		{"garbage", map[string]string{"retry-after": "later please"}, 0},
+		{"x-ratelimit-reset is informational only", map[string]string{"x-ratelimit-reset-tokens": "226ms"}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			for k, v := range tt.header {
+				h.Set(k, v)
+			}
+			if got := RetryAfter(h, fixedNow); got != tt.want {
+				t.Fatalf("RetryAfter = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+const secret = "plain-configured-secret"
+
+func TestScrub(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"plain message kept", "Overloaded", "Overloaded"},
+		{"configured key removed", "bad key " + secret + " given", "bad key [redacted] given"},
+		{"masked openai key removed", "Incorrect API key provided: sk-proj-****8Xq2.", "Incorrect API key provided: [redacted]."},
+		{"bearer value removed", "header Authorization: Bearer abc.def.ghi rejected", "header Authorization: [redacted] rejected"},
+		{"long token run removed", "token 0123456789abcdef0123456789abcdef0123 invalid", "token [redacted] invalid"},
+		{"control characters flattened", "line1\nline2\x00end", "line1 line2 end"},
+		{"invalid utf-8 replaced", "bad \xff byte", "bad \uFFFD byte"},
+		{"empty stays empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Scrub(tt.in, secret); got != tt.want {
+				t.Fatalf("Scrub(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestScrubBoundsLengthOnRuneBoundary(t *testing.T) {
+	got := Scrub(strings.Repeat("é ", 400), "")
+	if len(got) > maxMessage+len("…") || !utf8.ValidString(got) {
+		t.Fatalf("Scrub returned %d bytes (valid UTF-8: %v)", len(got), utf8.ValidString(got))
+	}
+}
+
+// FuzzScrub: whatever upstream sends, the configured key never survives.
+func FuzzScrub(f *testing.F) {
+	f.Add("Incorrect API key provided: my-key-123", "my-key-123")
+	f.Fuzz(func(t *testing.T, msg, key string) {
+		got := Scrub(msg, key)
+		if key != "" && strings.Contains(got, key) {
+			t.Fatalf("Scrub(%q, %q) = %q still contains the key", msg, key, got)
+		}
+		if !utf8.ValidString(got) || len(got) > maxMessage+len("…")+len(redacted) {
+			t.Fatalf("Scrub returned %q", got)
+		}
+	})
+}
+
+func resp(status int, body string, hdr map[string]string) *http.Response {
+	h := http.Header{}
+	for k, v := range hdr {
+		h.Set(k, v)
+	}
+	return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(strings.NewReader(body))}
+}
+
+func TestHTTPError(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		hdr    map[string]string
+		want   adapter.Error
+	}{
+		{"openai 401", 401, `{"error":{"message":"Incorrect API key provided: ` + secret + `","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`, nil,
+			adapter.Error{Kind: adapter.KindAuth, HTTPStatus: 401, Type: "invalid_request_error", Code: "invalid_api_key", Message: "Incorrect API key provided: [redacted]"}},
+		{"403 is auth", 403, `{"error":{"message":"forbidden"}}`, nil,
+			adapter.Error{Kind: adapter.KindAuth, HTTPStatus: 403, Message: "forbidden"}},
+		{"429 with retry-after", 429, `{"error":{"message":"slow down","type":"tokens","code":"rate_limit_exceeded"}}`, map[string]string{"retry-after": "1"},
+			adapter.Error{Kind: adapter.KindRateLimited, HTTPStatus: 429, Type: "tokens", Code: "rate_limit_exceeded", Message: "slow down", Retryable: true, RetryAfter: time.Second}},
+		{"azure numeric-string code", 429, `{"error":{"code":"429","message":"Requests exceeded"}}`, map[string]string{"retry-after-ms": "500"},
+			adapter.Error{Kind: adapter.KindRateLimited, HTTPStatus: 429, Code: "429", Message: "Requests exceeded", Retryable: true, RetryAfter: 500 * time.Millisecond}},
+		{"anthropic 529 overloaded", 529, `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}`, nil,
+			adapter.Error{Kind: adapter.KindUnavailable, HTTPStatus: 529, Type: "overloaded_error", Message: "Overloaded", Retryable: true}},
+		{"500 html body", 500, `<html>oops</html>`, nil,
+			adapter.Error{Kind: adapter.KindUnavailable, HTTPStatus: 500, Message: "Internal Server Error", Retryable: true}},
+		{"503 retry-after seconds", 503, ``, map[string]string{"retry-after": "3"},
+			adapter.Error{Kind: adapter.KindUnavailable, HTTPStatus: 503, Message: "Service Unavailable", Retryable: true, RetryAfter: 3 * time.Second}},
+		{"ollama string error 404", 404, `{"error":"model \"x\" not found, try pulling it first"}`, nil,
+			adapter.Error{Kind: adapter.KindBadRequest, HTTPStatus: 404, Message: `model "x" not found, try pulling it first`}},
+		{"vllm flat error 400", 400, `{"object":"error","message":"max_tokens too large","type":"BadRequestError","param":null,"code":400}`, nil,
+			adapter.Error{Kind: adapter.KindBadRequest, HTTPStatus: 400, Type: "BadRequestError", Code: "400", Message: "max_tokens too large"}},
+		{"400 does not honour retry-after", 400, `{}`, map[string]string{"retry-after": "9"},
+			adapter.Error{Kind: adapter.KindBadRequest, HTTPStatus: 400, Message: "Bad Request"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := HTTPError(resp(tt.status, tt.body, tt.hdr), secret, fixedNow)
+			if *got != tt.want {
+				t.Fatalf("HTTPError =\n %+v\nwant\n %+v", *got, tt.want)
+			}
+		})
+	}
+}
+
+func TestHTTPErrorReadsABoundedBody(t *testing.T) {
+	r := &endless{}
+	e := HTTPError(&http.Response{StatusCode: 502, Header: http.Header{}, Body: io.NopCloser(r)}, "", fixedNow)
+	if r.n > maxErrorBody+32<<10 {
+		t.Fatalf("read %d bytes of an endless error body", r.n)
+	}
+	if e.Kind != adapter.KindUnavailable || e.Message != "Bad Gateway" {
+		t.Fatalf("got %+v", e)
+	}
+}
+
+type endless struct{ n int }
+
+func (e *endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = '{'
+	}
+	e.n += len(p)
+	return len(p), nil
+}
+
+func TestStreamError(t *testing.T) {
+	tests := []struct {
+		name string
+		data string
+		want adapter.Error
+	}{
+		{"openai object", `{"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}`,
+			adapter.Error{Kind: adapter.KindStreamError, Type: "server_error", Message: "The server had an error", Retryable: true}},
+		{"anthropic overloaded", `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`,
+			adapter.Error{Kind: adapter.KindStreamError, Type: "overloaded_error", Message: "Overloaded", Retryable: true}},
+		{"ollama string", `{"error":"an unknown error was encountered while running the model"}`,
+			adapter.Error{Kind: adapter.KindStreamError, Message: "an unknown error was encountered while running the model"}},
+		{"tgi error_type", `{"error":"Request failed during generation: Server error: CUDA OOM","error_type":"generation"}`,
+			adapter.Error{Kind: adapter.KindStreamError, Type: "generation", Message: "Request failed during generation: Server error: CUDA OOM"}},
+		{"llama.cpp bare error line", `{"code":500,"message":"context shift disabled","type":"server_error"}`,
+			adapter.Error{Kind: adapter.KindStreamError, Type: "server_error", Code: "500", Message: "context shift disabled", Retryable: true}},
+		{"unparsable", `not json`,
+			adapter.Error{Kind: adapter.KindStreamError, Message: "model server reported an error in the stream"}},
+		{"key scrubbed", `{"error":{"message":"key ` + secret + ` revoked","type":"invalid_request_error"}}`,
+			adapter.Error{Kind: adapter.KindStreamError, Type: "invalid_request_error", Message: "key [redacted] revoked"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := StreamError([]byte(tt.data), secret); *got != tt.want {
+				t.Fatalf("StreamError =\n %+v\nwant\n %+v", *got, tt.want)
+			}
+		})
+	}
+}
+
+func TestResponseEnforcesMaxBody(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(strings.Repeat("x", 10000)))
+	}))
+	defer srv.Close()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}, MaxBodyBytes: 1000})
+	r, err := c.Start(context.Background(), Request{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	n, err := io.Copy(io.Discard, r)
+	e, ok := adapter.AsError(err)
+	if !ok || e.Kind != adapter.KindMalformed {
+		t.Fatalf("err = %v, want KindMalformed", err)
+	}
+	if n != 1000 {
+		t.Fatalf("delivered %d bytes, want exactly the 1000-byte bound", n)
+	}
+}
+
+func TestStartReportsCallerCancellationAsContextError(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c := New(adapter.Config{HTTPClient: &http.Client{}})
+	_, err := c.Start(ctx, Request{URL: "http://127.0.0.1:1"})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if _, ok := adapter.AsError(err); ok {
+		t.Fatal("caller cancellation reported as an upstream failure")
+	}
+}
+
+func TestStartRejectsBadURL(t *testing.T) {
+	c := New(adapter.Config{})
+	_, err := c.Start(context.Background(), Request{URL: "://nope"})
+	if e, ok := adapter.AsError(err); !ok || e.Kind != adapter.KindBadRequest {
+		t.Fatalf("err = %v, want KindBadRequest", err)
+	}
+}

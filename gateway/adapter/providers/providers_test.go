@@ -1,0 +1,35 @@
+package providers_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/airlock-dev/airlock/gateway/adapter"
+	"github.com/airlock-dev/airlock/gateway/adapter/providers"
+)
+
+func TestRegistryHasEveryProviderAndEachConstructs(t *testing.T) {
+	reg := providers.Registry()
+	for _, name := range []string{"openai_compatible", "ollama", "anthropic", "azure_openai", "tgi"} {
+		ctor, ok := reg[name]
+		if !ok {
+			t.Errorf("provider %q missing from the registry", name)
+			continue
+		}
+		a, err := ctor(adapter.Config{HTTPClient: &http.Client{}})
+		if err != nil || a == nil {
+			t.Errorf("%s: constructor = %v, %v; want an adapter", name, a, err)
+		}
+	}
+	if len(reg) != 5 {
+		t.Errorf("registry has %d providers, want 5", len(reg))
+	}
+}
+
+func TestRegistryReturnsAFreshMap(t *testing.T) {
+	a := providers.Registry()
+	delete(a, "ollama")
+	if _, ok := providers.Registry()["ollama"]; !ok {
+		t.Fatal("deleting from one registry copy changed the next")
+	}
+}
