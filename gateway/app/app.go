@@ -116,12 +116,16 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
+	leeway := cfg.Leeway
+	if leeway == 0 {
+		leeway = -1 // auth.Config reads 0 as "default"; --leeway 0s means none
+	}
 	v, err = auth.NewVerifier(auth.Config{
 		Keys:          keys,
 		Revoked:       revoked.Revoked,
 		Issuer:        cfg.ExpectedIssuer,
 		Audience:      cfg.Audience,
-		Leeway:        cfg.Leeway,
+		Leeway:        leeway,
 		MaxLifetime:   cfg.MaxTokenLifetime,
 		MaxTokenBytes: cfg.MaxTokenBytes,
 		Metrics:       authMetrics,
@@ -190,7 +194,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		go revoked.Run(ctx)
 		go models.Run(ctx)
 	}
-	go watchHealth(ctx, keys, health, m, log)
+	go watchHealth(ctx, keys, models, health, m, log)
 
 	var httpSrv *http.Server
 	if cfg.HTTPAddr != "" {
@@ -241,10 +245,10 @@ func dialIssuer(cfg Config, log zerolog.Logger) (*grpc.ClientConn, error) {
 	)
 }
 
-// watchHealth flips the health service to SERVING only while a usable key
-// set is held: before the first key set arrives, and after it grows older
-// than --max-staleness, the gateway cannot verify anything.
-func watchHealth(ctx context.Context, keys *keyset.Cache, hs interface {
+// watchHealth flips the health service to SERVING only while the gateway
+// can really serve: it holds a key set (before the first arrives it cannot
+// verify anything) and the model configuration (without it, it cannot route).
+func watchHealth(ctx context.Context, keys *keyset.Cache, models *catalog.Catalog, hs interface {
 	SetServingStatus(string, healthpb.HealthCheckResponse_ServingStatus)
 	Shutdown()
 }, m *metrics, log zerolog.Logger) {
@@ -252,7 +256,7 @@ func watchHealth(ctx context.Context, keys *keyset.Cache, hs interface {
 	defer t.Stop()
 	serving := false
 	for {
-		ok := keys.Ready()
+		ok := keys.Ready() && models.Ready()
 		m.keysetRevision.Set(float64(keys.Revision()))
 		if ok {
 			m.keysetAge.Set(keys.Age().Seconds())

@@ -138,7 +138,7 @@ func (c *Catalog) Route(f feature.Feature) ([]Target, error) {
 }
 
 // Run follows WatchModels until ctx is done, reconnecting with jittered
-// exponential backoff (200 ms doubling to 10 s). The last configuration stays
+// exponential backoff (200 ms doubling to 5 s). The last configuration stays
 // in force while the issuer is unreachable.
 func (c *Catalog) Run(ctx context.Context) {
 	backoff := 200 * time.Millisecond
@@ -158,7 +158,7 @@ func (c *Catalog) Run(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, 10*time.Second)
+		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 
