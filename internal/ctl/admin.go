@@ -1,0 +1,431 @@
+package ctl
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+)
+
+// envModelAPIKey holds a model's API key when --api-key-file is not given.
+const envModelAPIKey = "AIRLOCK_MODEL_API_KEY"
+
+// modelFlags are the flags of model create and model update.
+type modelFlags struct {
+	name, family, provider, endpoint, identifier string
+	apiKeyFile, fallback, apiVersion             string
+	trusted                                      stringList
+	clearKey                                     *bool
+	asJSON                                       *bool
+}
+
+func registerModelFlags(fs *flag.FlagSet, update bool) *modelFlags {
+	m := &modelFlags{}
+	fs.StringVar(&m.name, "name", "", "unique model name")
+	fs.StringVar(&m.family, "family", "", "model family: mistral, mixtral, llama3, codegemma, codestral, codellama, deepseekcoder, qwen, claude_3, gpt, general")
+	fs.StringVar(&m.provider, "provider", "", "provider API: openai_compatible, ollama, anthropic, azure_openai")
+	fs.StringVar(&m.endpoint, "endpoint", "", "endpoint URL (vLLM: ends in /v1)")
+	fs.StringVar(&m.identifier, "identifier", "", "model identifier at the server")
+	fs.StringVar(&m.apiKeyFile, "api-key-file", "", "file holding the model's API key (or env "+envModelAPIKey+")")
+	fs.Var(&m.trusted, "trusted-network", "CIDR the endpoint must resolve into; repeatable or comma-separated")
+	fs.StringVar(&m.fallback, "fallback", "", "model to fall back to")
+	fs.StringVar(&m.apiVersion, "api-version", "", "API version (azure_openai)")
+	if update {
+		m.clearKey = fs.Bool("clear-api-key", false, "remove the stored API key")
+	}
+	m.asJSON = fs.Bool("json", false, "print the stored model as JSON")
+	return m
+}
+
+// model builds the request's model. The API key comes from the file or the
+// environment, never from a flag value that would show in ps.
+func (m *modelFlags) model(c *cli) (*issuerv1.Model, error) {
+	if m.name == "" {
+		return nil, usagef("--name is required")
+	}
+	key := ""
+	if m.apiKeyFile != "" {
+		k, err := readSecretFile(m.apiKeyFile, "API key file")
+		if err != nil {
+			return nil, err
+		}
+		key = k
+	} else if v, ok := c.io.Getenv(envModelAPIKey); ok {
+		key = strings.TrimSpace(v)
+	}
+	if key != "" && m.clearKey != nil && *m.clearKey {
+		return nil, usagef("--clear-api-key conflicts with an API key (--api-key-file or %s)", envModelAPIKey)
+	}
+	return &issuerv1.Model{
+		Name: m.name, Family: m.family, Provider: m.provider, Endpoint: m.endpoint, Identifier: m.identifier,
+		ApiKey: key, TrustedNetworks: m.trusted, FallbackModel: m.fallback, ApiVersion: m.apiVersion,
+	}, nil
+}
+
+func modelCreate(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	mf := registerModelFlags(fs, false)
+	return func(ctx context.Context) error {
+		m, err := mf.model(c)
+		if err != nil {
+			return err
+		}
+		for flagName, v := range map[string]string{"family": m.Family, "provider": m.Provider, "endpoint": m.Endpoint, "identifier": m.Identifier} {
+			if v == "" {
+				return usagef("--%s is required", flagName)
+			}
+		}
+		cc, err := c.issuerConn()
+		if err != nil {
+			return err
+		}
+		resp, err := issuerv1.NewModelServiceClient(cc).CreateModel(ctx, &issuerv1.CreateModelRequest{Model: m})
+		if err != nil {
+			return err
+		}
+		return c.printModel(resp.GetModel(), *mf.asJSON)
+	}
+}
+
+func modelUpdate(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	mf := registerModelFlags(fs, true)
+	return func(ctx context.Context) error {
+		m, err := mf.model(c)
+		if err != nil {
+			return err
+		}
+		cc, err := c.issuerConn()
+		if err != nil {
+			return err
+		}
+		resp, err := issuerv1.NewModelServiceClient(cc).UpdateModel(ctx, &issuerv1.UpdateModelRequest{Model: m, ClearApiKey: *mf.clearKey})
+		if err != nil {
+			return err
+		}
+		return c.printModel(resp.GetModel(), *mf.asJSON)
+	}
+}
+
+func modelGet(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	name := fs.String("name", "", "model name")
+	asJSON := fs.Bool("json", false, "print as JSON")
+	return func(ctx context.Context) error {
+		if *name == "" {
+			return usagef("--name is required")
+		}
+		cc, err := c.issuerConn()
+		if err != nil {
+			return err
+		}
+		resp, err := issuerv1.NewModelServiceClient(cc).GetModel(ctx, &issuerv1.GetModelRequest{Name: *name})
+		if err != nil {
+			return err
+		}
+		return c.printModel(resp.GetModel(), *asJSON)
+	}
+}
+
+func modelList(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	asJSON := fs.Bool("json", false, "print as JSON")
+	return func(ctx context.Context) error {
+		cc, err := c.issuerConn()
+		if err != nil {
+			return err
+		}
+		resp, err := issuerv1.NewModelServiceClient(cc).ListModels(ctx, &issuerv1.ListModelsRequest{})
+		if err != nil {
+			return err
+		}
+		for _, m := range resp.GetModels() {
+			m.ApiKey = "" // write-only: never printed, even if a server sent one
+		}
+		if *asJSON {
+			return printJSON(c.io.Stdout, resp)
+		}
+		tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tFAMILY\tPROVIDER\tENDPOINT\tIDENTIFIER\tAPI KEY\tFALLBACK")
+		for _, m := range resp.GetModels() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.GetName(), m.GetFamily(), m.GetProvider(), m.GetEndpoint(),
+				m.GetIdentifier(), keyState(m), dash(m.GetFallbackModel()))
+		}
+		return tw.Flush()
+	}
+}
+
+func modelDelete(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	name := fs.String("name", "", "model name")
+	return func(ctx context.Context) error {
+		if *name == "" {
+			return usagef("--name is required")
+		}
+		cc, err := c.issuerConn()
+		if err != nil {
+			return err
+		}
+		if _, err := issuerv1.NewModelServiceClient(cc).DeleteModel(ctx, &issuerv1.DeleteModelRequest{Name: *name}); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.io.Stdout, "deleted model %s\n", *name)
+		return err
+	}
+}
+
+func (c *cli) printModel(m *issuerv1.Model, asJSON bool) error {
+	m.ApiKey = "" // write-only: never printed, even if a server sent one
+	if asJSON {
+		return printJSON(c.io.Stdout, m)
+	}
+	tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 1, ' ', 0)
+	for _, kv := range [][2]string{
+		{"name", m.GetName()}, {"family", m.GetFamily()}, {"provider", m.GetProvider()},
+		{"endpoint", m.GetEndpoint()}, {"identifier", m.GetIdentifier()}, {"api key", keyState(m)},
+		{"trusted networks", dash(strings.Join(m.GetTrustedNetworks(), ","))}, {"fallback", dash(m.GetFallbackModel())},
+		{"api version", dash(m.GetApiVersion())}, {"updated", formatTime(m.GetUpdateTime().AsTime())},
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+	}
+	return tw.Flush()
+}
+
+func keyState(m *issuerv1.Model) string {
+	if m.GetHasApiKey() {
+		return "set"
+	}
+	return "none"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func featureSet(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	feat := fs.String("feature", "", "feature: code_completions, code_generations or duo_chat")
+	model := fs.String("model", "", "model to serve the feature")
+	disabled := fs.Bool("disabled", false, "turn the feature off")
+	asJSON := fs.Bool("json", false, "print as JSON")
+	return func(ctx context.Context) error {
+		switch {
+		case *feat == "":
+			return usagef("--feature is required")
+		case (*model == "") == !*disabled:
+			return usagef("give exactly one of --model and --disabled")
+		}
+		cc, err := c.issuerConn()
+		if err != nil {
+			return err
+		}
+		resp, err := issuerv1.NewModelServiceClient(cc).SetFeatureSetting(ctx, &issuerv1.SetFeatureSettingRequest{
+			Setting: &issuerv1.FeatureSetting{Feature: *feat, Model: *model, Disabled: *disabled},
+		})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(c.io.Stdout, resp.GetSetting())
+		}
+		_, err = fmt.Fprintf(c.io.Stdout, "%s: %s\n", resp.GetSetting().GetFeature(), settingTarget(resp.GetSetting()))
+		return err
+	}
+}
+
+func settingTarget(s *issuerv1.FeatureSetting) string {
+	if s.GetDisabled() {
+		return "disabled"
+	}
+	return dash(s.GetModel())
+}
+
+func featureList(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	asJSON := fs.Bool("json", false, "print as JSON")
+	return func(ctx context.Context) error {
+		cc, err := c.issuerConn()
+		if err != nil {
+			return err
+		}
+		resp, err := issuerv1.NewModelServiceClient(cc).ListFeatureSettings(ctx, &issuerv1.ListFeatureSettingsRequest{})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(c.io.Stdout, resp)
+		}
+		tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "FEATURE\tMODEL")
+		for _, s := range resp.GetSettings() {
+			fmt.Fprintf(tw, "%s\t%s\n", s.GetFeature(), settingTarget(s))
+		}
+		return tw.Flush()
+	}
+}
+
+func keysGet(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	jwks := fs.Bool("jwks", false, "print the JWK Set (RFC 7517) only")
+	asJSON := fs.Bool("json", false, "print the whole key set as JSON")
+	return func(ctx context.Context) error {
+		cc, err := c.issuerConn()
+		if err != nil {
+			return err
+		}
+		resp, err := issuerv1.NewKeyServiceClient(cc).GetKeys(ctx, &issuerv1.GetKeysRequest{})
+		if err != nil {
+			return err
+		}
+		return c.printKeySet(resp.GetKeySet(), *jwks, *asJSON)
+	}
+}
+
+func keysRotate(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	asJSON := fs.Bool("json", false, "print the new key set as JSON")
+	return func(ctx context.Context) error {
+		cc, err := c.issuerConn()
+		if err != nil {
+			return err
+		}
+		resp, err := issuerv1.NewKeyServiceClient(cc).RotateKeys(ctx, &issuerv1.RotateKeysRequest{})
+		if err != nil {
+			return err
+		}
+		return c.printKeySet(resp.GetKeySet(), false, *asJSON)
+	}
+}
+
+func (c *cli) printKeySet(ks *issuerv1.KeySet, jwks, asJSON bool) error {
+	switch {
+	case jwks:
+		_, err := fmt.Fprintf(c.io.Stdout, "%s\n", ks.GetJwks())
+		return err
+	case asJSON:
+		return printJSON(c.io.Stdout, ks)
+	}
+	fmt.Fprintf(c.io.Stdout, "revision %d, updated %s\n", ks.GetRevision(), formatTime(ks.GetUpdateTime().AsTime()))
+	tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KID\tALG\tSTATE\tACTIVATE\tRETIRE\tEXPIRE")
+	for _, k := range ks.GetKeys() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.GetKid(), k.GetAlg(),
+			strings.ToLower(strings.TrimPrefix(k.GetState().String(), "KEY_STATE_")),
+			formatTime(k.GetActivateTime().AsTime()), formatTime(k.GetRetireTime().AsTime()), formatTime(k.GetExpireTime().AsTime()))
+	}
+	return tw.Flush()
+}
+
+var roles = map[string]issuerv1.Role{
+	"user":    issuerv1.Role_ROLE_USER,
+	"admin":   issuerv1.Role_ROLE_ADMIN,
+	"gateway": issuerv1.Role_ROLE_GATEWAY,
+}
+
+func roleName(r issuerv1.Role) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
+}
+
+func userCreate(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	username := fs.String("username", "", "user name")
+	role := fs.String("role", "user", "role: user, admin or gateway")
+	var features stringList
+	fs.Var(&features, "features", "features the user is entitled to, comma-separated or repeated")
+	asJSON := fs.Bool("json", false, "print as JSON")
+	return func(ctx context.Context) error {
+		r, ok := roles[*role]
+		switch {
+		case *username == "":
+			return usagef("--username is required")
+		case !ok:
+			return usagef("--role %q: want user, admin or gateway", *role)
+		}
+		cc, err := c.issuerConn()
+		if err != nil {
+			return err
+		}
+		resp, err := issuerv1.NewUserServiceClient(cc).CreateUser(ctx, &issuerv1.CreateUserRequest{
+			User: &issuerv1.User{Username: *username, Role: r, EntitledFeatures: features},
+		})
+		if err != nil {
+			return err
+		}
+		u := resp.GetUser()
+		if *asJSON {
+			return printJSON(c.io.Stdout, u)
+		}
+		_, err = fmt.Fprintf(c.io.Stdout, "created user %s (id %d, role %s, features %s)\n", u.GetUsername(), u.GetId(),
+			roleName(u.GetRole()), dash(strings.Join(u.GetEntitledFeatures(), ",")))
+		return err
+	}
+}
+
+func userList(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	asJSON := fs.Bool("json", false, "print as JSON")
+	return func(ctx context.Context) error {
+		cc, err := c.issuerConn()
+		if err != nil {
+			return err
+		}
+		resp, err := issuerv1.NewUserServiceClient(cc).ListUsers(ctx, &issuerv1.ListUsersRequest{})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(c.io.Stdout, resp)
+		}
+		tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "USERNAME\tID\tROLE\tFEATURES")
+		for _, u := range resp.GetUsers() {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", u.GetUsername(), u.GetId(), roleName(u.GetRole()), dash(strings.Join(u.GetEntitledFeatures(), ",")))
+		}
+		return tw.Flush()
+	}
+}
+
+func patCreate(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	username := fs.String("username", "", "user the token belongs to")
+	expires := fs.Duration("expires", 720*time.Hour, "lifetime of the token")
+	return func(ctx context.Context) error {
+		switch {
+		case *username == "":
+			return usagef("--username is required")
+		case *expires <= 0:
+			return usagef("--expires must be positive")
+		}
+		cc, err := c.issuerConn()
+		if err != nil {
+			return err
+		}
+		resp, err := issuerv1.NewUserServiceClient(cc).CreatePersonalAccessToken(ctx, &issuerv1.CreatePersonalAccessTokenRequest{
+			Username: *username, ExpireTime: timestamppb.New(time.Now().Add(*expires)),
+		})
+		if err != nil {
+			return err
+		}
+		// The secret alone on stdout, so `airlockctl pat create ... > file`
+		// makes a token file; the id goes to stderr for revocation.
+		fmt.Fprintf(c.io.Stderr, "created personal access token %s for %s (expires %s)\n", resp.GetToken().GetId(),
+			resp.GetToken().GetUsername(), formatTime(resp.GetToken().GetExpireTime().AsTime()))
+		_, err = fmt.Fprintln(c.io.Stdout, resp.GetSecret())
+		return err
+	}
+}
+
+func patRevoke(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	id := fs.String("id", "", "id of the personal access token")
+	return func(ctx context.Context) error {
+		if *id == "" {
+			return usagef("--id is required")
+		}
+		cc, err := c.issuerConn()
+		if err != nil {
+			return err
+		}
+		if _, err := issuerv1.NewUserServiceClient(cc).RevokePersonalAccessToken(ctx, &issuerv1.RevokePersonalAccessTokenRequest{Id: *id}); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.io.Stdout, "revoked personal access token %s\n", *id)
+		return err
+	}
+}

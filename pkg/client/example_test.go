@@ -1,0 +1,108 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+
+	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/client"
+	"github.com/airlock-dev/airlock/pkg/client/clienttest"
+)
+
+// fakes starts an in-process issuer and gateway over TLS; a real tool dials
+// the issuer (:9440) and the gateway (:9450) instead.
+func fakes() (*clienttest.Server, *clienttest.Gateway) {
+	iss := clienttest.NewIssuer(nil)
+	iss.AddUser("glpat-demo")
+	gw := clienttest.NewGateway(iss)
+	srv, err := clienttest.NewServer(func(s grpc.ServiceRegistrar) {
+		iss.Register(s)
+		gw.Register(s)
+	}, clienttest.WithTLS())
+	if err != nil {
+		panic(err)
+	}
+	return srv, gw
+}
+
+// The whole use: a PAT-authenticated issuer connection, a token source that
+// mints and refreshes tokens, and a gateway connection that sends the token
+// and the x-gitlab-* metadata with every call.
+func Example() {
+	srv, _ := fakes()
+	defer srv.Close()
+
+	issuerConn, _ := srv.Dial(grpc.WithPerRPCCredentials(client.PATCredentials("glpat-demo")))
+	defer issuerConn.Close()
+	ts := client.NewTokenSource(issuerv1.NewTokenServiceClient(issuerConn), client.WithFeatures("duo_chat"))
+	defer ts.Close()
+	gatewayConn, _ := srv.Dial(grpc.WithPerRPCCredentials(client.NewPerRPCCredentials(ts)))
+	defer gatewayConn.Close()
+
+	s := client.New(gatewayConn).Stream(context.Background(), "duo_chat", client.User("Say hello"))
+	defer s.Close()
+	for s.Next() {
+		fmt.Print(s.Text())
+	}
+	if err := s.Err(); err != nil {
+		fmt.Println("\nerror:", err)
+		return
+	}
+	fmt.Printf("\nfinish=%s model=%s\n", s.Done().Reason(), s.Done().Model)
+	// Output:
+	// Hello from the fake gateway.
+	// finish=stop model=fake-model
+}
+
+// Errors carry the gRPC code and the server's Retry-After hint.
+func ExampleError() {
+	srv, gw := fakes()
+	defer srv.Close()
+	gw.FailWith(clienttest.RateLimited(7 * time.Second))
+
+	issuerConn, _ := srv.Dial(grpc.WithPerRPCCredentials(client.PATCredentials("glpat-demo")))
+	defer issuerConn.Close()
+	ts := client.NewTokenSource(issuerv1.NewTokenServiceClient(issuerConn))
+	defer ts.Close()
+	gatewayConn, _ := srv.Dial(grpc.WithPerRPCCredentials(client.NewPerRPCCredentials(ts)))
+	defer gatewayConn.Close()
+
+	_, err := client.New(gatewayConn).Complete(context.Background(), "duo_chat", client.User("hi"))
+	var e *client.Error
+	if errors.As(err, &e) {
+		fmt.Println(e.Code, "-", e.Message, "- retry after", e.RetryAfter)
+	}
+	// Output:
+	// ResourceExhausted - model server rate limit exceeded - retry after 7s
+}
+
+// Deltas turns a stream into a range-over-func iterator.
+func ExampleStream_Deltas() {
+	srv, _ := fakes()
+	defer srv.Close()
+	issuerConn, _ := srv.Dial(grpc.WithPerRPCCredentials(client.PATCredentials("glpat-demo")))
+	defer issuerConn.Close()
+	ts := client.NewTokenSource(issuerv1.NewTokenServiceClient(issuerConn))
+	defer ts.Close()
+	gatewayConn, _ := srv.Dial(grpc.WithPerRPCCredentials(client.NewPerRPCCredentials(ts)))
+	defer gatewayConn.Close()
+
+	s := client.New(gatewayConn).Stream(context.Background(), "code_generations", client.User("write hello world"))
+	for text, err := range s.Deltas() {
+		if err != nil {
+			fmt.Println("error:", err)
+			return
+		}
+		fmt.Printf("%q\n", text)
+	}
+	// Output:
+	// "Hello "
+	// "from "
+	// "the "
+	// "fake "
+	// "gateway."
+}

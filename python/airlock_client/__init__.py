@@ -1,0 +1,258 @@
+"""Python client helpers for Airlock: mint tokens through the issuer with a
+personal access token (PAT), refresh them before they expire, and attach the
+token and the x-gitlab-* metadata to every gateway call.
+
+    from airlock_client import TokenSource, issuer_channel, gateway_channel, completion_pb2, completion_pb2_grpc
+
+    issuer = issuer_channel("issuer:9440", root_certificates=ca_pem)
+    tokens = TokenSource(issuer, pat, features=["duo_chat"])
+    gateway = gateway_channel("gateway:9450", tokens, root_certificates=ca_pem)
+    stub = completion_pb2_grpc.CompletionServiceStub(gateway)
+    req = completion_pb2.StreamCompletionRequest(
+        feature="duo_chat", messages=[completion_pb2.Message(role="user", content="hi")])
+    for msg in stub.StreamCompletion(req):
+        print(msg.text, end="", flush=True)
+
+The generated stubs live in gen/ (``buf generate --template
+buf.gen.python.yaml``) and are importable as ``airlock.issuer.v1...`` and
+``airlock.gateway.v1...`` once this package is imported. Nothing here logs,
+and no repr or error message contains a PAT or a token.
+"""
+
+import os
+import random
+import sys
+import threading
+import time
+
+_GEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen")
+if _GEN not in sys.path:
+    # The generated modules import each other as airlock.<service>.v1.
+    sys.path.insert(0, _GEN)
+
+import grpc  # noqa: E402
+from google.protobuf import duration_pb2  # noqa: E402
+
+from airlock.gateway.v1 import completion_pb2, completion_pb2_grpc  # noqa: E402,F401
+from airlock.issuer.v1 import token_pb2, token_pb2_grpc  # noqa: E402
+
+__all__ = [
+    "AirlockError",
+    "Token",
+    "TokenSource",
+    "issuer_channel",
+    "gateway_channel",
+    "completion_pb2",
+    "completion_pb2_grpc",
+    "token_pb2",
+    "token_pb2_grpc",
+]
+
+# A token is refreshed at a random point between these fractions of its
+# lifetime (jitter spreads a fleet's refreshes) and treated as expired a
+# little before its exp so it is not sent while expiring in flight.
+REFRESH_MIN = 0.75
+REFRESH_MAX = 0.85
+MAX_EXPIRY_MARGIN = 10.0
+MIN_BACKOFF = 1.0
+MAX_BACKOFF = 60.0
+
+
+class AirlockError(Exception):
+    """A failed call: the gRPC status code and the server's message."""
+
+    def __init__(self, code, message):
+        super().__init__("%s: %s" % (code.name if hasattr(code, "name") else code, message))
+        self.code = code
+        self.message = message
+
+
+class Token:
+    """A minted token and the x-gitlab-* metadata to forward with it."""
+
+    __slots__ = ("access_token", "jti", "expiry", "scopes", "metadata")
+
+    def __init__(self, access_token, jti, expiry, scopes, metadata):
+        self.access_token = access_token
+        self.jti = jti
+        self.expiry = expiry  # seconds since the epoch
+        self.scopes = list(scopes)
+        self.metadata = dict(metadata)
+
+    def request_metadata(self):
+        """Every (key, value) pair to send with a gateway call."""
+        md = [("authorization", "Bearer " + self.access_token)]
+        md.extend(sorted(self.metadata.items()))
+        return md
+
+    def __repr__(self):
+        return "Token(jti=%r, expiry=%r, scopes=%r)" % (self.jti, self.expiry, self.scopes)
+
+
+def _token_from_response(resp):
+    if not resp.token:
+        raise AirlockError(grpc.StatusCode.INTERNAL, "mint token: issuer returned no token")
+    if not resp.HasField("expire_time"):
+        raise AirlockError(grpc.StatusCode.INTERNAL, "mint token: issuer returned no expire_time")
+    expiry = resp.expire_time.seconds + resp.expire_time.nanos / 1e9
+    # authorization is rebuilt from the token itself so the two never disagree.
+    md = {k.lower(): v for k, v in resp.metadata.items() if k.lower().startswith("x-gitlab-")}
+    return Token(resp.token, resp.jti, expiry, resp.scopes, md)
+
+
+class TokenSource:
+    """Mints tokens with a PAT and keeps a valid one cached.
+
+    Cold (nothing cached, or the cached token expired): token() mints,
+    sharing one mint among concurrent callers. Warm but past the jittered
+    refresh point: token() returns the cached token at once and refreshes in
+    a background thread. A failed refresh keeps the cached token until it
+    expires, retrying with backoff; after that token() raises the error.
+    ``now`` and ``jitter`` are injectable for tests.
+    """
+
+    def __init__(self, channel, pat, features=(), ttl_seconds=None, now=time.time,
+                 jitter=random.random, mint_timeout=10.0, stub=None):
+        self._stub = stub or token_pb2_grpc.TokenServiceStub(channel)
+        self._auth = (("authorization", "Bearer " + pat.strip()),)
+        self._features = list(features)
+        self._ttl = ttl_seconds
+        self._now = now
+        self._jitter = jitter
+        self._timeout = mint_timeout
+        self._lock = threading.Lock()
+        self._tok = None
+        self._expire_at = 0.0
+        self._refresh_at = 0.0
+        self._retry_at = 0.0
+        self._failures = 0
+        self._last_err = None
+        self._inflight = None  # threading.Event of the running mint
+
+    def __repr__(self):
+        return "TokenSource(features=%r)" % (self._features,)
+
+    def token(self, timeout=None):
+        """Returns a valid Token; raises AirlockError if none can be had."""
+        with self._lock:
+            now = self._now()
+            if self._tok is not None and now < self._expire_at:
+                if now >= self._refresh_at and now >= self._retry_at and self._inflight is None:
+                    self._start_locked()
+                return self._tok
+            done = self._inflight
+            if done is None:
+                if self._last_err is not None and now < self._retry_at:
+                    raise self._last_err
+                done = self._start_locked()
+        if not done.wait(timeout):
+            raise AirlockError(grpc.StatusCode.DEADLINE_EXCEEDED, "waiting for a token mint")
+        with self._lock:
+            if self._tok is not None and self._now() < self._expire_at:
+                return self._tok
+            raise self._last_err or AirlockError(grpc.StatusCode.UNAVAILABLE, "no token")
+
+    def metadata(self):
+        """The (key, value) pairs to send with a gateway call."""
+        return self.token().request_metadata()
+
+    def _start_locked(self):
+        done = threading.Event()
+        self._inflight = done
+        threading.Thread(target=self._mint, args=(done,), daemon=True).start()
+        return done
+
+    def _mint(self, done):
+        tok, err = None, None
+        try:
+            req = token_pb2.MintTokenRequest(features=self._features)
+            if self._ttl:
+                req.ttl.CopyFrom(duration_pb2.Duration(seconds=int(self._ttl)))
+            tok = _token_from_response(self._stub.MintToken(req, metadata=self._auth, timeout=self._timeout))
+        except grpc.RpcError as e:
+            err = AirlockError(e.code(), "mint token: " + (e.details() or ""))
+        except AirlockError as e:
+            err = e
+        with self._lock:
+            now = self._now()
+            if tok is not None and tok.expiry <= now:
+                tok, err = None, AirlockError(grpc.StatusCode.INTERNAL, "mint token: issuer returned an expired token")
+            if err is not None:
+                self._failures += 1
+                self._last_err = err
+                d = min(MAX_BACKOFF, MIN_BACKOFF * 2 ** min(self._failures - 1, 6))
+                self._retry_at = now + d / 2 + d / 2 * self._jitter()
+            else:
+                life = tok.expiry - now
+                self._tok = tok
+                self._expire_at = tok.expiry - min(MAX_EXPIRY_MARGIN, life / 10)
+                self._refresh_at = now + life * (REFRESH_MIN + (REFRESH_MAX - REFRESH_MIN) * self._jitter())
+                self._failures, self._last_err, self._retry_at = 0, None, 0.0
+            self._inflight = None
+        done.set()
+
+
+class _AuthPlugin(grpc.AuthMetadataPlugin):
+    """Call credentials for TLS channels."""
+
+    def __init__(self, source):
+        self._source = source
+
+    def __call__(self, context, callback):
+        try:
+            callback(tuple(self._source.metadata()), None)
+        except Exception as e:  # the error reaches the caller as the call's status
+            callback((), e)
+
+
+class _MetadataInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds the token metadata on plaintext channels, where gRPC refuses
+    call credentials."""
+
+    def __init__(self, source):
+        self._source = source
+
+    def _details(self, d):
+        md = list(d.metadata or []) + self._source.metadata()
+        return _CallDetails(d.method, d.timeout, md, d.credentials, d.wait_for_ready, d.compression)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, method, timeout, metadata, credentials, wait_for_ready, compression):
+        self.method = method
+        self.timeout = timeout
+        self.metadata = metadata
+        self.credentials = credentials
+        self.wait_for_ready = wait_for_ready
+        self.compression = compression
+
+
+def _ssl(root_certificates, private_key, certificate_chain):
+    return grpc.ssl_channel_credentials(root_certificates=root_certificates, private_key=private_key,
+                                        certificate_chain=certificate_chain)
+
+
+def issuer_channel(addr, root_certificates=None, private_key=None, certificate_chain=None, plaintext=False):
+    """A channel to the issuer: TLS (optionally mutual) unless plaintext=True,
+    which is for loopback development servers only."""
+    if plaintext:
+        return grpc.insecure_channel(addr)
+    return grpc.secure_channel(addr, _ssl(root_certificates, private_key, certificate_chain))
+
+
+def gateway_channel(addr, source, root_certificates=None, private_key=None, certificate_chain=None, plaintext=False):
+    """A channel to the gateway that sends source's token and metadata with
+    every call. TLS unless plaintext=True (loopback development only: the
+    token then travels in clear)."""
+    if plaintext:
+        return grpc.intercept_channel(grpc.insecure_channel(addr), _MetadataInterceptor(source))
+    creds = grpc.composite_channel_credentials(
+        _ssl(root_certificates, private_key, certificate_chain),
+        grpc.metadata_call_credentials(_AuthPlugin(source)))
+    return grpc.secure_channel(addr, creds)
