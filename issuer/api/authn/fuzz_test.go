@@ -1,0 +1,49 @@
+package authn
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/airlock-dev/airlock/issuer/store"
+)
+
+// fakeLookup knows one PAT, "alpat_good", of user 1.
+type fakeLookup struct{}
+
+func (fakeLookup) GetPATByHash(_ context.Context, h []byte) (store.PAT, error) {
+	if string(h) == string(Hash("alpat_good")) {
+		return store.PAT{ID: "p", Hash: h, UserID: 1, ExpireTime: time.Unix(1<<40, 0)}, nil
+	}
+	return store.PAT{}, store.ErrNotFound
+}
+
+func (fakeLookup) GetUserByID(context.Context, uint64) (store.User, error) {
+	return store.User{ID: 1, Username: "u", Role: store.RoleUser}, nil
+}
+
+// FuzzAuthorizationHeader: any header value is either the one good token or
+// Unauthenticated; never a panic, never another code.
+func FuzzAuthorizationHeader(f *testing.F) {
+	for _, s := range []string{"Bearer alpat_good", "bearer alpat_good", "Bearer  alpat_good ", "Bearer", "Basic x", "", " ", "Bearer alpat_bad", "BEARER\talpat_good"} {
+		f.Add(s)
+	}
+	authFn := New(fakeLookup{}, time.Now)
+	f.Fuzz(func(t *testing.T, header string) {
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", header))
+		out, err := authFn(ctx)
+		if err == nil {
+			if id, ok := FromContext(out); !ok || id.UserID != 1 {
+				t.Fatalf("accepted %q without an identity", header)
+			}
+			return
+		}
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("header %q: code %v", header, status.Code(err))
+		}
+	})
+}

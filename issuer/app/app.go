@@ -1,0 +1,316 @@
+// Package app wires the issuer: configuration, the store, the key manager,
+// the gRPC services and the HTTP endpoints, and runs them until a signal.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/airlock-dev/airlock/issuer/api/authn"
+	"github.com/airlock-dev/airlock/issuer/api/keysvc"
+	"github.com/airlock-dev/airlock/issuer/api/modelsvc"
+	"github.com/airlock-dev/airlock/issuer/api/tokensvc"
+	"github.com/airlock-dev/airlock/issuer/api/usersvc"
+	"github.com/airlock-dev/airlock/issuer/httpapi"
+	"github.com/airlock-dev/airlock/issuer/kek"
+	"github.com/airlock-dev/airlock/issuer/keys"
+	"github.com/airlock-dev/airlock/issuer/minter"
+	"github.com/airlock-dev/airlock/issuer/store/boltstore"
+	"github.com/airlock-dev/airlock/pkg/healthprobe"
+	"github.com/airlock-dev/airlock/pkg/rpcserver"
+)
+
+// Main runs the issuer binary with args (without the program name) and
+// returns the process exit code: 0 after a clean shutdown, 1 on a runtime
+// failure, 2 on bad usage.
+func Main(args []string) int {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(args[1:], os.Stderr)
+	}
+	cfg, err := ParseConfig(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "issuer:", err)
+		return 2
+	}
+	log := NewLogger(os.Stderr, cfg.LogLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, cfg, log, nil); err != nil {
+		log.Error().Err(err).Msg("issuer failed")
+		return 1
+	}
+	return 0
+}
+
+// NewLogger returns the JSON logger on w at level (info if unparsable).
+func NewLogger(w io.Writer, level string) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		lvl = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Str("service", "issuer").Logger()
+}
+
+func healthcheck(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("issuer healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:9440", "issuer gRPC address")
+	timeout := fs.Duration("timeout", 3*time.Second, "give up after")
+	caFile := fs.String("tls-ca", "", "CA bundle (PEM) to verify the server; enables TLS")
+	cert := fs.String("tls-cert", "", "client certificate (PEM) for mutual TLS")
+	key := fs.String("tls-key", "", "client private key (PEM)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var tc *tls.Config
+	if *caFile != "" {
+		pool, err := loadPool(*caFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "healthcheck:", err)
+			return 2
+		}
+		tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		if *cert != "" {
+			c, err := tls.LoadX509KeyPair(*cert, *key)
+			if err != nil {
+				fmt.Fprintln(stderr, "healthcheck:", err)
+				return 2
+			}
+			tc.Certificates = []tls.Certificate{c}
+		}
+	}
+	if err := healthprobe.Check(context.Background(), *addr, "", tc, *timeout); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func loadPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no PEM certificates", path)
+	}
+	return pool, nil
+}
+
+// serverTLS returns the TLS configs for gRPC (client certificates required
+// when a client CA is set) and HTTP (client certificates optional, so
+// third-party verifiers can fetch the public JWKS), or nils for plaintext.
+func serverTLS(c Config) (grpcTLS, httpTLS *tls.Config, err error) {
+	if c.TLSCert == "" {
+		return nil, nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	base := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	grpcTLS, httpTLS = base.Clone(), base.Clone()
+	if c.TLSClientCA != "" {
+		pool, err := loadPool(c.TLSClientCA)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		grpcTLS.ClientCAs, grpcTLS.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		httpTLS.ClientCAs, httpTLS.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return grpcTLS, httpTLS, nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Addrs are the addresses Run listens on (useful with port 0).
+type Addrs struct {
+	GRPC string
+	HTTP string
+}
+
+// Run runs the issuer until ctx is done, then shuts down gracefully. ready,
+// if non-nil, is called with the bound addresses once the issuer is serving.
+// The clock is time.Now; key rotation is checked every 30 s.
+func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Addrs)) error {
+	return run(ctx, cfg, log, time.Now, ready)
+}
+
+func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Time, ready func(Addrs)) (err error) {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	devDir := ""
+	if cfg.Dev {
+		devDir = cfg.DataDir
+	}
+	k, err := kek.Load(cfg.KEKFile, os.Getenv(EnvKEK), devDir)
+	if err != nil {
+		return err
+	}
+	st, err := boltstore.Open(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	instanceID, err := st.InitInstanceID(ctx, uuid.NewString())
+	if err != nil {
+		return fmt.Errorf("instance id: %w", err)
+	}
+	km, err := keys.New(ctx, keys.Config{
+		Store: st, KEK: k, Alg: cfg.KeyAlg, RotationPeriod: cfg.RotationPeriod,
+		MaxTokenTTL: cfg.MaxTokenTTL, Now: now, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.Bootstrap || cfg.Dev {
+		created, err := bootstrap(ctx, st, cfg.DataDir, now())
+		if err != nil {
+			return err
+		}
+		if created {
+			// The path only: the tokens themselves are never logged.
+			log.Info().Str("dir", cfg.DataDir+"/credentials").Msg("bootstrap users admin, demo and gateway created; their tokens are in this directory")
+		}
+	}
+	mint, err := minter.New(minter.Config{
+		Signer: km, Recorder: st, Issuer: cfg.IssuerURL, InstanceID: instanceID,
+		DefaultTTL: cfg.TokenTTL, MaxTTL: cfg.MaxTokenTTL, Now: now,
+	})
+	if err != nil {
+		return err
+	}
+	tokens, err := tokensvc.New(ctx, tokensvc.Config{Minter: mint, Store: st, Now: now, Logger: log})
+	if err != nil {
+		return err
+	}
+	models, err := modelsvc.New(ctx, modelsvc.Config{Store: st, KEK: k, Now: now, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	grpcTLS, httpTLS, err := serverTLS(cfg)
+	if err != nil {
+		return err
+	}
+	var srvOpts []grpc.ServerOption
+	if grpcTLS != nil {
+		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(grpcTLS)))
+	} else if !isLoopback(cfg.GRPCAddr) {
+		log.Warn().Str("addr", cfg.GRPCAddr).Msg("serving gRPC in plaintext on a non-loopback address: personal access tokens cross the network in clear; set --tls-cert and --tls-key")
+	}
+	public := map[string]bool{}
+	for _, m := range keysvc.PublicMethods {
+		public[m] = true
+	}
+	srv, hs := rpcserver.New(rpcserver.Options{
+		Logger:        log,
+		Auth:          authn.New(st, now),
+		Public:        func(m string) bool { return public[m] },
+		ServerOptions: srvOpts,
+	})
+	keysvc.New(keysvc.Config{Keys: km, Logger: log}).Register(srv)
+	tokens.Register(srv)
+	models.Register(srv)
+	usersvc.New(usersvc.Config{Store: st, Now: now, Logger: log}).Register(srv)
+
+	glis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	hlis, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		glis.Close()
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	if httpTLS != nil {
+		hlis = tls.NewListener(hlis, httpTLS)
+	} else if !isLoopback(cfg.HTTPAddr) {
+		log.Warn().Str("addr", cfg.HTTPAddr).Msg("serving HTTP in plaintext on a non-loopback address")
+	}
+	hsrv := &http.Server{
+		Handler:           httpapi.Handler(httpapi.Config{Keys: km, Issuer: cfg.IssuerURL, Metrics: promhttp.Handler(), Now: now}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(4)
+	go func() { defer wg.Done(); km.Run(ctx, 30*time.Second) }()
+	go func() { defer wg.Done(); tokens.Run(ctx, time.Minute) }()
+	go func() {
+		defer wg.Done()
+		if err := hsrv.Serve(hlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+			cancel()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := rpcserver.Serve(ctx, srv, glis, cfg.ShutdownGrace); err != nil {
+			errc <- fmt.Errorf("grpc: %w", err)
+		}
+		cancel()
+	}()
+	// Keys are loaded (keys.New succeeded): the issuer can really serve.
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	log.Info().Str("grpc_addr", glis.Addr().String()).Str("http_addr", hlis.Addr().String()).
+		Str("instance_id", instanceID).Str("issuer", cfg.IssuerURL).Msg("issuer serving")
+	if ready != nil {
+		ready(Addrs{GRPC: glis.Addr().String(), HTTP: hlis.Addr().String()})
+	}
+
+	<-ctx.Done()
+	hs.Shutdown() // NOT_SERVING to health checkers while draining
+	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	_ = hsrv.Shutdown(sctx)
+	scancel()
+	wg.Wait()
+	close(errc)
+	log.Info().Msg("issuer stopped")
+	return <-errc
+}

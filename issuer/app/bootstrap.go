@@ -1,0 +1,77 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/airlock-dev/airlock/issuer/api/usersvc"
+	"github.com/airlock-dev/airlock/issuer/store"
+	"github.com/airlock-dev/airlock/pkg/feature"
+)
+
+// bootstrapPATLifetime is long: the bootstrap tokens are the operator's way
+// in. They can be revoked and replaced through UserService.
+const bootstrapPATLifetime = 365 * 24 * time.Hour
+
+// bootstrap creates admin, demo and gateway with PATs written to
+// dataDir/credentials, only when the store has no users (first start).
+func bootstrap(ctx context.Context, st store.Store, dataDir string, now time.Time) (bool, error) {
+	users, err := st.ListUsers(ctx)
+	if err != nil || len(users) > 0 {
+		return false, err
+	}
+	all := make([]string, len(feature.All))
+	for i, f := range feature.All {
+		all[i] = string(f)
+	}
+	dir := filepath.Join(dataDir, "credentials")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, fmt.Errorf("bootstrap: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return false, fmt.Errorf("bootstrap: %w", err)
+	}
+	for _, u := range []store.User{
+		{Username: "admin", Role: store.RoleAdmin},
+		{Username: "demo", Role: store.RoleUser, Features: all},
+		{Username: "gateway", Role: store.RoleGateway},
+	} {
+		u.CreateTime = now
+		created, err := st.CreateUser(ctx, u)
+		if err != nil {
+			return false, fmt.Errorf("bootstrap user %s: %w", u.Username, err)
+		}
+		_, secret, err := usersvc.IssuePAT(ctx, st, created, now, now.Add(bootstrapPATLifetime))
+		if err != nil {
+			return false, fmt.Errorf("bootstrap user %s: %w", u.Username, err)
+		}
+		if err := writeSecret(filepath.Join(dir, u.Username+".token"), secret); err != nil {
+			return false, fmt.Errorf("bootstrap user %s: %w", u.Username, err)
+		}
+	}
+	return true, nil
+}
+
+// writeSecret writes a 0600 file durably and atomically.
+func writeSecret(path, secret string) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(secret + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

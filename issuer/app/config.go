@@ -1,0 +1,105 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/airlock-dev/airlock/issuer/keys"
+	"github.com/airlock-dev/airlock/pkg/flagenv"
+	"github.com/airlock-dev/airlock/pkg/token"
+)
+
+// EnvPrefix prefixes every environment variable of the issuer.
+const EnvPrefix = "AIRLOCK_ISSUER"
+
+// EnvKEK holds the key-encryption key (base64 of 32 bytes) when no
+// --kek-file is given. It is deliberately not a flag: secrets do not belong
+// on command lines, which other local users can read.
+const EnvKEK = EnvPrefix + "_KEK"
+
+// Config is the issuer's configuration. Flag names are a contract.
+type Config struct {
+	GRPCAddr       string
+	HTTPAddr       string
+	DataDir        string
+	IssuerURL      string
+	Dev            bool
+	Bootstrap      bool
+	KEKFile        string
+	KeyAlg         string
+	RotationPeriod time.Duration
+	TokenTTL       time.Duration
+	MaxTokenTTL    time.Duration
+	LogLevel       string
+	ShutdownGrace  time.Duration
+	TLSCert        string
+	TLSKey         string
+	TLSClientCA    string
+}
+
+// ParseConfig reads args, then AIRLOCK_ISSUER_* variables, then the
+// --config file, and validates the result.
+func ParseConfig(args []string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("issuer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9440", "gRPC listen address")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9441", "HTTP listen address (JWKS, discovery, health, metrics)")
+	fs.StringVar(&c.DataDir, "data-dir", "./data/issuer", "directory of the embedded store (back it up while the issuer is stopped, or copy issuer.db)")
+	fs.StringVar(&c.IssuerURL, "issuer-url", "http://127.0.0.1:9441", "instance URL: the iss claim and the base of jwks_uri")
+	fs.BoolVar(&c.Dev, "dev", false, "dev defaults: generate <data-dir>/kek if no KEK is given, and bootstrap users")
+	fs.BoolVar(&c.Bootstrap, "bootstrap", false, "on first start create users admin, demo and gateway and write their tokens to <data-dir>/credentials")
+	fs.StringVar(&c.KEKFile, "kek-file", "", "file holding the key-encryption key (base64 of 32 bytes, mode 0600); else env "+EnvKEK)
+	fs.StringVar(&c.KeyAlg, "key-alg", keys.RS256, "signing algorithm of new keys: RS256, ES256 or EdDSA")
+	fs.DurationVar(&c.RotationPeriod, "rotation-period", keys.DefaultRotationPeriod, "how long a key signs before the prepared one takes over")
+	fs.DurationVar(&c.TokenTTL, "token-ttl", token.DefaultTTL, "default token lifetime")
+	fs.DurationVar(&c.MaxTokenTTL, "max-token-ttl", token.DefaultTTL, "longest token lifetime a caller may ask for")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long running calls get to finish at shutdown")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM); enables TLS")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "server private key (PEM)")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA bundle (PEM) that client certificates must chain to; enables mutual TLS on gRPC")
+	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the configuration, naming the flag at fault.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(bad bool, format string, a ...any) {
+		if bad {
+			errs = append(errs, fmt.Errorf(format, a...))
+		}
+	}
+	u, err := url.Parse(c.IssuerURL)
+	check(err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "", "--issuer-url %q: want an absolute http(s) URL", c.IssuerURL)
+	check(c.GRPCAddr == "", "--grpc-addr: required")
+	check(c.HTTPAddr == "", "--http-addr: required")
+	check(c.DataDir == "", "--data-dir: required")
+	switch c.KeyAlg {
+	case keys.RS256, keys.ES256, keys.EdDSA:
+	default:
+		check(true, "--key-alg %q: want RS256, ES256 or EdDSA", c.KeyAlg)
+	}
+	check(c.MaxTokenTTL <= 0, "--max-token-ttl: must be positive")
+	check(c.TokenTTL <= 0, "--token-ttl: must be positive")
+	check(c.TokenTTL > c.MaxTokenTTL, "--token-ttl %v exceeds --max-token-ttl %v", c.TokenTTL, c.MaxTokenTTL)
+	check(c.RotationPeriod < c.MaxTokenTTL, "--rotation-period %v is shorter than --max-token-ttl %v: the next key must be published a full token lifetime before it signs", c.RotationPeriod, c.MaxTokenTTL)
+	check(c.ShutdownGrace < 0, "--shutdown-grace: must not be negative")
+	check((c.TLSCert == "") != (c.TLSKey == ""), "--tls-cert and --tls-key: set both or neither")
+	check(c.TLSClientCA != "" && c.TLSCert == "", "--tls-client-ca: needs --tls-cert and --tls-key")
+	_, err = zerolog.ParseLevel(c.LogLevel)
+	check(err != nil || c.LogLevel == "", "--log-level %q: want debug, info, warn or error", c.LogLevel)
+	return errors.Join(errs...)
+}

@@ -1,0 +1,95 @@
+// Package httpapi serves the issuer's HTTP endpoints for third-party
+// verifiers and operators, as a GitLab instance does: the JWK Set at
+// /oauth/discovery/keys, OpenID discovery at
+// /.well-known/openid-configuration, /healthz and /metrics.
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/airlock-dev/airlock/issuer/keys"
+)
+
+// Paths served.
+const (
+	PathJWKS      = "/oauth/discovery/keys"
+	PathDiscovery = "/.well-known/openid-configuration"
+	PathHealth    = "/healthz"
+	PathMetrics   = "/metrics"
+)
+
+// Keys is the part of keys.Manager the handler reads.
+type Keys interface {
+	KeySet() *keys.KeySet
+	CacheMaxAge(ks *keys.KeySet, now time.Time) time.Duration
+}
+
+// Config configures Handler.
+type Config struct {
+	Keys Keys
+	// Issuer is the instance URL (the iss claim); jwks_uri is built from it.
+	Issuer string
+	// Metrics serves /metrics; nil leaves the path unrouted.
+	Metrics http.Handler
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Handler returns the HTTP handler. Only GET and HEAD are allowed.
+func Handler(cfg Config) http.Handler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathJWKS, func(w http.ResponseWriter, _ *http.Request) {
+		ks := cfg.Keys.KeySet()
+		if ks == nil {
+			http.Error(w, "keys not loaded", http.StatusServiceUnavailable)
+			return
+		}
+		age := cfg.Keys.CacheMaxAge(ks, cfg.Now())
+		w.Header().Set("Cache-Control", "max-age="+strconv.FormatInt(int64(age/time.Second), 10))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(ks.JWKS)
+	})
+	mux.HandleFunc("GET "+PathDiscovery, func(w http.ResponseWriter, _ *http.Request) {
+		algs := map[string]bool{}
+		if ks := cfg.Keys.KeySet(); ks != nil {
+			for _, k := range ks.Keys {
+				algs[k.Alg] = true
+			}
+		}
+		list := make([]string, 0, len(algs))
+		for a := range algs {
+			list = append(list, a)
+		}
+		sort.Strings(list)
+		doc := map[string]any{
+			"issuer":                                cfg.Issuer,
+			"jwks_uri":                              strings.TrimRight(cfg.Issuer, "/") + PathJWKS,
+			"id_token_signing_alg_values_supported": list,
+			"subject_types_supported":               []string{"public"},
+			"response_types_supported":              []string{"id_token"},
+			"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "gitlab_realm", "scopes", "gitlab_instance_id"},
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "max-age=3600")
+		_ = json.NewEncoder(w).Encode(doc)
+	})
+	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, _ *http.Request) {
+		if cfg.Keys.KeySet() == nil {
+			http.Error(w, "keys not loaded", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	if cfg.Metrics != nil {
+		mux.Handle("GET "+PathMetrics, cfg.Metrics)
+	}
+	return mux
+}

@@ -1,0 +1,506 @@
+// Package keys is the issuer's signing-key manager: it generates keys,
+// seals their private halves with the KEK before they reach the store, and
+// rotates them on a schedule the way SPIRE does, so verifiers always know a
+// key before it signs anything and keep it until every token it signed has
+// expired:
+//
+//	PREPARED (published, not signing)
+//	  → ACTIVE (signing; exactly one)
+//	  → RETIRED (published until retire + max token TTL + leeway)
+//	  → pruned
+//
+// The clock is injected and Tick advances the schedule, so tests drive every
+// phase without sleeping. Every signature is verified against the public key
+// before it is returned: a faulty signer fails closed instead of minting
+// tokens nobody can verify.
+package keys
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"github.com/rs/zerolog"
+
+	"github.com/airlock-dev/airlock/issuer/broadcast"
+	"github.com/airlock-dev/airlock/issuer/kek"
+	"github.com/airlock-dev/airlock/issuer/store"
+)
+
+// Supported algorithms.
+const (
+	RS256 = "RS256"
+	ES256 = "ES256"
+	EdDSA = "EdDSA"
+)
+
+// Defaults of the rotation schedule.
+const (
+	DefaultRotationPeriod = 24 * time.Hour
+	DefaultLeeway         = 5 * time.Minute
+)
+
+// ErrNoActiveKey is returned by Sign before the manager has an active key.
+var ErrNoActiveKey = errors.New("keys: no active signing key")
+
+// Store is the part of store.Store the manager needs.
+type Store interface {
+	ListKeys(ctx context.Context) ([]store.SigningKey, uint64, error)
+	ReplaceKeys(ctx context.Context, keys []store.SigningKey) (uint64, error)
+}
+
+// Config configures New.
+type Config struct {
+	Store Store
+	KEK   *kek.KEK
+	// Alg of newly generated keys: RS256 (default), ES256 or EdDSA. Keys of
+	// another algorithm already stored keep working until they expire.
+	Alg string
+	// RotationPeriod is how long a key signs (default 24 h). The next key is
+	// prepared when the current one activates, so it is published one
+	// RotationPeriod before it signs; it must be at least MaxTokenTTL.
+	RotationPeriod time.Duration
+	// MaxTokenTTL is the longest lifetime of any token signed (required).
+	MaxTokenTTL time.Duration
+	// Leeway is added to a retired key's lifetime to cover verifiers' clock
+	// skew (default 5 min).
+	Leeway time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives key life-cycle events (never key material).
+	Logger zerolog.Logger
+}
+
+// Info is a key's public metadata.
+type Info struct {
+	KID          string
+	Alg          string
+	State        store.KeyState
+	CreateTime   time.Time
+	ActivateTime time.Time
+	RetireTime   time.Time
+	ExpireTime   time.Time
+}
+
+// KeySet is the published key set at one revision. Values are immutable
+// once published; share them freely.
+type KeySet struct {
+	Revision   uint64
+	JWKS       []byte // RFC 7517 JWK Set JSON
+	Keys       []Info // same order as JWKS
+	UpdateTime time.Time
+	// NextActivation is when the prepared key starts signing.
+	NextActivation time.Time
+}
+
+type key struct {
+	meta   store.SigningKey
+	signer crypto.Signer
+	pub    jwk.Key
+}
+
+// Manager owns the signing keys. Safe for concurrent use.
+type Manager struct {
+	cfg Config
+	hub broadcast.Hub[*KeySet]
+
+	// rotMu serialises schedule changes, so key generation (slow for RSA)
+	// and the store write happen without holding mu, which Sign needs.
+	rotMu  sync.Mutex
+	mu     sync.RWMutex
+	keys   []*key // active, prepared, retired (newest first); replaced, never mutated
+	active *key
+}
+
+// New loads the stored keys (all of them must decrypt with the KEK, or New
+// fails: a wrong KEK is an operator error to surface at start), then runs
+// Tick once so an empty store gets an active and a prepared key.
+func New(ctx context.Context, cfg Config) (*Manager, error) {
+	if cfg.Store == nil || cfg.KEK == nil {
+		return nil, errors.New("keys: Store and KEK are required")
+	}
+	if cfg.Alg == "" {
+		cfg.Alg = RS256
+	}
+	if _, err := jwaAlg(cfg.Alg); err != nil {
+		return nil, err
+	}
+	if cfg.RotationPeriod == 0 {
+		cfg.RotationPeriod = DefaultRotationPeriod
+	}
+	if cfg.Leeway == 0 {
+		cfg.Leeway = DefaultLeeway
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxTokenTTL <= 0 {
+		return nil, errors.New("keys: MaxTokenTTL must be positive")
+	}
+	if cfg.RotationPeriod < cfg.MaxTokenTTL {
+		return nil, fmt.Errorf("keys: rotation period %v is shorter than the max token TTL %v: the next key would not be published a full token lifetime before it signs", cfg.RotationPeriod, cfg.MaxTokenTTL)
+	}
+	m := &Manager{cfg: cfg}
+	stored, rev, err := cfg.Store.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("keys: load: %w", err)
+	}
+	for _, sk := range stored {
+		k, err := m.unseal(sk)
+		if err != nil {
+			return nil, err
+		}
+		m.keys = append(m.keys, k)
+	}
+	m.sortLocked()
+	if len(m.keys) > 0 {
+		m.hub.Publish(rev, m.snapshotLocked(rev, cfg.Now()))
+	}
+	if err := m.Tick(ctx, cfg.Now()); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func jwaAlg(alg string) (jwa.SignatureAlgorithm, error) {
+	switch alg {
+	case RS256:
+		return jwa.RS256, nil
+	case ES256:
+		return jwa.ES256, nil
+	case EdDSA:
+		return jwa.EdDSA, nil
+	}
+	return "", fmt.Errorf("keys: unsupported algorithm %q: want RS256, ES256 or EdDSA", alg)
+}
+
+func aad(kid string) []byte { return []byte("airlock/signing-key/" + kid) }
+
+func (m *Manager) unseal(sk store.SigningKey) (*key, error) {
+	der, err := m.cfg.KEK.Open(sk.Sealed, aad(sk.KID))
+	if err != nil {
+		return nil, fmt.Errorf("keys: key %s: %w", sk.KID, err)
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("keys: key %s: parse: %w", sk.KID, err)
+	}
+	signer, ok := priv.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("keys: key %s: %T is not a signer", sk.KID, priv)
+	}
+	k, err := newKey(signer, sk.Alg)
+	if err != nil {
+		return nil, err
+	}
+	if k.meta.KID != sk.KID {
+		return nil, fmt.Errorf("keys: key %s: thumbprint mismatch", sk.KID)
+	}
+	k.meta = sk
+	return k, nil
+}
+
+// newKey builds the public JWK (kid = RFC 7638 thumbprint) for signer.
+func newKey(signer crypto.Signer, alg string) (*key, error) {
+	a, err := jwaAlg(alg)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := jwk.FromRaw(signer.Public())
+	if err != nil {
+		return nil, fmt.Errorf("keys: public jwk: %w", err)
+	}
+	tp, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("keys: thumbprint: %w", err)
+	}
+	kid := base64.RawURLEncoding.EncodeToString(tp)
+	for k, v := range map[string]any{jwk.KeyIDKey: kid, jwk.AlgorithmKey: a, jwk.KeyUsageKey: jwk.ForSignature} {
+		if err := pub.Set(k, v); err != nil {
+			return nil, err
+		}
+	}
+	return &key{meta: store.SigningKey{KID: kid, Alg: alg}, signer: signer, pub: pub}, nil
+}
+
+func generate(alg string) (crypto.Signer, error) {
+	switch alg {
+	case RS256:
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case ES256:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case EdDSA:
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		return priv, err
+	}
+	return nil, fmt.Errorf("keys: unsupported algorithm %q", alg)
+}
+
+func (m *Manager) newKey(now, activate time.Time, state store.KeyState) (*key, error) {
+	signer, err := generate(m.cfg.Alg)
+	if err != nil {
+		return nil, fmt.Errorf("keys: generate: %w", err)
+	}
+	k, err := newKey(signer, m.cfg.Alg)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(signer)
+	if err != nil {
+		return nil, fmt.Errorf("keys: marshal: %w", err)
+	}
+	sealed, err := m.cfg.KEK.Seal(der, aad(k.meta.KID))
+	clear(der)
+	if err != nil {
+		return nil, fmt.Errorf("keys: seal: %w", err)
+	}
+	k.meta.State, k.meta.Sealed = state, sealed
+	k.meta.CreateTime, k.meta.ActivateTime = now, activate
+	return k, nil
+}
+
+// Tick advances the schedule to now: it creates the first active key,
+// activates the prepared key once its time has come (retiring the active
+// one), prepares a next key if there is none, and prunes retired keys whose
+// tokens have all expired. Changes are stored (durably) before they are
+// published or used for signing.
+func (m *Manager) Tick(ctx context.Context, now time.Time) error {
+	return m.advance(ctx, now, false)
+}
+
+// Rotate activates the prepared key now, retires the active one and
+// prepares a new next key, and returns the resulting key set.
+func (m *Manager) Rotate(ctx context.Context) (*KeySet, error) {
+	if err := m.advance(ctx, m.cfg.Now(), true); err != nil {
+		return nil, err
+	}
+	return m.KeySet(), nil
+}
+
+func (m *Manager) advance(ctx context.Context, now time.Time, force bool) error {
+	m.rotMu.Lock()
+	defer m.rotMu.Unlock()
+	m.mu.RLock()
+	cur := m.keys
+	m.mu.RUnlock()
+	next := make([]*key, 0, len(cur)+2)
+	var active, prepared *key
+	changed := false
+	for _, k := range cur {
+		switch k.meta.State {
+		case store.KeyActive:
+			active = k
+		case store.KeyPrepared:
+			prepared = k
+		}
+	}
+	clone := func(k *key) *key { c := *k; return &c }
+
+	if active == nil {
+		if prepared != nil {
+			// An interrupted rotation: promote what verifiers already know.
+			active, prepared = clone(prepared), nil
+			active.meta.State, active.meta.ActivateTime = store.KeyActive, now
+		} else {
+			k, err := m.newKey(now, now, store.KeyActive)
+			if err != nil {
+				return err
+			}
+			active = k
+		}
+		changed = true
+	}
+	var retiring *key
+	if prepared != nil && (force || !now.Before(prepared.meta.ActivateTime)) {
+		retiring = clone(active)
+		retiring.meta.State, retiring.meta.RetireTime = store.KeyRetired, now
+		retiring.meta.ExpireTime = now.Add(m.cfg.MaxTokenTTL + m.cfg.Leeway)
+		active = clone(prepared)
+		active.meta.State, active.meta.ActivateTime = store.KeyActive, now
+		prepared = nil
+		changed = true
+	}
+	if prepared == nil {
+		k, err := m.newKey(now, active.meta.ActivateTime.Add(m.cfg.RotationPeriod), store.KeyPrepared)
+		if err != nil {
+			return err
+		}
+		if min := now.Add(m.cfg.MaxTokenTTL); k.meta.ActivateTime.Before(min) {
+			// After downtime the nominal time may be near or past: still
+			// publish the key a full token lifetime before it signs.
+			k.meta.ActivateTime = min
+		}
+		prepared = k
+		changed = true
+	}
+	next = append(next, active, prepared)
+	if retiring != nil {
+		next = append(next, retiring)
+	}
+	for _, k := range cur {
+		if k.meta.State != store.KeyRetired {
+			continue
+		}
+		if !now.Before(k.meta.ExpireTime) {
+			changed = true
+			m.cfg.Logger.Info().Str("kid", k.meta.KID).Msg("retired signing key pruned")
+			continue
+		}
+		next = append(next, k)
+	}
+	if !changed {
+		return nil
+	}
+	metas := make([]store.SigningKey, len(next))
+	for i, k := range next {
+		metas[i] = k.meta
+	}
+	rev, err := m.cfg.Store.ReplaceKeys(ctx, metas)
+	if err != nil {
+		return fmt.Errorf("keys: store: %w", err)
+	}
+	if retiring != nil {
+		m.cfg.Logger.Info().Str("kid", active.meta.KID).Str("retired_kid", retiring.meta.KID).Bool("forced", force).Msg("signing key activated")
+	}
+	m.mu.Lock()
+	m.keys = next
+	m.sortLocked()
+	snap := m.snapshotLocked(rev, now)
+	m.mu.Unlock()
+	m.hub.Publish(rev, snap)
+	return nil
+}
+
+func stateRank(s store.KeyState) int {
+	switch s {
+	case store.KeyActive:
+		return 0
+	case store.KeyPrepared:
+		return 1
+	}
+	return 2
+}
+
+func (m *Manager) sortLocked() {
+	sort.SliceStable(m.keys, func(i, j int) bool {
+		a, b := m.keys[i].meta, m.keys[j].meta
+		if stateRank(a.State) != stateRank(b.State) {
+			return stateRank(a.State) < stateRank(b.State)
+		}
+		return a.RetireTime.After(b.RetireTime)
+	})
+	m.active = nil
+	for _, k := range m.keys {
+		if k.meta.State == store.KeyActive {
+			m.active = k
+		}
+	}
+}
+
+func (m *Manager) snapshotLocked(rev uint64, now time.Time) *KeySet {
+	set := jwk.NewSet()
+	ks := &KeySet{Revision: rev, UpdateTime: now}
+	for _, k := range m.keys {
+		_ = set.AddKey(k.pub) // distinct kids: AddKey cannot fail
+		ks.Keys = append(ks.Keys, Info{
+			KID: k.meta.KID, Alg: k.meta.Alg, State: k.meta.State, CreateTime: k.meta.CreateTime,
+			ActivateTime: k.meta.ActivateTime, RetireTime: k.meta.RetireTime, ExpireTime: k.meta.ExpireTime,
+		})
+		if k.meta.State == store.KeyPrepared {
+			ks.NextActivation = k.meta.ActivateTime
+		}
+	}
+	b, err := json.Marshal(set)
+	if err != nil {
+		// Public JWKs of supported types always marshal.
+		panic(fmt.Sprintf("keys: marshal jwks: %v", err))
+	}
+	ks.JWKS = b
+	return ks
+}
+
+// KeySet returns the current published key set (nil before New returns).
+func (m *Manager) KeySet() *KeySet {
+	_, ks := m.hub.Current()
+	return ks
+}
+
+// Hub returns the broadcaster of key sets, for watchers.
+func (m *Manager) Hub() *broadcast.Hub[*KeySet] { return &m.hub }
+
+// Sign returns a compact JWS of payload signed by the active key, with the
+// protected header {alg, kid, typ: JWT}. The signature is verified with the
+// public key before it is returned.
+func (m *Manager) Sign(payload []byte) (string, error) {
+	m.mu.RLock()
+	k := m.active
+	m.mu.RUnlock()
+	if k == nil {
+		return "", ErrNoActiveKey
+	}
+	alg, err := jwaAlg(k.meta.Alg)
+	if err != nil {
+		return "", err
+	}
+	h := jws.NewHeaders()
+	if err := h.Set(jws.KeyIDKey, k.meta.KID); err != nil {
+		return "", err
+	}
+	if err := h.Set(jws.TypeKey, "JWT"); err != nil {
+		return "", err
+	}
+	out, err := jws.Sign(payload, jws.WithKey(alg, k.signer, jws.WithProtectedHeaders(h)))
+	if err != nil {
+		return "", fmt.Errorf("keys: sign: %w", err)
+	}
+	if _, err := jws.Verify(out, jws.WithKey(alg, k.pub)); err != nil {
+		return "", fmt.Errorf("keys: own signature does not verify: %w", err)
+	}
+	return string(out), nil
+}
+
+// Run calls Tick every interval until ctx is done, logging failures (the
+// next tick retries; signing continues with the current active key).
+func (m *Manager) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := m.Tick(ctx, m.cfg.Now()); err != nil {
+				m.cfg.Logger.Error().Err(err).Msg("key rotation tick failed")
+			}
+		}
+	}
+}
+
+// CacheMaxAge is how long an HTTP verifier may cache ks: until the prepared
+// key activates (so a verifier refetches in time to learn the key prepared
+// after it), at least a minute (to bound load) and at most a rotation period.
+func (m *Manager) CacheMaxAge(ks *KeySet, now time.Time) time.Duration {
+	d := ks.NextActivation.Sub(now)
+	if d > m.cfg.RotationPeriod {
+		d = m.cfg.RotationPeriod
+	}
+	if d < time.Minute {
+		d = time.Minute
+	}
+	return d.Truncate(time.Second)
+}

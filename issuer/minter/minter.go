@@ -1,0 +1,163 @@
+// Package minter builds and signs the self-issued tokens exactly as a GitLab
+// self-managed instance mints them (see pkg/token), and remembers each
+// token's owner so the owner may revoke it.
+package minter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/airlock-dev/airlock/issuer/store"
+	"github.com/airlock-dev/airlock/pkg/feature"
+	"github.com/airlock-dev/airlock/pkg/token"
+)
+
+// Errors of Mint.
+var (
+	// ErrNotEntitled: none of the requested features is one the user may use.
+	ErrNotEntitled = errors.New("not entitled to any requested feature")
+	// ErrInvalid wraps a malformed request (unknown feature, bad TTL).
+	ErrInvalid = errors.New("invalid request")
+)
+
+// Signer signs a JWT payload (keys.Manager).
+type Signer interface {
+	Sign(payload []byte) (string, error)
+}
+
+// Recorder remembers minted tokens (store.Store).
+type Recorder interface {
+	RecordToken(ctx context.Context, t store.IssuedToken) error
+}
+
+// Config configures New.
+type Config struct {
+	Signer     Signer
+	Recorder   Recorder
+	Issuer     string // iss: the instance URL
+	InstanceID string // sub and gitlab_instance_id
+	DefaultTTL time.Duration
+	MaxTTL     time.Duration
+	Now        func() time.Time
+}
+
+// Minter mints tokens. Safe for concurrent use.
+type Minter struct{ cfg Config }
+
+// New returns a Minter. DefaultTTL defaults to token.DefaultTTL and is
+// capped at MaxTTL (required).
+func New(cfg Config) (*Minter, error) {
+	if cfg.Signer == nil || cfg.Recorder == nil || cfg.Issuer == "" || cfg.InstanceID == "" || cfg.MaxTTL <= 0 {
+		return nil, errors.New("minter: Signer, Recorder, Issuer, InstanceID and MaxTTL are required")
+	}
+	if cfg.DefaultTTL <= 0 {
+		cfg.DefaultTTL = token.DefaultTTL
+	}
+	cfg.DefaultTTL = min(cfg.DefaultTTL, cfg.MaxTTL)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Minter{cfg: cfg}, nil
+}
+
+// Token is a minted token and what the caller forwards with it.
+type Token struct {
+	JWT      string
+	Claims   token.Claims
+	Metadata map[string]string
+}
+
+// claims is the JWT payload, field for field as GitLab writes it (aud is a
+// string, times are NumericDate seconds).
+type claims struct {
+	JTI        string   `json:"jti"`
+	Aud        string   `json:"aud"`
+	Sub        string   `json:"sub"`
+	Iss        string   `json:"iss"`
+	Iat        int64    `json:"iat"`
+	Nbf        int64    `json:"nbf"`
+	Exp        int64    `json:"exp"`
+	Realm      string   `json:"gitlab_realm"`
+	Scopes     []string `json:"scopes"`
+	InstanceID string   `json:"gitlab_instance_id"`
+}
+
+// Mint issues a token for u. features empty means every feature u is
+// entitled to; ttl zero means the default, and is capped at MaxTTL.
+// ErrInvalid (wrapped, with the reason) for an unknown feature or a negative
+// ttl; ErrNotEntitled when no requested feature is entitled.
+func (m *Minter) Mint(ctx context.Context, u store.User, features []string, ttl time.Duration) (*Token, error) {
+	if ttl < 0 {
+		return nil, fmt.Errorf("%w: ttl must be positive", ErrInvalid)
+	}
+	if ttl == 0 {
+		ttl = m.cfg.DefaultTTL
+	}
+	ttl = min(ttl, m.cfg.MaxTTL)
+	entitled := map[feature.Feature]bool{}
+	for _, f := range u.Features {
+		entitled[feature.Feature(f)] = true
+	}
+	var want []feature.Feature
+	if len(features) == 0 {
+		want = append(want, feature.All...)
+	}
+	for _, s := range features {
+		f, err := feature.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		want = append(want, f)
+	}
+	var granted []feature.Feature
+	for _, f := range want {
+		if entitled[f] {
+			granted = append(granted, f)
+		}
+	}
+	if len(granted) == 0 {
+		return nil, ErrNotEntitled
+	}
+	jti, err := uuid.NewRandom()
+	if err != nil {
+		return nil, err
+	}
+	// JWT times are whole seconds; truncate so the claims and the response's
+	// expire_time agree exactly.
+	now := m.cfg.Now().Truncate(time.Second)
+	c := token.Claims{
+		ID:         jti.String(),
+		Issuer:     m.cfg.Issuer,
+		Subject:    m.cfg.InstanceID,
+		Audience:   []string{token.Audience},
+		IssuedAt:   now,
+		NotBefore:  now.Add(-token.NotBeforeSkew),
+		Expiry:     now.Add(ttl.Truncate(time.Second)),
+		Realm:      token.RealmSelfManaged,
+		Scopes:     feature.Scopes(granted),
+		InstanceID: m.cfg.InstanceID,
+	}
+	payload, err := json.Marshal(claims{
+		JTI: c.ID, Aud: token.Audience, Sub: c.Subject, Iss: c.Issuer,
+		Iat: c.IssuedAt.Unix(), Nbf: c.NotBefore.Unix(), Exp: c.Expiry.Unix(),
+		Realm: c.Realm, Scopes: c.Scopes, InstanceID: c.InstanceID,
+	})
+	if err != nil {
+		return nil, err
+	}
+	jwt, err := m.cfg.Signer.Sign(payload)
+	if err != nil {
+		return nil, err
+	}
+	// Record before answering: a token its owner cannot revoke must not exist.
+	if err := m.cfg.Recorder.RecordToken(ctx, store.IssuedToken{JTI: c.ID, UserID: u.ID, ExpireTime: c.Expiry}); err != nil {
+		return nil, fmt.Errorf("minter: record token: %w", err)
+	}
+	md := token.Metadata(jwt, m.cfg.InstanceID, token.GlobalUserID(m.cfg.InstanceID, u.ID))
+	return &Token{JWT: jwt, Claims: c, Metadata: md}, nil
+}

@@ -1,0 +1,85 @@
+package minter_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/issuer/minter"
+	"github.com/airlock-dev/airlock/issuer/store"
+)
+
+// fakeSigner returns a fixed token or an error.
+type fakeSigner struct {
+	err     error
+	payload []byte
+}
+
+func (f *fakeSigner) Sign(p []byte) (string, error) { f.payload = p; return "h.p.s", f.err }
+
+// fakeRecorder records tokens or fails.
+type fakeRecorder struct {
+	err  error
+	seen []store.IssuedToken
+}
+
+func (f *fakeRecorder) RecordToken(_ context.Context, t store.IssuedToken) error {
+	f.seen = append(f.seen, t)
+	return f.err
+}
+
+var now = time.Date(2026, 1, 1, 0, 0, 0, 500_000_000, time.UTC)
+
+func newMinter(t *testing.T, s *fakeSigner, r *fakeRecorder) *minter.Minter {
+	m, err := minter.New(minter.Config{Signer: s, Recorder: r, Issuer: "https://gl", InstanceID: "inst",
+		DefaultTTL: 2 * time.Hour, MaxTTL: time.Hour, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestMintRecordsOwnerAndTruncatesTimes(t *testing.T) {
+	s, r := &fakeSigner{}, &fakeRecorder{}
+	tok, err := newMinter(t, s, r).Mint(context.Background(), store.User{ID: 7, Features: []string{"duo_chat"}}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.seen) != 1 || r.seen[0].UserID != 7 || r.seen[0].JTI != tok.Claims.ID {
+		t.Fatalf("recorded %+v", r.seen)
+	}
+	// Default TTL above the maximum is capped; times are whole seconds.
+	if want := now.Truncate(time.Second).Add(time.Hour); !tok.Claims.Expiry.Equal(want) || !r.seen[0].ExpireTime.Equal(want) {
+		t.Fatalf("expiry %v, want %v", tok.Claims.Expiry, want)
+	}
+	if tok.Metadata["authorization"] != "Bearer h.p.s" {
+		t.Fatalf("metadata %v", tok.Metadata)
+	}
+}
+
+func TestMintFailsClosed(t *testing.T) {
+	user := store.User{ID: 1, Features: []string{"duo_chat"}}
+	tests := []struct {
+		name string
+		s    *fakeSigner
+		r    *fakeRecorder
+		ttl  time.Duration
+		want error
+	}{
+		{"signing failure is returned", &fakeSigner{err: errors.New("hsm down")}, &fakeRecorder{}, 0, nil},
+		{"a token that cannot be recorded is not returned", &fakeSigner{}, &fakeRecorder{err: errors.New("disk full")}, 0, nil},
+		{"negative ttl is invalid", &fakeSigner{}, &fakeRecorder{}, -time.Second, minter.ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, err := newMinter(t, tc.s, tc.r).Mint(context.Background(), user, nil, tc.ttl)
+			if err == nil || tok != nil {
+				t.Fatalf("Mint = %v, %v; want an error and no token", tok, err)
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
