@@ -118,7 +118,7 @@ func forged(t *testing.T, c *cluster, md map[string]string, mutate func(jwt.Toke
 	_ = jwk.AssignKeyID(key)
 	now := time.Now()
 	tok, _ := jwt.NewBuilder().JwtID(uuid.NewString()).Issuer(c.issuerURL()).Subject(md["x-gitlab-instance-id"]).
-		Audience([]string{"gitlab-ai-gateway"}).IssuedAt(now).NotBefore(now.Add(-5 * time.Second)).Expiration(now.Add(time.Hour)).
+		Audience([]string{"gitlab-ai-gateway"}).IssuedAt(now).NotBefore(now.Add(-5*time.Second)).Expiration(now.Add(time.Hour)).
 		Claim("gitlab_realm", "self-managed").Claim("scopes", []string{"duo_chat"}).Build()
 	if mutate != nil {
 		mutate(tok)

@@ -176,8 +176,8 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	srv, health := rpcserver.New(rpcserver.Options{
 		Logger:        log,
 		Auth:          v.AuthFunc,
-		UnaryFirst:    []grpc.UnaryServerInterceptor{m.unary},
 		StreamFirst:   []grpc.StreamServerInterceptor{m.stream},
+		Registerer:    reg,
 		ServerOptions: serverOpts,
 	})
 	svc.Register(srv)
@@ -302,4 +302,3 @@ func serveHTTP(addr string, reg *prometheus.Registry, keys *keyset.Cache, log ze
 	}()
 	return srv, nil
 }
-

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
@@ -12,11 +11,10 @@ import (
 	"github.com/airlock-dev/airlock/gateway/adapter"
 )
 
-// metrics are the gateway's Prometheus series (auth rejections are
-// registered by the verifier itself).
+// metrics are the gateway's own Prometheus series (gRPC server metrics come
+// from rpcserver, auth rejections from the verifier).
 type metrics struct {
-	unary  grpc.UnaryServerInterceptor
-	stream grpc.StreamServerInterceptor
+	stream grpc.StreamServerInterceptor // counts active streams
 
 	keysetRevision prometheus.Gauge
 	keysetAge      prometheus.Gauge
@@ -28,7 +26,6 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	srv := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	buckets := []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 	m := &metrics{
 		keysetRevision: prometheus.NewGauge(prometheus.GaugeOpts{Name: "airlock_gateway_keyset_revision", Help: "Revision of the issuer key set in use."}),
@@ -43,13 +40,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "airlock_gateway_upstream_errors_total", Help: "Failed upstream attempts by gRPC code they map to."},
 			[]string{"model", "provider", "code"}),
 	}
-	reg.MustRegister(srv, m.keysetRevision, m.keysetAge, m.activeStreams, m.upstream, m.ttft, m.chunks, m.upstreamErrors)
-	m.unary = srv.UnaryServerInterceptor()
-	inner := srv.StreamServerInterceptor()
+	reg.MustRegister(m.keysetRevision, m.keysetAge, m.activeStreams, m.upstream, m.ttft, m.chunks, m.upstreamErrors)
 	m.stream = func(s any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		m.activeStreams.Inc()
 		defer m.activeStreams.Dec()
-		return inner(s, ss, info, h)
+		return h(s, ss)
 	}
 	return m
 }

@@ -45,7 +45,6 @@ type snapshot struct {
 	settings map[feature.Feature]*issuerv1.FeatureSetting
 }
 
-
 // Catalog holds the latest configuration.
 type Catalog struct {
 	client  issuerv1.ModelServiceClient

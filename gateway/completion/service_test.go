@@ -165,7 +165,9 @@ func TestStreamsAndFailsPrecisely(t *testing.T) {
 			req:      &gatewayv1.StreamCompletionRequest{Feature: "duo_chat", Messages: []*gatewayv1.Message{{Role: "user", Content: "x"}}, Options: &gatewayv1.GenerationOptions{Temperature: ptr(float32(3))}},
 			wantCode: codes.InvalidArgument, wantMsg: "options.temperature: 3 is outside [0, 2]"},
 		{name: "permission denied comes from the authorizer", targets: []catalog.Target{target("a")}, req: chat("hi"),
-			authz:    func(context.Context, feature.Feature) error { return status.Error(codes.PermissionDenied, "Unauthorized to access duo chat") },
+			authz: func(context.Context, feature.Feature) error {
+				return status.Error(codes.PermissionDenied, "Unauthorized to access duo chat")
+			},
 			wantCode: codes.PermissionDenied, wantMsg: "Unauthorized to access duo chat"},
 	}
 	for _, tt := range tests {

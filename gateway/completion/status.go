@@ -138,4 +138,3 @@ func safeErr(err error) error {
 	}
 	return err
 }
-

@@ -5,7 +5,6 @@ package app
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
@@ -38,6 +39,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/store/boltstore"
 	"github.com/airlock-dev/airlock/pkg/healthprobe"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
+	"github.com/airlock-dev/airlock/pkg/tlsconfig"
 )
 
 // Main runs the issuer binary with args (without the program name) and
@@ -45,7 +47,7 @@ import (
 // failure, 2 on bad usage.
 func Main(args []string) int {
 	if len(args) > 0 && args[0] == "healthcheck" {
-		return healthcheck(args[1:], os.Stderr)
+		return healthprobe.Main("issuer", "127.0.0.1:9440", args[1:], os.Stderr)
 	}
 	cfg, err := ParseConfig(args, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -74,53 +76,6 @@ func NewLogger(w io.Writer, level string) zerolog.Logger {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Str("service", "issuer").Logger()
 }
 
-func healthcheck(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("issuer healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:9440", "issuer gRPC address")
-	timeout := fs.Duration("timeout", 3*time.Second, "give up after")
-	caFile := fs.String("tls-ca", "", "CA bundle (PEM) to verify the server; enables TLS")
-	cert := fs.String("tls-cert", "", "client certificate (PEM) for mutual TLS")
-	key := fs.String("tls-key", "", "client private key (PEM)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	var tc *tls.Config
-	if *caFile != "" {
-		pool, err := loadPool(*caFile)
-		if err != nil {
-			fmt.Fprintln(stderr, "healthcheck:", err)
-			return 2
-		}
-		tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		if *cert != "" {
-			c, err := tls.LoadX509KeyPair(*cert, *key)
-			if err != nil {
-				fmt.Fprintln(stderr, "healthcheck:", err)
-				return 2
-			}
-			tc.Certificates = []tls.Certificate{c}
-		}
-	}
-	if err := healthprobe.Check(context.Background(), *addr, "", tc, *timeout); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	return 0
-}
-
-func loadPool(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s: no PEM certificates", path)
-	}
-	return pool, nil
-}
-
 // serverTLS returns the TLS configs for gRPC (client certificates required
 // when a client CA is set) and HTTP (client certificates optional, so
 // third-party verifiers can fetch the public JWKS), or nils for plaintext.
@@ -128,19 +83,13 @@ func serverTLS(c Config) (grpcTLS, httpTLS *tls.Config, err error) {
 	if c.TLSCert == "" {
 		return nil, nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	grpcTLS, err = tlsconfig.Server(c.TLSCert, c.TLSKey, c.TLSClientCA)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		return nil, nil, err
 	}
-	base := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	grpcTLS, httpTLS = base.Clone(), base.Clone()
+	httpTLS = grpcTLS.Clone()
 	if c.TLSClientCA != "" {
-		pool, err := loadPool(c.TLSClientCA)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--tls-client-ca: %w", err)
-		}
-		grpcTLS.ClientCAs, grpcTLS.ClientAuth = pool, tls.RequireAndVerifyClientCert
-		httpTLS.ClientCAs, httpTLS.ClientAuth = pool, tls.VerifyClientCertIfGiven
+		httpTLS.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return grpcTLS, httpTLS, nil
 }
@@ -242,11 +191,16 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 	for _, m := range keysvc.PublicMethods {
 		public[m] = true
 	}
+	// A registry per Run (not the global one): tests run several issuers in
+	// one process.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, hs := rpcserver.New(rpcserver.Options{
 		Logger:        log,
 		Auth:          authn.New(st, now),
 		Public:        func(m string) bool { return public[m] },
 		ServerOptions: srvOpts,
+		Registerer:    reg,
 	})
 	keysvc.New(keysvc.Config{Keys: km, Logger: log}).Register(srv)
 	tokens.Register(srv)
@@ -268,7 +222,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 		log.Warn().Str("addr", cfg.HTTPAddr).Msg("serving HTTP in plaintext on a non-loopback address")
 	}
 	hsrv := &http.Server{
-		Handler:           httpapi.Handler(httpapi.Config{Keys: km, Issuer: cfg.IssuerURL, Metrics: promhttp.Handler(), Now: now}),
+		Handler:           httpapi.Handler(httpapi.Config{Keys: km, Issuer: cfg.IssuerURL, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Now: now}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -1,6 +1,6 @@
 // Package rpcserver builds the gRPC server both Airlock services run: one
-// interceptor chain (caller's first interceptors → logging → auth →
-// recovery, unary and stream), the standard health service, server
+// interceptor chain (metrics → caller's first interceptors → logging → auth
+// → recovery, unary and stream), the standard health service, server
 // reflection, and graceful shutdown.
 package rpcserver
 
@@ -13,11 +13,13 @@ import (
 	"strings"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -42,6 +44,10 @@ type Options struct {
 	StreamFirst []grpc.StreamServerInterceptor
 	// ServerOptions are appended (TLS credentials, size limits, keepalive).
 	ServerOptions []grpc.ServerOption
+	// Registerer, if set, receives the standard gRPC server metrics
+	// (grpc_server_started_total, grpc_server_handled_total{grpc_code},
+	// grpc_server_handling_seconds), recorded outermost.
+	Registerer prometheus.Registerer
 }
 
 // New returns a gRPC server with the interceptor chain, the health service
@@ -53,8 +59,16 @@ func New(o Options) (*grpc.Server, *health.Server) {
 		o.Logger.Error().Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("recovered from panic in handler")
 		return status.Error(codes.Internal, "internal error")
 	})
-	unary := append([]grpc.UnaryServerInterceptor{}, o.UnaryFirst...)
-	stream := append([]grpc.StreamServerInterceptor{}, o.StreamFirst...)
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	if o.Registerer != nil {
+		m := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+		o.Registerer.MustRegister(m)
+		unary = append(unary, m.UnaryServerInterceptor())
+		stream = append(stream, m.StreamServerInterceptor())
+	}
+	unary = append(unary, o.UnaryFirst...)
+	stream = append(stream, o.StreamFirst...)
 	unary = append(unary, logging.UnaryServerInterceptor(Logger(o.Logger), logOpts...))
 	stream = append(stream, logging.StreamServerInterceptor(Logger(o.Logger), logOpts...))
 	if o.Auth != nil {
