@@ -16,7 +16,7 @@ import (
 var Families = []string{"mistral", "mixtral", "llama3", "codegemma", "codestral", "codellama", "deepseekcoder", "qwen", "claude_3", "gpt", "general"}
 
 // Providers are the provider APIs the gateway has adapters for.
-var Providers = []string{"openai_compatible", "ollama", "anthropic", "azure_openai"}
+var Providers = []string{"openai_compatible", "ollama", "anthropic", "azure_openai", "tgi"}
 
 // MaxAPIKeyLen bounds an API key; real keys are far shorter.
 const MaxAPIKeyLen = 4096

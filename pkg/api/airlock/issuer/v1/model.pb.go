@@ -31,8 +31,8 @@ type Model struct {
 	// codegemma, codestral, codellama, deepseekcoder, qwen, claude_3, gpt, general.
 	Family string `protobuf:"bytes,2,opt,name=family,proto3" json:"family,omitempty"`
 	// Provider API the endpoint speaks: openai_compatible (vLLM, llama.cpp,
-	// Ollama /v1, LM Studio, Mistral, TGI, OpenAI), ollama (native API),
-	// anthropic, azure_openai.
+	// Ollama /v1, LM Studio, Mistral, TGI /v1, OpenAI), ollama (native API),
+	// anthropic, azure_openai, tgi (Hugging Face TGI's native /generate_stream).
 	Provider string `protobuf:"bytes,3,opt,name=provider,proto3" json:"provider,omitempty"`
 	// Base URL of the model server, http or https (vLLM's ends in /v1). For
 	// azure_openai, the resource URL (https://NAME.openai.azure.com).
