@@ -17,7 +17,7 @@ type Limits struct {
 	MaxPromptBytes   int   // message contents + code context (1 MiB)
 	MaxTokens        int   // upper bound for options.max_tokens (32768)
 	DefaultMaxTokens int   // when the caller sets none (1024)
-	MaxAnswerBytes   int   // Complete's aggregated answer (4 MiB)
+	MaxAnswerBytes   int   // one answer's text, streamed or aggregated (4 MiB)
 	MaxEventBytes    int   // one upstream SSE event / NDJSON line (1 MiB)
 	MaxBodyBytes     int64 // one upstream response body (64 MiB)
 	// Per user (keyed by x-gitlab-global-user-id).

@@ -111,9 +111,6 @@ func (s *Service) Complete(ctx context.Context, req *gatewayv1.CompleteRequest) 
 	in := input{feature: req.GetFeature(), messages: req.GetMessages(), code: req.GetCodeContext(), options: req.GetOptions()}
 	var b strings.Builder
 	done, err := s.serve(ctx, in, func(text string) error {
-		if b.Len()+len(text) > s.cfg.Limits.MaxAnswerBytes {
-			return errAnswerTooLarge
-		}
 		b.WriteString(text)
 		return nil
 	})
@@ -156,10 +153,15 @@ func (s *Service) serve(ctx context.Context, in input, emit func(string) error) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	sent := 0
+	// sent counts deltas relayed (no retry or failover once it is > 0);
+	// answerBytes bounds one answer whatever the model does with max_tokens.
+	sent, answerBytes := 0, 0
 	countingEmit := func(t string) error {
 		if t == "" {
 			return nil
+		}
+		if answerBytes += len(t); answerBytes > s.cfg.Limits.MaxAnswerBytes {
+			return errAnswerTooLarge
 		}
 		sent++
 		return emit(t)

@@ -269,3 +269,13 @@ func TestPerUserConcurrencyLimit(t *testing.T) {
 		r3()
 	}
 }
+
+func TestAnswerSizeIsBoundedWhileStreaming(t *testing.T) {
+	fa := &fakeAdapter{calls: map[string]int{}, steps: map[string][]step{"a": {{texts: []string{"12345", "67890", "never"}}}}}
+	c := start(t, Config{Router: fakeRouter{[]catalog.Target{target("a")}}, Authorize: allowAll, Limits: Limits{MaxAnswerBytes: 8},
+		Adapters: map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return fa, nil }}})
+	text, _, err := collect(t, c, chat("hi"))
+	if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted || text != "12345" {
+		t.Fatalf("text %q, err %v; want the first delta then ResourceExhausted", text, err)
+	}
+}

@@ -15,7 +15,7 @@ import (
 	"github.com/airlock-dev/airlock/gateway/egress"
 )
 
-var errAnswerTooLarge = errors.New("answer exceeds the gateway's limit")
+var errAnswerTooLarge = errors.New("answer exceeds the gateway's size limit; the rest was dropped")
 
 type errUnknownProvider string
 
