@@ -17,6 +17,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 	"go.uber.org/goleak"
 
+	"github.com/airlock-dev/airlock/internal/needs"
 	"github.com/airlock-dev/airlock/issuer/httpapi"
 	"github.com/airlock-dev/airlock/issuer/internal/testenv"
 	"github.com/airlock-dev/airlock/issuer/keys"
@@ -123,7 +124,7 @@ func TestDiscovery(t *testing.T) {
 func TestPythonJoseInterop(t *testing.T) {
 	python := pythonWithJose()
 	if python == "" {
-		t.Skip("python-jose is not installed (apt-get install python3-jose); skipping the interoperability test")
+		needs.Skip(t, "python-jose is not installed (apt-get install python3-jose); skipping the interoperability test")
 	}
 	// python-jose checks exp and nbf against the wall clock: mint at real time.
 	e := testenv.New(t, testenv.Options{Alg: keys.RS256})

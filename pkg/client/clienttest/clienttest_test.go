@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/airlock-dev/airlock/internal/needs"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 	"github.com/airlock-dev/airlock/pkg/feature"
@@ -110,7 +111,7 @@ func pythonWithGRPC() string {
 func TestPythonInterop(t *testing.T) {
 	py := pythonWithGRPC()
 	if py == "" {
-		t.Skip("no python3 with grpc; run python/install-deps.sh")
+		needs.Skip(t, "no python3 with grpc; run python/install-deps.sh")
 	}
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "..", "..", "python", "interop_test.py")
