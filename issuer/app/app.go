@@ -184,8 +184,9 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 	var srvOpts []grpc.ServerOption
 	if grpcTLS != nil {
 		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(grpcTLS)))
-	} else if !isLoopback(cfg.GRPCAddr) {
-		log.Warn().Str("addr", cfg.GRPCAddr).Msg("serving gRPC in plaintext on a non-loopback address: personal access tokens cross the network in clear; set --tls-cert and --tls-key")
+	} else {
+		log.Warn().Str("addr", cfg.GRPCAddr).Bool("loopback", isLoopback(cfg.GRPCAddr)).
+			Msg("serving gRPC in plaintext (--plaintext or --dev): personal access tokens and tokens cross the network in clear; use only for local development")
 	}
 	public := map[string]bool{}
 	for _, m := range keysvc.PublicMethods {

@@ -35,12 +35,15 @@ func TestParseConfig(t *testing.T) {
 		wantErr string
 		check   func(Config) bool
 	}{
-		{name: "defaults", check: func(c Config) bool {
+		{name: "defaults", args: []string{"--plaintext"}, check: func(c Config) bool {
 			return c.GRPCAddr == "127.0.0.1:9440" && c.HTTPAddr == "127.0.0.1:9441" && c.DataDir == "./data/issuer" &&
 				c.IssuerURL == "http://127.0.0.1:9441" && c.KeyAlg == "RS256" && c.RotationPeriod == 24*time.Hour &&
 				c.TokenTTL == time.Hour && c.MaxTokenTTL == time.Hour && c.ShutdownGrace == 10*time.Second && c.LogLevel == "info"
 		}},
-		{name: "env fills what flags leave", args: []string{"--key-alg", "ES256"}, env: map[string]string{"AIRLOCK_ISSUER_KEY_ALG": "EdDSA", "AIRLOCK_ISSUER_GRPC_ADDR": ":1"},
+		{name: "TLS required unless asked for plaintext", wantErr: "TLS is required: set --tls-cert and --tls-key, or --plaintext for local development"},
+		{name: "dev implies plaintext", args: []string{"--dev"}, check: func(c Config) bool { return c.Dev && !c.Plaintext }},
+		{name: "plaintext and a certificate conflict", args: []string{"--plaintext", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, wantErr: "--plaintext and --tls-cert are mutually exclusive"},
+		{name: "env fills what flags leave", args: []string{"--plaintext", "--key-alg", "ES256"}, env: map[string]string{"AIRLOCK_ISSUER_KEY_ALG": "EdDSA", "AIRLOCK_ISSUER_GRPC_ADDR": ":1"},
 			check: func(c Config) bool { return c.KeyAlg == "ES256" && c.GRPCAddr == ":1" }},
 		{name: "unknown algorithm", args: []string{"--key-alg", "HS256"}, wantErr: `--key-alg "HS256"`},
 		{name: "rotation shorter than max ttl", args: []string{"--rotation-period", "30m"}, wantErr: "--rotation-period 30m0s is shorter than --max-token-ttl"},
@@ -71,7 +74,7 @@ func TestParseConfig(t *testing.T) {
 
 func TestMissingKEKIsAStartupError(t *testing.T) {
 	t.Setenv(EnvKEK, "")
-	cfg, err := ParseConfig([]string{"--data-dir", t.TempDir()}, io.Discard)
+	cfg, err := ParseConfig([]string{"--plaintext", "--data-dir", t.TempDir()}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +254,7 @@ func verifyHTTP(t *testing.T, addr, tok string) {
 func TestKEKFromEnv(t *testing.T) {
 	t.Setenv(EnvKEK, base64.StdEncoding.EncodeToString(make([]byte, kek.Size)))
 	dir := t.TempDir()
-	cfg, err := ParseConfig([]string{"--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--key-alg", "ES256"}, io.Discard)
+	cfg, err := ParseConfig([]string{"--plaintext", "--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--key-alg", "ES256"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ type Config struct {
 	DataDir        string
 	IssuerURL      string
 	Dev            bool
+	Plaintext      bool
 	Bootstrap      bool
 	KEKFile        string
 	KeyAlg         string
@@ -62,6 +63,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.MaxTokenTTL, "max-token-ttl", token.DefaultTTL, "longest token lifetime a caller may ask for")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long running calls get to finish at shutdown")
+	fs.BoolVar(&c.Plaintext, "plaintext", false, "serve without TLS (development only; implied by --dev)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM); enables TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "server private key (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA bundle (PEM) that client certificates must chain to; enables mutual TLS on gRPC")
@@ -98,6 +100,8 @@ func (c Config) Validate() error {
 	check(c.RotationPeriod < c.MaxTokenTTL, "--rotation-period %v is shorter than --max-token-ttl %v: the next key must be published a full token lifetime before it signs", c.RotationPeriod, c.MaxTokenTTL)
 	check(c.ShutdownGrace < 0, "--shutdown-grace: must not be negative")
 	check((c.TLSCert == "") != (c.TLSKey == ""), "--tls-cert and --tls-key: set both or neither")
+	check(c.TLSCert == "" && !c.Plaintext && !c.Dev, "TLS is required: set --tls-cert and --tls-key, or --plaintext for local development")
+	check(c.TLSCert != "" && c.Plaintext, "--plaintext and --tls-cert are mutually exclusive")
 	check(c.TLSClientCA != "" && c.TLSCert == "", "--tls-client-ca: needs --tls-cert and --tls-key")
 	_, err = zerolog.ParseLevel(c.LogLevel)
 	check(err != nil || c.LogLevel == "", "--log-level %q: want debug, info, warn or error", c.LogLevel)
