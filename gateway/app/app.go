@@ -40,6 +40,7 @@ import (
 	"github.com/airlock-dev/airlock/pkg/client"
 	"github.com/airlock-dev/airlock/pkg/healthprobe"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
+	"github.com/airlock-dev/airlock/pkg/telemetry"
 	"github.com/airlock-dev/airlock/pkg/tlsconfig"
 )
 
@@ -82,6 +83,15 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	shutdownTracing, err := telemetry.Setup(ctx, "airlock-gateway", cfg.Telemetry)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		_ = shutdownTracing(sctx)
+	}()
 
 	// Issuer connection: keys, revocations, model configuration.
 	issuerConn, err := dialIssuer(cfg, log)
@@ -159,6 +169,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 
 	serverOpts := []grpc.ServerOption{
+		grpc.StatsHandler(telemetry.ServerHandler()),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConnStream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -242,6 +253,7 @@ func dialIssuer(cfg Config, log zerolog.Logger) (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(tc),
 		grpc.WithPerRPCCredentials(client.PATCredentials(pat, patOpts...)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		telemetry.ClientOption(),
 	)
 }
 

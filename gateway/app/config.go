@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/pkg/flagenv"
+	"github.com/airlock-dev/airlock/pkg/telemetry"
 	"github.com/airlock-dev/airlock/pkg/token"
 )
 
@@ -53,6 +54,8 @@ type Config struct {
 	IdleTimeout      time.Duration
 	TotalTimeout     time.Duration
 
+	Telemetry telemetry.Config
+
 	// Limits.
 	UserRequestsPerMinute  int
 	UserConcurrentStreams  int
@@ -89,6 +92,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.MaxConns, "max-connections", 4096, "concurrent client connections (0: unlimited)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "on SIGTERM, let running streams finish this long, then cancel them")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	telemetry.RegisterFlags(fs, &c.Telemetry)
 	fs.DurationVar(&c.ConnectTimeout, "upstream-connect-timeout", 5*time.Second, "model server TCP/TLS connect timeout")
 	fs.DurationVar(&c.FirstByteTimeout, "upstream-first-byte-timeout", 60*time.Second, "request sent → model server response headers")
 	fs.DurationVar(&c.IdleTimeout, "upstream-idle-timeout", 60*time.Second, "longest pause between two chunks of a model's stream")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
@@ -236,7 +237,8 @@ func (s *Service) adapterFor(t catalog.Target) (adapter.Adapter, error) {
 		return nil, err
 	}
 	a, err := newAdapter(adapter.Config{
-		HTTPClient:    &http.Client{Transport: guard.Transport()},
+		// otelhttp propagates the caller's trace to the model server.
+		HTTPClient:    &http.Client{Transport: otelhttp.NewTransport(guard.Transport())},
 		Timeouts:      s.cfg.Timeouts,
 		MaxEventBytes: s.cfg.Limits.MaxEventBytes,
 		MaxBodyBytes:  s.cfg.Limits.MaxBodyBytes,

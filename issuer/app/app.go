@@ -39,6 +39,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/store/boltstore"
 	"github.com/airlock-dev/airlock/pkg/healthprobe"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
+	"github.com/airlock-dev/airlock/pkg/telemetry"
 	"github.com/airlock-dev/airlock/pkg/tlsconfig"
 )
 
@@ -181,7 +182,16 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 	if err != nil {
 		return err
 	}
-	var srvOpts []grpc.ServerOption
+	shutdownTracing, err := telemetry.Setup(ctx, "airlock-issuer", cfg.Telemetry)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		_ = shutdownTracing(sctx)
+	}()
+	srvOpts := []grpc.ServerOption{grpc.StatsHandler(telemetry.ServerHandler())}
 	if grpcTLS != nil {
 		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(grpcTLS)))
 	} else {

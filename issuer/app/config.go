@@ -13,6 +13,8 @@ import (
 	"github.com/airlock-dev/airlock/issuer/keys"
 	"github.com/airlock-dev/airlock/pkg/flagenv"
 	"github.com/airlock-dev/airlock/pkg/token"
+
+	"github.com/airlock-dev/airlock/pkg/telemetry"
 )
 
 // EnvPrefix prefixes every environment variable of the issuer.
@@ -31,6 +33,7 @@ type Config struct {
 	IssuerURL      string
 	Dev            bool
 	Plaintext      bool
+	Telemetry      telemetry.Config
 	Bootstrap      bool
 	KEKFile        string
 	KeyAlg         string
@@ -62,6 +65,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.TokenTTL, "token-ttl", token.DefaultTTL, "default token lifetime")
 	fs.DurationVar(&c.MaxTokenTTL, "max-token-ttl", token.DefaultTTL, "longest token lifetime a caller may ask for")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	telemetry.RegisterFlags(fs, &c.Telemetry)
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long running calls get to finish at shutdown")
 	fs.BoolVar(&c.Plaintext, "plaintext", false, "serve without TLS (development only; implied by --dev)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM); enables TLS")
