@@ -1,6 +1,6 @@
 // Package rpcserver builds the gRPC server both Airlock services run: one
-// interceptor chain (metrics → caller's first interceptors → logging → auth
-// → recovery, unary and stream), the standard health service, server
+// interceptor chain (metrics → caller's first interceptors → request id →
+// logging → auth → recovery, unary and stream), the standard health service, server
 // reflection, and graceful shutdown.
 package rpcserver
 
@@ -69,6 +69,8 @@ func New(o Options) (*grpc.Server, *health.Server) {
 	}
 	unary = append(unary, o.UnaryFirst...)
 	stream = append(stream, o.StreamFirst...)
+	unary = append(unary, requestIDUnary)
+	stream = append(stream, requestIDStream)
 	unary = append(unary, logging.UnaryServerInterceptor(Logger(o.Logger), logOpts...))
 	stream = append(stream, logging.StreamServerInterceptor(Logger(o.Logger), logOpts...))
 	if o.Auth != nil {

@@ -1,0 +1,59 @@
+package rpcserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+)
+
+// RequestIDKey is the metadata key of a call's request id.
+const RequestIDKey = "x-request-id"
+
+// requestID returns the caller's x-request-id if it is a sane token (at
+// most 128 printable ASCII characters, so it cannot forge log structure),
+// else a fresh random id.
+func requestID(ctx context.Context) string {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(RequestIDKey); len(v) == 1 && sane(v[0]) {
+			return v[0]
+		}
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func sane(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// withRequestID puts the id in the log fields and echoes it to the caller
+// as response header metadata.
+func withRequestID(ctx context.Context) context.Context {
+	id := requestID(ctx)
+	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, id))
+	return logging.InjectFields(ctx, logging.Fields{"request_id", id})
+}
+
+func requestIDUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	return h(withRequestID(ctx), req)
+}
+
+func requestIDStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	w := middleware.WrapServerStream(ss)
+	w.WrappedContext = withRequestID(ss.Context())
+	return h(srv, w)
+}

@@ -1,0 +1,158 @@
+package rpcserver
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testService has one method that answers, one that panics.
+var testService = grpc.ServiceDesc{
+	ServiceName: "test.v1.Test",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{
+		{MethodName: "Ok", Handler: unary("Ok", func(context.Context) error { return nil })},
+		{MethodName: "Panic", Handler: unary("Panic", func(context.Context) error { panic("boom") })},
+	},
+}
+
+func unary(name string, f func(context.Context) error) grpc.MethodHandler {
+	return func(_ any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
+		req := new(emptypb.Empty)
+		if err := dec(req); err != nil {
+			return nil, err
+		}
+		h := func(ctx context.Context, _ any) (any, error) { return new(emptypb.Empty), f(ctx) }
+		if in == nil {
+			return h(ctx, req)
+		}
+		return in(ctx, req, &grpc.UnaryServerInfo{FullMethod: "/test.v1.Test/" + name}, h)
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func serve(t *testing.T, o Options) (*grpc.ClientConn, *syncBuf) {
+	t.Helper()
+	logs := &syncBuf{}
+	o.Logger = zerolog.New(logs)
+	srv, _ := New(o)
+	srv.RegisterService(&testService, struct{}{})
+	lis := bufconn.Listen(1 << 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, srv, lis, time.Second) }()
+	cc, err := grpc.NewClient("passthrough:///buf", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cc.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve returned %v after shutdown, want nil", err)
+		}
+	})
+	return cc, logs
+}
+
+func call(cc *grpc.ClientConn, method string, md ...string) (metadata.MD, error) {
+	var header metadata.MD
+	ctx := metadata.AppendToOutgoingContext(context.Background(), md...)
+	err := cc.Invoke(ctx, "/test.v1.Test/"+method, new(emptypb.Empty), new(emptypb.Empty), grpc.Header(&header))
+	return header, err
+}
+
+func denyAll(context.Context) (context.Context, error) {
+	return nil, status.Error(codes.Unauthenticated, "no")
+}
+
+func TestChain(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     Options
+		method   string
+		wantCode codes.Code
+		wantMsg  string
+		wantLog  string
+	}{
+		{name: "auth guards ordinary methods", opts: Options{Auth: denyAll}, method: "Ok", wantCode: codes.Unauthenticated, wantMsg: "no"},
+		{name: "public methods skip auth", opts: Options{Auth: denyAll, Public: func(m string) bool { return m == "/test.v1.Test/Ok" }}, method: "Ok", wantCode: codes.OK},
+		{name: "a panic becomes Internal and is logged", opts: Options{}, method: "Panic", wantCode: codes.Internal, wantMsg: "internal error", wantLog: "recovered from panic in handler"},
+		{name: "every call is logged with its code", opts: Options{}, method: "Ok", wantCode: codes.OK, wantLog: `"grpc.code":"OK"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cc, logs := serve(t, tt.opts)
+			_, err := call(cc, tt.method)
+			st, _ := status.FromError(err)
+			if st.Code() != tt.wantCode || (tt.wantMsg != "" && st.Message() != tt.wantMsg) {
+				t.Fatalf("status = %v %q, want %v %q", st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
+			}
+			if tt.wantLog != "" && !eventuallyContains(logs, tt.wantLog) {
+				t.Fatalf("logs lack %q:\n%s", tt.wantLog, logs)
+			}
+		})
+	}
+}
+
+func TestHealthIsPublicAndStartsNotServing(t *testing.T) {
+	cc, _ := serve(t, Options{Auth: denyAll})
+	resp, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health = %v, %v; want NOT_SERVING without an auth error", resp, err)
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	cc, logs := serve(t, Options{})
+	h, err := call(cc, "Ok", "x-request-id", "req-123")
+	if err != nil || strings.Join(h.Get("x-request-id"), ",") != "req-123" {
+		t.Fatalf("echoed id = %v, err %v", h.Get("x-request-id"), err)
+	}
+	if !eventuallyContains(logs, `"request_id":"req-123"`) {
+		t.Fatalf("log lacks the request id:\n%s", logs)
+	}
+	// An id that could forge log structure is replaced, not logged.
+	h, _ = call(cc, "Ok", "x-request-id", "evil\"id with spaces")
+	if got := h.Get("x-request-id"); len(got) != 1 || len(got[0]) != 24 {
+		t.Fatalf("generated id = %v, want 24 hex characters", got)
+	}
+	if strings.Contains(logs.String(), "evil") {
+		t.Fatal("unsafe request id reached the log")
+	}
+}
+
+func eventuallyContains(b *syncBuf, s string) bool {
+	for i := 0; i < 100; i++ {
+		if strings.Contains(b.String(), s) {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
