@@ -172,7 +172,6 @@ func (s *Service) serve(ctx context.Context, in input, emit func(string) error) 
 		req.Model = t.Model
 		res, err := s.callWithRetry(ctx, t, req, countingEmit, &sent)
 		if err == nil {
-			logging.AddFields(ctx, logging.Fields{"model", t.Model.Name})
 			return &gatewayv1.CompletionDone{FinishReason: finishReason(res.Finish), Usage: usage(res.Usage), Model: t.Model.Name}, nil
 		}
 		lastErr = err
@@ -203,9 +202,12 @@ func (s *Service) callWithRetry(ctx context.Context, t catalog.Target, req *adap
 			chunks++
 			return emit(text)
 		})
+		total := time.Since(start)
 		if s.cfg.Observer != nil {
-			s.cfg.Observer.Upstream(t.Model.Name, t.Model.Provider, ttft, time.Since(start), chunks, err)
+			s.cfg.Observer.Upstream(t.Model.Name, t.Model.Provider, ttft, total, chunks, err)
 		}
+		logging.AddFields(ctx, logging.Fields{"model", t.Model.Name, "attempt", attempt,
+			"upstream_ms", total.Milliseconds(), "upstream_ttft_ms", ttft.Milliseconds(), "chunks", chunks})
 		if err == nil || *sent > 0 || attempt >= s.cfg.Attempts || !retryable(err) || ctx.Err() != nil {
 			return res, err
 		}
