@@ -223,18 +223,11 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 }
 
 // dialIssuer opens the connection the gateway uses for everything it reads
-// from the issuer, authenticated with its personal access token.
+// from the issuer, authenticated with its personal access token or, with
+// mutual TLS, its client certificate.
 func dialIssuer(cfg Config, log zerolog.Logger) (*grpc.ClientConn, error) {
 	if cfg.IssuerAddr == "" {
 		return nil, errors.New("--issuer-addr is required")
-	}
-	b, err := os.ReadFile(cfg.IssuerTokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("--issuer-token-file: %w", err)
-	}
-	pat := strings.TrimSpace(string(b))
-	if pat == "" {
-		return nil, fmt.Errorf("--issuer-token-file %s is empty", cfg.IssuerTokenFile)
 	}
 	var tc credentials.TransportCredentials
 	var patOpts []client.CredentialsOption
@@ -249,12 +242,22 @@ func dialIssuer(cfg Config, log zerolog.Logger) (*grpc.ClientConn, error) {
 		}
 		tc = credentials.NewTLS(conf)
 	}
-	return grpc.NewClient(cfg.IssuerAddr,
-		grpc.WithTransportCredentials(tc),
-		grpc.WithPerRPCCredentials(client.PATCredentials(pat, patOpts...)),
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(tc)}
+	if cfg.IssuerTokenFile != "" {
+		b, err := os.ReadFile(cfg.IssuerTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--issuer-token-file: %w", err)
+		}
+		pat := strings.TrimSpace(string(b))
+		if pat == "" {
+			return nil, fmt.Errorf("--issuer-token-file %s is empty", cfg.IssuerTokenFile)
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(client.PATCredentials(pat, patOpts...)))
+	} // else the client certificate (--issuer-cert) is the gateway's identity
+	return grpc.NewClient(cfg.IssuerAddr, append(opts,
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		telemetry.ClientOption(),
-	)
+	)...)
 }
 
 // watchHealth flips the health service to SERVING only while the gateway

@@ -70,7 +70,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9450", "gRPC listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9451", "HTTP listen address (metrics, health); empty disables")
 	fs.StringVar(&c.IssuerAddr, "issuer-addr", "127.0.0.1:9440", "issuer gRPC address (keys, revocations, model configuration)")
-	fs.StringVar(&c.IssuerTokenFile, "issuer-token-file", "", "file holding the gateway's personal access token at the issuer (required)")
+	fs.StringVar(&c.IssuerTokenFile, "issuer-token-file", "", "file holding the gateway's personal access token at the issuer (or authenticate with --issuer-cert)")
 	fs.StringVar(&c.IssuerCA, "issuer-ca", "", "CA bundle that verifies the issuer's certificate (TLS to the issuer)")
 	fs.StringVar(&c.IssuerCert, "issuer-cert", "", "client certificate presented to the issuer (mTLS)")
 	fs.StringVar(&c.IssuerKey, "issuer-key", "", "client key for --issuer-cert")
@@ -121,7 +121,8 @@ func (c Config) validate() error {
 	_, _, err := net.SplitHostPort(c.GRPCAddr)
 	check(err != nil, "--grpc-addr %q: %v", c.GRPCAddr, err)
 	check(c.IssuerAddr == "" && c.JWKSURL == "", "--issuer-addr or --jwks-url is required")
-	check(c.IssuerAddr != "" && c.IssuerTokenFile == "", "--issuer-token-file is required to read models and revocations from the issuer")
+	check(c.IssuerAddr != "" && c.IssuerTokenFile == "" && c.IssuerCert == "",
+		"--issuer-token-file or --issuer-cert (mutual TLS) is required: the gateway authenticates to the issuer to read models and revocations")
 	check(c.ExpectedIssuer == "", "--expected-issuer is required: tokens from any other issuer are refused")
 	check(c.Audience == "", "--audience must not be empty")
 	check(c.Leeway < 0 || c.Leeway > 5*time.Minute, "--leeway %v: want 0..5m", c.Leeway)

@@ -95,6 +95,15 @@ func serverTLS(c Config) (grpcTLS, httpTLS *tls.Config, err error) {
 	return grpcTLS, httpTLS, nil
 }
 
+// gatewayCert is the certificate identity that authenticates the gateway:
+// only meaningful when client certificates are verified (mutual TLS).
+func gatewayCert(c Config) string {
+	if c.TLSClientCA == "" {
+		return ""
+	}
+	return c.GatewayCertID
+}
+
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -208,7 +217,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, hs := rpcserver.New(rpcserver.Options{
 		Logger:        log,
-		Auth:          authn.New(st, now),
+		Auth:          authn.New(st, now, authn.WithGatewayCertificate(gatewayCert(cfg))),
 		Public:        func(m string) bool { return public[m] },
 		ServerOptions: srvOpts,
 		Registerer:    reg,

@@ -33,6 +33,7 @@ type Config struct {
 	IssuerURL      string
 	Dev            bool
 	Plaintext      bool
+	GatewayCertID  string
 	Telemetry      telemetry.Config
 	Bootstrap      bool
 	KEKFile        string
@@ -69,6 +70,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long running calls get to finish at shutdown")
 	fs.BoolVar(&c.Plaintext, "plaintext", false, "serve without TLS (development only; implied by --dev)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM); enables TLS")
+	fs.StringVar(&c.GatewayCertID, "gateway-cert-identity", "spiffe://airlock/gateway", "with mutual TLS, a client certificate with this URI SAN (or common name) is the gateway's service identity, no token needed; empty disables")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "server private key (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA bundle (PEM) that client certificates must chain to; enables mutual TLS on gRPC")
 	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/airlock-dev/airlock/issuer/store"
+	"github.com/airlock-dev/airlock/pkg/tlsconfig"
 )
 
 // SecretPrefix starts every PAT so secret scanners can recognise a leaked one.
@@ -75,14 +76,39 @@ type Lookup interface {
 	GetUserByID(ctx context.Context, id uint64) (store.User, error)
 }
 
+// Option configures New.
+type Option func(*options)
+
+type options struct{ gatewayCert string }
+
+// WithGatewayCertificate makes a caller without a bearer token whose
+// mutual-TLS client certificate carries identity (its first URI SAN, e.g.
+// spiffe://airlock/gateway, or else its common name; verified against the
+// server's client CAs) the gateway's service identity (ROLE_GATEWAY). Empty
+// disables it.
+func WithGatewayCertificate(identity string) Option {
+	return func(o *options) { o.gatewayCert = identity }
+}
+
 // New returns an AuthFunc for pkg/rpcserver: it reads `authorization:
 // Bearer <pat>`, and returns a context carrying the Identity, or
 // Unauthenticated. A store failure is Unavailable (fail closed, but tell the
-// caller to retry rather than that its credentials are bad).
-func New(l Lookup, now func() time.Time) auth.AuthFunc {
+// caller to retry rather than that its credentials are bad). A bearer token,
+// when present, always decides; the gateway certificate counts only without
+// one.
+func New(l Lookup, now func() time.Time, opts ...Option) auth.AuthFunc {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	return func(ctx context.Context) (context.Context, error) {
 		secret, ok := bearer(ctx)
 		if !ok {
+			if o.gatewayCert != "" {
+				if id, ok := tlsconfig.PeerIdentity(ctx); ok && id == o.gatewayCert {
+					return WithIdentity(ctx, Identity{Username: "gateway", Role: store.RoleGateway, PATID: "certificate:" + id}), nil
+				}
+			}
 			return nil, status.Error(codes.Unauthenticated, MsgMissing)
 		}
 		h := Hash(secret)
