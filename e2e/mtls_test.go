@@ -3,8 +3,8 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
-	"os"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
