@@ -29,6 +29,7 @@ import (
 
 	"github.com/airlock-dev/airlock/issuer/api/authn"
 	"github.com/airlock-dev/airlock/issuer/api/keysvc"
+	"github.com/airlock-dev/airlock/issuer/api/limits"
 	"github.com/airlock-dev/airlock/issuer/api/modelsvc"
 	"github.com/airlock-dev/airlock/issuer/api/tokensvc"
 	"github.com/airlock-dev/airlock/issuer/api/usersvc"
@@ -178,7 +179,8 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 	if err != nil {
 		return err
 	}
-	tokens, err := tokensvc.New(ctx, tokensvc.Config{Minter: mint, Store: st, Now: now, Logger: log})
+	tokens, err := tokensvc.New(ctx, tokensvc.Config{Minter: mint, Store: st, Now: now, Logger: log,
+		MintRate: limits.NewRate(cfg.MintRatePerUser)})
 	if err != nil {
 		return err
 	}
@@ -216,11 +218,12 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, hs := rpcserver.New(rpcserver.Options{
-		Logger:        log,
-		Auth:          authn.New(st, now, authn.WithGatewayCertificate(gatewayCert(cfg))),
-		Public:        func(m string) bool { return public[m] },
-		ServerOptions: srvOpts,
-		Registerer:    reg,
+		Logger:          log,
+		Auth:            authn.New(st, now, authn.WithGatewayCertificate(gatewayCert(cfg))),
+		Public:          func(m string) bool { return public[m] },
+		ServerOptions:   srvOpts,
+		Registerer:      reg,
+		StreamAfterAuth: []grpc.StreamServerInterceptor{limits.NewStreams(cfg.MaxWatchesPerCaller).Interceptor()},
 	})
 	keysvc.New(keysvc.Config{Keys: km, Logger: log}).Register(srv)
 	tokens.Register(srv)

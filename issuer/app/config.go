@@ -27,25 +27,28 @@ const EnvKEK = EnvPrefix + "_KEK"
 
 // Config is the issuer's configuration. Flag names are a contract.
 type Config struct {
-	GRPCAddr       string
-	HTTPAddr       string
-	DataDir        string
-	IssuerURL      string
-	Dev            bool
-	Plaintext      bool
-	GatewayCertID  string
-	Telemetry      telemetry.Config
-	Bootstrap      bool
-	KEKFile        string
-	KeyAlg         string
-	RotationPeriod time.Duration
-	TokenTTL       time.Duration
-	MaxTokenTTL    time.Duration
-	LogLevel       string
-	ShutdownGrace  time.Duration
-	TLSCert        string
-	TLSKey         string
-	TLSClientCA    string
+	GRPCAddr      string
+	HTTPAddr      string
+	DataDir       string
+	IssuerURL     string
+	Dev           bool
+	Plaintext     bool
+	GatewayCertID string
+	// Per-caller bounds.
+	MintRatePerUser     int
+	MaxWatchesPerCaller int
+	Telemetry           telemetry.Config
+	Bootstrap           bool
+	KEKFile             string
+	KeyAlg              string
+	RotationPeriod      time.Duration
+	TokenTTL            time.Duration
+	MaxTokenTTL         time.Duration
+	LogLevel            string
+	ShutdownGrace       time.Duration
+	TLSCert             string
+	TLSKey              string
+	TLSClientCA         string
 }
 
 // ParseConfig reads args, then AIRLOCK_ISSUER_* variables, then the
@@ -70,6 +73,8 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long running calls get to finish at shutdown")
 	fs.BoolVar(&c.Plaintext, "plaintext", false, "serve without TLS (development only; implied by --dev)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM); enables TLS")
+	fs.IntVar(&c.MintRatePerUser, "mint-rate-per-user", 120, "tokens a user may mint per minute, as a burst refilled evenly (0: unlimited)")
+	fs.IntVar(&c.MaxWatchesPerCaller, "max-watches-per-caller", 64, "open WatchKeys/WatchModels/WatchRevocations streams per caller (user, or IP when anonymous; 0: unlimited)")
 	fs.StringVar(&c.GatewayCertID, "gateway-cert-identity", "spiffe://airlock/gateway", "with mutual TLS, a client certificate with this URI SAN (or common name) is the gateway's service identity, no token needed; empty disables")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "server private key (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA bundle (PEM) that client certificates must chain to; enables mutual TLS on gRPC")

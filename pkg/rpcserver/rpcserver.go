@@ -1,6 +1,7 @@
 // Package rpcserver builds the gRPC server both Airlock services run: one
 // interceptor chain (metrics → caller's first interceptors → request id →
-// logging → auth → recovery, unary and stream), the standard health service, server
+// logging → auth → caller's after-auth interceptors → recovery, unary and
+// stream), the standard health service, server
 // reflection, and graceful shutdown.
 package rpcserver
 
@@ -42,6 +43,10 @@ type Options struct {
 	// UnaryFirst and StreamFirst run before logging (metrics, tracing).
 	UnaryFirst  []grpc.UnaryServerInterceptor
 	StreamFirst []grpc.StreamServerInterceptor
+	// UnaryAfterAuth and StreamAfterAuth run after authentication, so they
+	// see the caller's identity (per-caller limits).
+	UnaryAfterAuth  []grpc.UnaryServerInterceptor
+	StreamAfterAuth []grpc.StreamServerInterceptor
 	// ServerOptions are appended (TLS credentials, size limits, keepalive).
 	ServerOptions []grpc.ServerOption
 	// Registerer, if set, receives the standard gRPC server metrics
@@ -81,6 +86,8 @@ func New(o Options) (*grpc.Server, *health.Server) {
 		unary = append(unary, selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(o.Auth), needsAuth))
 		stream = append(stream, selector.StreamServerInterceptor(auth.StreamServerInterceptor(o.Auth), needsAuth))
 	}
+	unary = append(unary, o.UnaryAfterAuth...)
+	stream = append(stream, o.StreamAfterAuth...)
 	unary = append(unary, recovery.UnaryServerInterceptor(rec))
 	stream = append(stream, recovery.StreamServerInterceptor(rec))
 

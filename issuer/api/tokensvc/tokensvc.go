@@ -35,12 +35,19 @@ type Store interface {
 	PruneTokens(ctx context.Context, now time.Time) (int, error)
 }
 
+// Limiter rate-limits minting per user (*limits.Rate); nil allows all.
+type Limiter interface {
+	Allow(key string) bool
+	PerMinute() int
+}
+
 // Config configures New.
 type Config struct {
-	Minter Minter
-	Store  Store
-	Now    func() time.Time
-	Logger zerolog.Logger
+	Minter   Minter
+	Store    Store
+	MintRate Limiter
+	Now      func() time.Time
+	Logger   zerolog.Logger
 }
 
 // Service implements issuerv1.TokenServiceServer.
@@ -112,6 +119,9 @@ func (s *Service) MintToken(ctx context.Context, req *issuerv1.MintTokenRequest)
 	id, err := authn.Require(ctx, store.RoleUser, store.RoleAdmin)
 	if err != nil {
 		return nil, err
+	}
+	if s.cfg.MintRate != nil && !s.cfg.MintRate.Allow("user:"+id.Username) {
+		return nil, status.Errorf(codes.ResourceExhausted, "mint rate limit exceeded for this user (%d per minute)", s.cfg.MintRate.PerMinute())
 	}
 	var ttl time.Duration
 	if req.GetTtl() != nil {

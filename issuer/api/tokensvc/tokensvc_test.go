@@ -282,3 +282,19 @@ func TestRevocationsPrunedAfterExpiry(t *testing.T) {
 		t.Fatalf("PruneTokens = %d, %v; want the expired revocation gone", n, err)
 	}
 }
+
+func TestMintRateIsPerUser(t *testing.T) {
+	e := testenv.New(t, testenv.Options{MintRatePerUser: 2})
+	for i := 0; i < 2; i++ {
+		if _, err := e.Tokens().MintToken(testenv.Ctx(e.User), &issuerv1.MintTokenRequest{}); err != nil {
+			t.Fatalf("mint %d within the limit: %v", i+1, err)
+		}
+	}
+	_, err := e.Tokens().MintToken(testenv.Ctx(e.User), &issuerv1.MintTokenRequest{})
+	if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted || st.Message() != "mint rate limit exceeded for this user (2 per minute)" {
+		t.Fatalf("third mint = %v, want ResourceExhausted", err)
+	}
+	if _, err := e.Tokens().MintToken(testenv.Ctx(e.Chat), &issuerv1.MintTokenRequest{}); err != nil {
+		t.Fatalf("another user was throttled: %v", err)
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/airlock-dev/airlock/issuer/api/authn"
 	"github.com/airlock-dev/airlock/issuer/api/keysvc"
+	"github.com/airlock-dev/airlock/issuer/api/limits"
 	"github.com/airlock-dev/airlock/issuer/api/modelsvc"
 	"github.com/airlock-dev/airlock/issuer/api/tokensvc"
 	"github.com/airlock-dev/airlock/issuer/api/usersvc"
@@ -87,6 +88,10 @@ type Env struct {
 type Options struct {
 	Alg string // default ES256 (fast); RS256 where interoperability matters
 	Dir string // reuse a data directory (restart tests)
+	// Per-caller limits, as the issuer's --mint-rate-per-user and
+	// --max-watches-per-caller (0: unlimited).
+	MintRatePerUser     int
+	MaxWatchesPerCaller int
 }
 
 // New starts the API and seeds users: admin (ROLE_ADMIN), user (ROLE_USER,
@@ -115,13 +120,15 @@ func New(t testing.TB, o Options) *Env {
 	must(t, err)
 	mint, err := minter.New(minter.Config{Signer: e.Keys, Recorder: e.Store, Issuer: Issuer, InstanceID: e.InstanceID, MaxTTL: time.Hour, Now: e.Clock.Now})
 	must(t, err)
-	tokens, err := tokensvc.New(ctx, tokensvc.Config{Minter: mint, Store: e.Store, Now: e.Clock.Now, Logger: log})
+	tokens, err := tokensvc.New(ctx, tokensvc.Config{Minter: mint, Store: e.Store, Now: e.Clock.Now, Logger: log,
+		MintRate: limits.NewRate(o.MintRatePerUser)})
 	must(t, err)
 	models, err := modelsvc.New(ctx, modelsvc.Config{Store: e.Store, KEK: e.KEK, Now: e.Clock.Now, Logger: log})
 	must(t, err)
 	srv, _ := rpcserver.New(rpcserver.Options{
-		Logger: log,
-		Auth:   authn.New(e.Store, e.Clock.Now),
+		StreamAfterAuth: []grpc.StreamServerInterceptor{limits.NewStreams(o.MaxWatchesPerCaller).Interceptor()},
+		Logger:          log,
+		Auth:            authn.New(e.Store, e.Clock.Now),
 		Public: func(m string) bool {
 			return m == keysvc.PublicMethods[0] || m == keysvc.PublicMethods[1]
 		},
