@@ -81,3 +81,12 @@ compose-test: $(BIN)/grpcurl
 
 clean:
 	rm -rf $(BIN) dist data
+
+## bench: the performance suite; prints every figure next to its target and writes BENCHMARKS.md
+bench:
+	./scripts/bench.sh
+
+## loadtest: bounded mixed load on loopback against the real binaries (~60 s; LOADTEST_DURATION=5s for a quick run)
+loadtest: build
+	$(GO) build -o $(BIN)/ ./cmd/airlock-load
+	$(BIN)/airlock-load --bin $(BIN)

@@ -1,0 +1,225 @@
+// Package cluster starts the real Airlock binaries (issuer, gateway, stub
+// model) on loopback for the benchmark suite, and reads what the benchmarks
+// need from outside them: CPU time and resident memory from /proc, and
+// series from their Prometheus /metrics pages.
+//
+// It is a harness for measurements, not for correctness tests: it never
+// asserts anything, it only starts, configures and stops processes.
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// clockTick is USER_HZ, the unit of utime and stime in /proc/<pid>/stat.
+// It is 100 on every Linux architecture Go supports; reading it would need
+// cgo (sysconf), which the suite avoids.
+const clockTick = 100
+
+// Proc is a running child process whose output goes to a log file (or is
+// kept in memory) so failures can be reported.
+type Proc struct {
+	Name string
+	cmd  *exec.Cmd
+	out  *tailBuffer
+	done chan struct{}
+	err  error
+}
+
+// StartProc starts argv[0] with argv[1:], its output appended to logPath
+// (and the last 64 KiB kept for Output). It returns once the process has
+// been started, not once it serves.
+func StartProc(name string, argv []string, logPath string) (*Proc, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("cluster: empty command")
+	}
+	p := &Proc{Name: name, out: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+	var w io.Writer = p.out
+	var logFile *os.File
+	if logPath != "" {
+		f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		logFile, w = f, io.MultiWriter(f, p.out)
+	}
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		if logFile != nil {
+			logFile.Close()
+		}
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		if logFile != nil {
+			logFile.Close()
+		}
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// PID returns the process id.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Output returns the tail of the process's output.
+func (p *Proc) Output() string { return p.out.String() }
+
+// Stop sends SIGTERM and waits up to grace, then kills the process.
+func (p *Proc) Stop(grace time.Duration) {
+	if p.Exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Usage is a process's cumulative CPU time and current resident memory.
+type Usage struct {
+	CPU time.Duration // utime + stime
+	RSS int64         // VmRSS in bytes
+}
+
+// Usage reads /proc/<pid>/stat and /proc/<pid>/status.
+func (p *Proc) Usage() (Usage, error) { return ReadUsage(p.PID()) }
+
+// ReadUsage reads the CPU time and resident memory of pid from /proc.
+func ReadUsage(pid int) (Usage, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return Usage{}, err
+	}
+	cpu, err := ParseStatCPU(stat)
+	if err != nil {
+		return Usage{}, err
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return Usage{}, err
+	}
+	rss, err := ParseStatusRSS(status)
+	if err != nil {
+		return Usage{}, err
+	}
+	return Usage{CPU: cpu, RSS: rss}, nil
+}
+
+// ParseStatCPU returns utime+stime from the contents of /proc/<pid>/stat.
+// The command name (field 2) may hold spaces and parentheses, so fields are
+// counted from the last ')'.
+func ParseStatCPU(stat []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("cluster: /proc stat: no command field")
+	}
+	// After ")": field 3 (state) is index 0, so utime (14) is 11, stime (15) 12.
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("cluster: /proc stat: too few fields")
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 63)
+	st, err2 := strconv.ParseUint(f[12], 10, 63)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("cluster: /proc stat: %w", err)
+	}
+	ticks := ut + st
+	if ticks > uint64(1<<62)/uint64(time.Second/clockTick) {
+		return 0, errors.New("cluster: /proc stat: cpu time out of range")
+	}
+	return time.Duration(ticks) * (time.Second / clockTick), nil
+}
+
+// ParseStatusRSS returns VmRSS in bytes from the contents of
+// /proc/<pid>/status.
+func ParseStatusRSS(status []byte) (int64, error) {
+	for _, line := range strings.Split(string(status), "\n") {
+		rest, ok := strings.CutPrefix(line, "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("cluster: /proc status: odd VmRSS line %q", line)
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || kb < 0 || kb > 1<<40 {
+			return 0, fmt.Errorf("cluster: /proc status: VmRSS %q", f[0])
+		}
+		return kb << 10, nil
+	}
+	return 0, errors.New("cluster: /proc status: no VmRSS")
+}
+
+// FreeAddr returns a loopback address with a port free at the time of the
+// call.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// Build compiles the given main packages (e.g. ./cmd/gateway) into dir.
+func Build(ctx context.Context, moduleDir, dir string, pkgs ...string) error {
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", dir + string(os.PathSeparator)}, pkgs...)...)
+	cmd.Dir = moduleDir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
