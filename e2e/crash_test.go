@@ -107,6 +107,9 @@ func TestIssuerCrashMidWriteKeepsAcknowledgedWrites(t *testing.T) {
 	// Same data directory: the store must open and hold every acknowledged
 	// write.
 	c.startIssuer()
+	// A fresh connection: the old one may still be backing off from the
+	// refused dials while the issuer was down.
+	models = issuerv1.NewModelServiceClient(dial(t, c.issuerGRPC))
 	list, err := models.ListModels(admin, &issuerv1.ListModelsRequest{})
 	if err != nil {
 		t.Fatalf("ListModels after restart: %v", err)

@@ -157,6 +157,12 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Adapters: providers.Registry(),
 		Timeouts: adapter.Timeouts{Connect: cfg.ConnectTimeout, FirstByte: cfg.FirstByteTimeout, Idle: cfg.IdleTimeout, Total: cfg.TotalTimeout},
 		Limits: completion.Limits{
+			MaxMessages:            cfg.MaxMessages,
+			MaxPromptBytes:         cfg.MaxPromptBytes,
+			MaxAnswerBytes:         cfg.MaxAnswerBytes,
+			MaxEventBytes:          cfg.MaxUpstreamEventBytes,
+			MaxBodyBytes:           cfg.MaxUpstreamBodyBytes,
+			ClientSendTimeout:      cfg.ClientSendTimeout,
 			UserRequestsPerMinute:  cfg.UserRequestsPerMinute,
 			UserConcurrentStreams:  cfg.UserConcurrentStreams,
 			TotalConcurrentStreams: cfg.TotalConcurrentStreams,

@@ -57,6 +57,12 @@ type Config struct {
 	Telemetry telemetry.Config
 
 	// Limits.
+	MaxMessages            int
+	MaxPromptBytes         int
+	MaxAnswerBytes         int
+	MaxUpstreamEventBytes  int
+	MaxUpstreamBodyBytes   int64
+	ClientSendTimeout      time.Duration
 	UserRequestsPerMinute  int
 	UserConcurrentStreams  int
 	TotalConcurrentStreams int
@@ -97,6 +103,12 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.FirstByteTimeout, "upstream-first-byte-timeout", 60*time.Second, "request sent → model server response headers")
 	fs.DurationVar(&c.IdleTimeout, "upstream-idle-timeout", 60*time.Second, "longest pause between two chunks of a model's stream")
 	fs.DurationVar(&c.TotalTimeout, "upstream-total-timeout", 10*time.Minute, "longest whole upstream call")
+	fs.IntVar(&c.MaxMessages, "max-messages", 256, "chat messages per request")
+	fs.IntVar(&c.MaxPromptBytes, "max-prompt-bytes", 1<<20, "message contents plus code context per request")
+	fs.IntVar(&c.MaxAnswerBytes, "max-answer-bytes", 4<<20, "text of one answer; the stream ends with ResourceExhausted past it")
+	fs.IntVar(&c.MaxUpstreamEventBytes, "max-upstream-event-bytes", 1<<20, "one SSE event or NDJSON line from a model server")
+	fs.Int64Var(&c.MaxUpstreamBodyBytes, "max-upstream-body-bytes", 64<<20, "one model server response body")
+	fs.DurationVar(&c.ClientSendTimeout, "client-send-timeout", 30*time.Second, "end a stream whose caller has read nothing for this long")
 	fs.IntVar(&c.UserRequestsPerMinute, "user-requests-per-minute", 600, "per-user request rate (0: unlimited)")
 	fs.IntVar(&c.UserConcurrentStreams, "user-concurrent-streams", 32, "per-user concurrent requests (0: unlimited)")
 	fs.IntVar(&c.TotalConcurrentStreams, "max-concurrent-streams", 10000, "concurrent requests across all users (0: unlimited)")
@@ -133,6 +145,9 @@ func (c Config) validate() error {
 	check(c.Plaintext && c.TLSCert != "", "--plaintext and --tls-cert are mutually exclusive")
 	check((c.IssuerCert == "") != (c.IssuerKey == ""), "--issuer-cert and --issuer-key go together")
 	check(c.MaxRecvBytes < 1024, "--max-recv-bytes %d: want at least 1024", c.MaxRecvBytes)
+	check(c.MaxMessages < 1 || c.MaxPromptBytes < 1 || c.MaxAnswerBytes < 1, "--max-messages, --max-prompt-bytes and --max-answer-bytes must be positive")
+	check(c.MaxUpstreamEventBytes < 1024 || c.MaxUpstreamBodyBytes < int64(c.MaxUpstreamEventBytes), "--max-upstream-event-bytes must be at least 1024 and at most --max-upstream-body-bytes")
+	check(c.ClientSendTimeout <= 0, "--client-send-timeout must be positive")
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -20,6 +20,11 @@ type Limits struct {
 	MaxAnswerBytes   int   // one answer's text, streamed or aggregated (4 MiB)
 	MaxEventBytes    int   // one upstream SSE event / NDJSON line (1 MiB)
 	MaxBodyBytes     int64 // one upstream response body (64 MiB)
+	// MaxBufferedBytes is how much text may wait for a slow caller before
+	// the model is paused (64 KiB); ClientSendTimeout is how long a caller
+	// may make no progress before its stream ends (30 s).
+	MaxBufferedBytes  int
+	ClientSendTimeout time.Duration
 	// Per user (keyed by x-gitlab-global-user-id).
 	UserRequestsPerMinute int // 0 means unlimited
 	UserConcurrentStreams int // 0 means unlimited
@@ -39,8 +44,12 @@ func (l Limits) withDefaults() Limits {
 	def(&l.DefaultMaxTokens, 1024)
 	def(&l.MaxAnswerBytes, 4<<20)
 	def(&l.MaxEventBytes, 1<<20)
+	def(&l.MaxBufferedBytes, 64<<10)
 	if l.MaxBodyBytes <= 0 {
 		l.MaxBodyBytes = 64 << 20
+	}
+	if l.ClientSendTimeout <= 0 {
+		l.ClientSendTimeout = 30 * time.Second
 	}
 	return l
 }

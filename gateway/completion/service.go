@@ -63,6 +63,10 @@ type Observer interface {
 	Upstream(model, provider string, ttft, total time.Duration, chunks int, err error)
 }
 
+// maxRetryAfterWait is the longest Retry-After the gateway waits out
+// before retrying the same model; longer hints go to the fallback at once.
+const maxRetryAfterWait = 2 * time.Second
+
 // Service implements gatewayv1.CompletionServiceServer.
 type Service struct {
 	gatewayv1.UnsafeCompletionServiceServer
@@ -94,13 +98,22 @@ func New(cfg Config) (*Service, error) {
 // Register registers the service on s.
 func (s *Service) Register(r grpc.ServiceRegistrar) { gatewayv1.RegisterCompletionServiceServer(r, s) }
 
-// StreamCompletion implements the streaming RPC.
+// StreamCompletion implements the streaming RPC. Deltas go through a relay
+// (see relay.go) so a caller that stops reading cannot hold the stream.
 func (s *Service) StreamCompletion(req *gatewayv1.StreamCompletionRequest, stream gatewayv1.CompletionService_StreamCompletionServer) error {
 	in := input{feature: req.GetFeature(), messages: req.GetMessages(), code: req.GetCodeContext(), options: req.GetOptions()}
 	ctx := stream.Context()
-	done, err := s.serve(ctx, in, func(text string) error {
-		return stream.Send(&gatewayv1.StreamCompletionResponse{Text: text})
-	})
+	msg := &gatewayv1.StreamCompletionResponse{} // reused: Send encodes before it returns
+	r := newRelay(func(text string) error {
+		msg.Text = text
+		return stream.Send(msg)
+	}, s.cfg.Limits.MaxBufferedBytes, s.cfg.Limits.ClientSendTimeout)
+	done, err := s.serve(ctx, in, func(text string) error { return r.emit(ctx, text) })
+	// Deliver what was queued, also before an error status: text already
+	// produced stays delivered.
+	if ferr := r.finish(ctx); ferr != nil && err == nil {
+		err = toStatus(ferr)
+	}
 	if err != nil {
 		return err
 	}
@@ -212,6 +225,14 @@ func (s *Service) callWithRetry(ctx context.Context, t catalog.Target, req *adap
 			return res, err
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
+		if e, ok := adapter.AsError(err); ok && e.RetryAfter > 0 {
+			// The model said when to come back: honour it, unless that is
+			// longer than a caller should wait for a first token (fail over).
+			if e.RetryAfter > maxRetryAfterWait {
+				return res, err
+			}
+			wait = e.RetryAfter
+		}
 		select {
 		case <-ctx.Done():
 			return res, ctx.Err()

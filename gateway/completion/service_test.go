@@ -279,3 +279,35 @@ func TestAnswerSizeIsBoundedWhileStreaming(t *testing.T) {
 		t.Fatalf("text %q, err %v; want the first delta then ResourceExhausted", text, err)
 	}
 }
+
+func TestRetryHonoursRetryAfter(t *testing.T) {
+	tests := []struct {
+		name       string
+		retryAfter time.Duration
+		wantCalls  map[string]int
+		minElapsed time.Duration
+	}{
+		{"short hint is waited out, then the same model is retried", 300 * time.Millisecond, map[string]int{"a": 2, "b": 0}, 300 * time.Millisecond},
+		{"long hint fails over at once", time.Minute, map[string]int{"a": 1, "b": 1}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			busy := &adapter.Error{Kind: adapter.KindUnavailable, HTTPStatus: 503, Message: "busy", Retryable: true, RetryAfter: tt.retryAfter}
+			fa := &fakeAdapter{calls: map[string]int{}, steps: map[string][]step{"a": {{err: busy}, {texts: []string{"a"}}}, "b": {{texts: []string{"b"}}}}}
+			c := start(t, Config{Router: fakeRouter{[]catalog.Target{target("a"), target("b")}}, Authorize: allowAll,
+				Adapters: map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return fa, nil }}})
+			begin := time.Now()
+			if _, _, err := collect(t, c, chat("hi")); err != nil {
+				t.Fatal(err)
+			}
+			if el := time.Since(begin); el < tt.minElapsed || el > tt.minElapsed+2*time.Second {
+				t.Fatalf("took %v, want at least %v", el, tt.minElapsed)
+			}
+			for m, n := range tt.wantCalls {
+				if fa.calls[m] != n {
+					t.Errorf("calls[%s] = %d, want %d", m, fa.calls[m], n)
+				}
+			}
+		})
+	}
+}

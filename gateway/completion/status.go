@@ -48,7 +48,7 @@ func toStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, egress.ErrForbidden):
 		return status.Error(codes.FailedPrecondition, "model endpoint resolves outside the model's trusted networks")
-	case errors.Is(err, errAnswerTooLarge):
+	case errors.Is(err, errAnswerTooLarge), errors.Is(err, errClientNotReading):
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.As(err, &unknownProvider):
 		return status.Error(codes.FailedPrecondition, err.Error())

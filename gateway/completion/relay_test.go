@@ -1,0 +1,113 @@
+package completion
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// sink records sends; while gate is non-nil each send waits for it.
+type sink struct {
+	mu      sync.Mutex
+	sent    []string
+	gate    chan struct{}
+	entered chan struct{}
+}
+
+func (s *sink) send(text string) error {
+	if s.entered != nil {
+		select {
+		case s.entered <- struct{}{}:
+		default:
+		}
+	}
+	if s.gate != nil {
+		<-s.gate
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent = append(s.sent, text)
+	return nil
+}
+
+func (s *sink) all() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.sent...)
+}
+
+func TestRelayDeliversInOrder(t *testing.T) {
+	s := &sink{}
+	r := newRelay(s.send, 1024, time.Second)
+	for _, d := range []string{"a", "b", "c"} {
+		if err := r.emit(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.finish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(s.all(), ""); got != "abc" {
+		t.Fatalf("delivered %q, want abc", got)
+	}
+}
+
+func TestRelayCoalescesWhileTheCallerLags(t *testing.T) {
+	s := &sink{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	r := newRelay(s.send, 1024, time.Second)
+	_ = r.emit(context.Background(), "first")
+	<-s.entered // the sender is stuck writing "first"
+	for _, d := range []string{"x", "y", "z"} {
+		if err := r.emit(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(s.gate)
+	if err := r.finish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.all(); len(got) != 2 || got[0] != "first" || got[1] != "xyz" {
+		t.Fatalf("sends = %q, want [first xyz]", got)
+	}
+}
+
+func TestRelayEndsAStalledStream(t *testing.T) {
+	s := &sink{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	defer close(s.gate) // in production the handler's return unblocks the send
+	r := newRelay(s.send, 8, 50*time.Millisecond)
+	_ = r.emit(context.Background(), "12345678")
+	<-s.entered
+	if err := r.emit(context.Background(), "12345678"); err != nil { // fills the buffer
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err := r.emit(context.Background(), "more")
+	if !errors.Is(err, errClientNotReading) {
+		t.Fatalf("emit into a full buffer of a stalled caller = %v, want errClientNotReading", err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond || d > time.Second {
+		t.Fatalf("gave up after %v, want about the 50ms send timeout", d)
+	}
+	if err := r.finish(context.Background()); !errors.Is(err, errClientNotReading) {
+		t.Fatalf("finish = %v, want errClientNotReading", err)
+	}
+}
+
+func TestRelayReportsSendFailure(t *testing.T) {
+	boom := errors.New("stream closed")
+	r := newRelay(func(string) error { return boom }, 1024, time.Second)
+	_ = r.emit(context.Background(), "a")
+	if err := r.finish(context.Background()); !errors.Is(err, boom) {
+		t.Fatalf("finish = %v, want the send error", err)
+	}
+	if err := r.emit(context.Background(), "b"); !errors.Is(err, boom) {
+		t.Fatalf("emit after a failed send = %v, want the send error", err)
+	}
+}
