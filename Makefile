@@ -11,7 +11,7 @@ GRPCURL_VERSION            ?= v1.9.3
 
 BINARIES := issuer gateway stubmodel airlockctl
 
-.PHONY: all build run demo test unit-test lint generate check-generated tools fuzz-short \
+.PHONY: all build run demo test unit-test lint generate check-generated tools fuzz-short validate-deploy \
         compose-test images dist bench loadtest clean
 
 all: build
@@ -32,8 +32,9 @@ run: build
 demo: build
 	./scripts/run.sh --demo
 
-## test: everything CI checks (lint, generated code fresh, race tests, short fuzz runs)
-test: lint check-generated unit-test fuzz-short
+## test: everything CI checks (lint, generated code fresh, race tests, short fuzz runs,
+## Kubernetes manifests validated offline)
+test: lint check-generated unit-test fuzz-short validate-deploy
 
 unit-test:
 	$(GO) test -race -count=1 -timeout 8m ./...
@@ -63,6 +64,11 @@ fuzz-short:
 	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZ_TIME) $$pkg >/dev/null || { echo "FAIL fuzz $$pkg $$f"; exit 1; }; \
 	  done; \
 	done
+
+## validate-deploy: strict-decode deploy/k8s into k8s.io/api types and check invariants
+## (deploy/validate is its own Go module, so k8s.io/api never enters the main one)
+validate-deploy:
+	cd deploy/validate && $(GO) vet ./... && $(GO) test -count=1 ./... && $(GO) run . ../k8s
 
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 

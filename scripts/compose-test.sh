@@ -152,20 +152,19 @@ wait_health() {
 	return 1
 }
 
-# fetch_credentials copies the PATs the issuer bootstrapped out of its data
-# volume: the gateway's into its directory, the users' to the host tools.
+# fetch_credentials copies the PATs the issuer bootstrapped for the people
+# (admin, demo) out of its data volume to the host tools. The gateway needs
+# none: its client certificate (spiffe://airlock/gateway) is its identity.
 fetch_credentials() {
 	local id deadline=$((SECONDS + 30)) name
 	id=$(cid issuer)
-	for name in gateway admin demo; do
+	for name in admin demo; do
 		until docker cp "$id:/data/credentials/$name.token" "$state/tools/$name.token" 2>/dev/null; do
 			((SECONDS < deadline)) || die "issuer did not bootstrap credentials/$name.token"
 			sleep 1
 		done
 	done
 	chmod 600 "$state"/tools/*.token
-	mv "$state/tools/gateway.token" "$state/gateway/gateway.token"
-	own_for_container "$state/gateway"
 }
 
 stack_up() {
