@@ -98,7 +98,10 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		}
 	}
 	c.Issuer, err = StartProc("issuer", append([]string{filepath.Join(cfg.BinDir, "issuer"), "--dev", "--data-dir", c.DataDir,
-		"--grpc-addr", c.IssuerGRPC, "--http-addr", c.IssuerHTTP, "--issuer-url", c.IssuerURL(), "--log-level", "warn"}, cfg.IssuerArgs...),
+		"--grpc-addr", c.IssuerGRPC, "--http-addr", c.IssuerHTTP, "--issuer-url", c.IssuerURL(), "--log-level", "warn",
+		// The suite measures cost, not the per-caller limits: one bench user
+		// mints thousands of tokens and opens 1,000 watches.
+		"--mint-rate-per-user", "0", "--max-watches-per-caller", "0"}, cfg.IssuerArgs...),
 		filepath.Join(cfg.WorkDir, "issuer.log"))
 	if err != nil {
 		return nil, err

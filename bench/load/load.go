@@ -61,6 +61,23 @@ func (r Round) ChunkRate() float64 {
 	return float64(n) / r.Wall.Seconds()
 }
 
+// AnswerChunkRate is model chunks relayed per second of wall time: the
+// successful streams times the chunks in one answer (perAnswer). Counting
+// received messages would undercount the gateway, which coalesces deltas
+// into fewer messages while its client lags; the text is the same.
+func (r Round) AnswerChunkRate(perAnswer int) float64 {
+	if r.Wall <= 0 {
+		return 0
+	}
+	n := 0
+	for _, s := range r.Streams {
+		if s.Err == nil {
+			n++
+		}
+	}
+	return float64(n*perAnswer) / r.Wall.Seconds()
+}
+
 // TTFTs and Totals return the successful streams' timings.
 func (r Round) TTFTs() []time.Duration {
 	return r.pick(func(s Stream) time.Duration { return s.TTFT })

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +28,8 @@ func runScale(ctx context.Context, o Options, dir string, r *Report, logw io.Wri
 	n := o.ScaleStreams
 	chunks := max(1, int(o.ScaleDuration/time.Second))
 	conns := (n + streamsPerConn - 1) / streamsPerConn
-	g, err := startGatewayBench(ctx, cluster.Config{BinDir: o.BinDir, WorkDir: dir, StubTokens: chunks, StubDelay: time.Second}, conns)
+	g, err := startGatewayBench(ctx, cluster.Config{BinDir: o.BinDir, WorkDir: dir, StubTokens: chunks, StubDelay: time.Second,
+		GatewayArgs: []string{"--pprof"}}, conns)
 	if err != nil {
 		return err
 	}
@@ -61,6 +65,13 @@ func runScale(ctx context.Context, o Options, dir string, r *Report, logw io.Wri
 	}
 	ramp := time.Since(start)
 	opened := open.Load()
+	// Heap and goroutine profiles while every stream is open: where the
+	// per-stream memory goes.
+	for name, path := range map[string]string{"scale-heap.pb.gz": "/debug/pprof/heap", "scale-goroutines.txt": "/debug/pprof/goroutine?debug=1"} {
+		if err := fetchTo(ctx, "http://"+g.c.GatewayHTTP+path, filepath.Join(dir, name)); err != nil {
+			fmt.Fprintf(logw, "   profile %s: %v\n", name, err)
+		}
+	}
 	cpu0, _ := g.c.Gateway.Usage()
 	t0 := time.Now()
 	var rss, heap, gor []float64
@@ -106,6 +117,31 @@ func runScale(ctx context.Context, o Options, dir string, r *Report, logw io.Wri
 		stats.Of(gor).Median, stats.Of(gor).Median/float64(n), window.Seconds(), total.Seconds())
 	fmt.Fprintf(logw, "   %d streams: %d errors, RSS %.1f KB/stream, heap %.1f KB/stream, %.3f cores\n", n, failed, perRSS.Median, perHeap.Median, cores)
 	return nil
+}
+
+// fetchTo saves the body of a GET to file.
+func fetchTo(ctx context.Context, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // gatewaySample reads the gateway's RSS (from /proc) and Go heap in use

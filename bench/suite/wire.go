@@ -126,7 +126,7 @@ func pairOf(d, g load.Round) wireRun {
 	r.addP99 = stats.Percentile(gt, 99) - stats.Percentile(dt, 99)
 	r.totP50D, r.totP50G = stats.Percentile(d.Totals(), 50), stats.Percentile(g.Totals(), 50)
 	r.ttftP50D, r.ttftP50G = stats.Ms(stats.Percentile(dt, 50)), stats.Ms(stats.Percentile(gt, 50))
-	r.rateD, r.rateG = d.ChunkRate(), g.ChunkRate()
+	r.rateD, r.rateG = d.AnswerChunkRate(wireStubTokens), g.AnswerChunkRate(wireStubTokens)
 	return r
 }
 
@@ -191,8 +191,8 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 		}
 		r.add(Figure{section, name + ": relay throughput vs direct", ratio.Format("%.1f") + " %", "≥ 80 %", verdict(ratio.Median >= 80)})
 	}
-	r.detail(section, "Stub model at zero delay, %d tokens per answer; each run is a direct round and a gateway round back to back (order alternating), the same number of streams each. \"added\" = gateway percentile − direct percentile of the same run. Throughput = text chunks received per second of round wall time.\n\n%s",
-		wireStubTokens, table.String())
+	r.detail(section, "Stub model at zero delay, %d tokens per answer; each run is a direct round and a gateway round back to back (order alternating), the same number of streams each. \"added\" = gateway percentile − direct percentile of the same run. Throughput = model chunks relayed per second of round wall time (completed answers × %d chunks each): the gateway coalesces deltas into fewer gRPC messages while its client lags, so counting received messages would undercount it; the text delivered is the same.\n\n%s",
+		wireStubTokens, wireStubTokens, table.String())
 
 	// Issuer RPCs caused by completions: everything the proxy saw during the
 	// timed rounds (the gateway's watches were opened before them).

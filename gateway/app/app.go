@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -94,7 +95,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}()
 
 	// Issuer connection: keys, revocations, model configuration.
-	issuerConn, err := dialIssuer(cfg, log)
+	issuerConn, err := dialIssuer(cfg, log, telemetry.DialOptions(cfg.Telemetry)...)
 	if err != nil {
 		return err
 	}
@@ -167,20 +168,20 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			UserConcurrentStreams:  cfg.UserConcurrentStreams,
 			TotalConcurrentStreams: cfg.TotalConcurrentStreams,
 		},
-		Logger:   log.With().Str("component", "completion").Logger(),
-		Observer: m,
+		Logger:        log.With().Str("component", "completion").Logger(),
+		Observer:      m,
+		WrapTransport: telemetry.HTTPTransport(cfg.Telemetry),
 	})
 	if err != nil {
 		return err
 	}
 
-	serverOpts := []grpc.ServerOption{
-		grpc.StatsHandler(telemetry.ServerHandler()),
+	serverOpts := append(telemetry.ServerOptions(cfg.Telemetry),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConnStream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-	}
+	)
 	if cfg.Plaintext {
 		log.Warn().Str("addr", cfg.GRPCAddr).Msg("serving plaintext gRPC (--plaintext): tokens cross the network unencrypted; use only for local development")
 	} else {
@@ -215,7 +216,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 
 	var httpSrv *http.Server
 	if cfg.HTTPAddr != "" {
-		httpSrv, err = serveHTTP(cfg.HTTPAddr, reg, keys, log)
+		httpSrv, err = serveHTTP(cfg.HTTPAddr, reg, keys, cfg.Pprof, log)
 		if err != nil {
 			return err
 		}
@@ -231,7 +232,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 // dialIssuer opens the connection the gateway uses for everything it reads
 // from the issuer, authenticated with its personal access token or, with
 // mutual TLS, its client certificate.
-func dialIssuer(cfg Config, log zerolog.Logger) (*grpc.ClientConn, error) {
+func dialIssuer(cfg Config, log zerolog.Logger, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	if cfg.IssuerAddr == "" {
 		return nil, errors.New("--issuer-addr is required")
 	}
@@ -260,10 +261,8 @@ func dialIssuer(cfg Config, log zerolog.Logger) (*grpc.ClientConn, error) {
 		}
 		opts = append(opts, grpc.WithPerRPCCredentials(client.PATCredentials(pat, patOpts...)))
 	} // else the client certificate (--issuer-cert) is the gateway's identity
-	return grpc.NewClient(cfg.IssuerAddr, append(opts,
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-		telemetry.ClientOption(),
-	)...)
+	opts = append(opts, grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}))
+	return grpc.NewClient(cfg.IssuerAddr, append(opts, extra...)...)
 }
 
 // watchHealth flips the health service to SERVING only while the gateway
@@ -301,8 +300,15 @@ func watchHealth(ctx context.Context, keys *keyset.Cache, models *catalog.Catalo
 	}
 }
 
-func serveHTTP(addr string, reg *prometheus.Registry, keys *keyset.Cache, log zerolog.Logger) (*http.Server, error) {
+func serveHTTP(addr string, reg *prometheus.Registry, keys *keyset.Cache, withPprof bool, log zerolog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !keys.Ready() {

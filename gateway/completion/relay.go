@@ -11,13 +11,17 @@ import (
 var errClientNotReading = errors.New("client is not reading the stream")
 
 // relay decouples reading the model from writing to the caller. The adapter
-// appends deltas to a bounded buffer; one sender goroutine writes them out.
+// appends deltas to a bounded buffer; a sender goroutine writes them out.
 // While the caller keeps up, each delta goes out on its own; when the caller
 // lags, pending deltas are coalesced into one message (fewer writes, same
 // text). When the buffer is full the adapter waits, which stops reading the
 // model (backpressure); if the caller makes no progress for sendTimeout the
 // stream ends with errClientNotReading, so a stalled client cannot hold a
 // stream, its per-user slot and an upstream connection forever.
+//
+// The sender goroutine lives only while there is text to write: a stream
+// waiting on a slow model holds no goroutine for it (this matters with
+// thousands of open streams).
 type relay struct {
 	send        func(string) error
 	maxBuffered int
@@ -26,18 +30,15 @@ type relay struct {
 	mu      sync.Mutex
 	pending []byte
 	spare   []byte
-	closed  bool
-	err     error         // the sender's failure, if any
-	wake    chan struct{} // sender: there is text or the relay closed
-	space   chan struct{} // emitter: the sender took the buffer
-	done    chan struct{} // sender exited
+	running bool          // a sender goroutine is active
+	err     error         // a send failed; every later call reports it
+	space   chan struct{} // the sender took the buffer (emitters may append)
+	idle    chan struct{} // the sender exited (buffer drained or failed)
 }
 
 func newRelay(send func(string) error, maxBuffered int, sendTimeout time.Duration) *relay {
-	r := &relay{send: send, maxBuffered: maxBuffered, sendTimeout: sendTimeout,
-		wake: make(chan struct{}, 1), space: make(chan struct{}, 1), done: make(chan struct{})}
-	go r.run()
-	return r
+	return &relay{send: send, maxBuffered: maxBuffered, sendTimeout: sendTimeout,
+		space: make(chan struct{}, 1), idle: make(chan struct{}, 1)}
 }
 
 // emit queues text for the caller. It blocks while the buffer is full and
@@ -53,11 +54,11 @@ func (r *relay) emit(ctx context.Context, text string) error {
 		}
 		if len(r.pending) == 0 || len(r.pending)+len(text) <= r.maxBuffered {
 			r.pending = append(r.pending, text...)
-			r.mu.Unlock()
-			select {
-			case r.wake <- struct{}{}:
-			default:
+			if !r.running {
+				r.running = true
+				go r.run()
 			}
+			r.mu.Unlock()
 			if timer != nil {
 				timer.Stop()
 			}
@@ -70,7 +71,7 @@ func (r *relay) emit(ctx context.Context, text string) error {
 		}
 		select {
 		case <-r.space:
-		case <-r.done:
+		case <-r.idle:
 		case <-timer.C:
 			return errClientNotReading
 		case <-ctx.Done():
@@ -79,59 +80,61 @@ func (r *relay) emit(ctx context.Context, text string) error {
 	}
 }
 
-// finish waits until everything queued was written, or the caller stalled
-// for sendTimeout, or ctx ended. After a nil return the caller's goroutine
-// may use the stream again (the sender has exited).
+// finish waits until everything queued was written (or a send failed), or
+// the caller stalled for sendTimeout, or ctx ended. After a nil return no
+// sender is running, so the caller's goroutine may use the stream again.
 func (r *relay) finish(ctx context.Context) error {
-	r.mu.Lock()
-	r.closed = true
-	r.mu.Unlock()
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
 	t := time.NewTimer(r.sendTimeout)
 	defer t.Stop()
-	select {
-	case <-r.done:
+	for {
 		r.mu.Lock()
-		defer r.mu.Unlock()
-		return r.err
-	case <-t.C:
-		return errClientNotReading
-	case <-ctx.Done():
-		return ctx.Err()
+		running, err := r.running, r.err
+		r.mu.Unlock()
+		if !running {
+			return err
+		}
+		select {
+		case <-r.idle:
+		case <-t.C:
+			return errClientNotReading
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
-// run is the sender goroutine. It exits when the relay is closed and
-// drained, or when a send fails (including because the handler returned,
-// which ends the stream and unblocks a stuck send).
+// run writes pending text until the buffer is empty or a send fails (a
+// send also fails once the handler returned, which ends the stream and
+// unblocks a stuck write), then exits.
 func (r *relay) run() {
-	defer close(r.done)
 	for {
 		r.mu.Lock()
-		for len(r.pending) == 0 && !r.closed {
+		if len(r.pending) == 0 {
+			r.running = false
 			r.mu.Unlock()
-			<-r.wake
-			r.mu.Lock()
-		}
-		if len(r.pending) == 0 && r.closed {
-			r.mu.Unlock()
+			signal(r.idle)
 			return
 		}
 		text := string(r.pending)
 		r.pending, r.spare = r.spare[:0], r.pending
 		r.mu.Unlock()
-		select {
-		case r.space <- struct{}{}:
-		default:
-		}
+		signal(r.space)
 		if err := r.send(text); err != nil {
 			r.mu.Lock()
 			r.err = err
+			r.pending = r.pending[:0]
+			r.running = false
 			r.mu.Unlock()
+			signal(r.idle)
 			return
 		}
+	}
+}
+
+// signal wakes one waiter without blocking.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/rs/zerolog"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
@@ -55,6 +54,10 @@ type Config struct {
 	RetryBackoff time.Duration
 	Logger       zerolog.Logger
 	Observer     Observer
+	// WrapTransport, if set, wraps each model's HTTP transport (the gateway
+	// adds tracing there when an OTLP endpoint is configured; unwrapped
+	// otherwise, since each wrapper costs per request and per open stream).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Observer receives per-call measurements (metrics). Nil methods are fine.
@@ -260,8 +263,7 @@ func (s *Service) adapterFor(t catalog.Target) (adapter.Adapter, error) {
 		return nil, err
 	}
 	a, err := newAdapter(adapter.Config{
-		// otelhttp propagates the caller's trace to the model server.
-		HTTPClient:    &http.Client{Transport: otelhttp.NewTransport(guard.Transport())},
+		HTTPClient:    &http.Client{Transport: s.wrapTransport(guard.Transport())},
 		Timeouts:      s.cfg.Timeouts,
 		MaxEventBytes: s.cfg.Limits.MaxEventBytes,
 		MaxBodyBytes:  s.cfg.Limits.MaxBodyBytes,
@@ -274,6 +276,13 @@ func (s *Service) adapterFor(t catalog.Target) (adapter.Adapter, error) {
 	}
 	s.adapters[key] = a
 	return a, nil
+}
+
+func (s *Service) wrapTransport(t http.RoundTripper) http.RoundTripper {
+	if s.cfg.WrapTransport == nil {
+		return t
+	}
+	return s.cfg.WrapTransport(t)
 }
 
 func finishReason(f adapter.Finish) gatewayv1.FinishReason {

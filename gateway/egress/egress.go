@@ -123,5 +123,10 @@ func (g *Guard) Transport() *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		// Held per open upstream connection, i.e. per open stream: small,
+		// since SSE lines are short (bufio grows nothing; large writes
+		// bypass the buffer).
+		ReadBufferSize:  2 << 10,
+		WriteBufferSize: 2 << 10,
 	}
 }

@@ -202,7 +202,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 		defer c()
 		_ = shutdownTracing(sctx)
 	}()
-	srvOpts := []grpc.ServerOption{grpc.StatsHandler(telemetry.ServerHandler())}
+	srvOpts := telemetry.ServerOptions(cfg.Telemetry)
 	if grpcTLS != nil {
 		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(grpcTLS)))
 	} else {

@@ -8,8 +8,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/propagation"
@@ -61,11 +63,39 @@ func Setup(ctx context.Context, service string, c Config) (shutdown func(context
 	return tp.Shutdown, nil
 }
 
+// ServerOptions trace incoming gRPC calls when c exports spans, and add
+// nothing otherwise (the stats handler costs on every call and message).
+func ServerOptions(c Config) []grpc.ServerOption {
+	if c.Endpoint == "" {
+		return nil
+	}
+	return []grpc.ServerOption{grpc.StatsHandler(ServerHandler())}
+}
+
+// DialOptions trace outgoing gRPC calls when c exports spans.
+func DialOptions(c Config) []grpc.DialOption {
+	if c.Endpoint == "" {
+		return nil
+	}
+	return []grpc.DialOption{ClientOption()}
+}
+
 // ServerHandler traces incoming gRPC calls (health checks excluded).
 func ServerHandler() stats.Handler {
 	return otelgrpc.NewServerHandler(otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
 		return info.FullMethodName != "/grpc.health.v1.Health/Check" && info.FullMethodName != "/grpc.health.v1.Health/Watch"
 	}))
+}
+
+// HTTPTransport returns a wrapper that traces outgoing HTTP requests and
+// propagates trace context (traceparent) to the server, or nil when c
+// exports nothing: the wrapper clones every request, which is not worth it
+// when no span is recorded.
+func HTTPTransport(c Config) func(http.RoundTripper) http.RoundTripper {
+	if c.Endpoint == "" {
+		return nil
+	}
+	return func(t http.RoundTripper) http.RoundTripper { return otelhttp.NewTransport(t) }
 }
 
 // ClientOption traces outgoing gRPC calls and propagates trace context.

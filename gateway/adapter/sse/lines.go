@@ -19,7 +19,9 @@ var ErrTooLarge = errors.New("event exceeds the maximum size")
 // DefaultMaxEventBytes is the bound used when a caller passes max <= 0.
 const DefaultMaxEventBytes = 1 << 20
 
-const initialBuf = 4 << 10
+// initialBuf is small because it is held per open stream and SSE lines are
+// short; it doubles on demand up to the maximum.
+const initialBuf = 1 << 10
 
 // lineReader splits a byte stream into lines without copying: each returned
 // line aliases the internal buffer and is valid until the next call. The
