@@ -38,6 +38,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/keys"
 	"github.com/airlock-dev/airlock/issuer/minter"
 	"github.com/airlock-dev/airlock/issuer/store/boltstore"
+	"github.com/airlock-dev/airlock/pkg/debugpprof"
 	"github.com/airlock-dev/airlock/pkg/healthprobe"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
 	"github.com/airlock-dev/airlock/pkg/telemetry"
@@ -94,6 +95,14 @@ func serverTLS(c Config) (grpcTLS, httpTLS *tls.Config, err error) {
 		httpTLS.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return grpcTLS, httpTLS, nil
+}
+
+// debugHandler serves runtime profiles when --pprof is set.
+func debugHandler(c Config) http.Handler {
+	if !c.Pprof {
+		return nil
+	}
+	return debugpprof.Handler()
 }
 
 // gatewayCert is the certificate identity that authenticates the gateway:
@@ -245,7 +254,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 		log.Warn().Str("addr", cfg.HTTPAddr).Msg("serving HTTP in plaintext on a non-loopback address")
 	}
 	hsrv := &http.Server{
-		Handler:           httpapi.Handler(httpapi.Config{Keys: km, Issuer: cfg.IssuerURL, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Now: now}),
+		Handler:           httpapi.Handler(httpapi.Config{Keys: km, Issuer: cfg.IssuerURL, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Debug: debugHandler(cfg), Now: now}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -34,6 +34,7 @@ type Config struct {
 	Dev           bool
 	Plaintext     bool
 	GatewayCertID string
+	Pprof         bool
 	// Per-caller bounds.
 	MintRatePerUser     int
 	MaxWatchesPerCaller int
@@ -75,6 +76,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM); enables TLS")
 	fs.IntVar(&c.MintRatePerUser, "mint-rate-per-user", 120, "tokens a user may mint per minute, as a burst refilled evenly (0: unlimited)")
 	fs.IntVar(&c.MaxWatchesPerCaller, "max-watches-per-caller", 64, "open WatchKeys/WatchModels/WatchRevocations streams per caller (user, or IP when anonymous; 0: unlimited)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the HTTP port (profiling; keep that port private)")
 	fs.StringVar(&c.GatewayCertID, "gateway-cert-identity", "spiffe://airlock/gateway", "with mutual TLS, a client certificate with this URI SAN (or common name) is the gateway's service identity, no token needed; empty disables")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "server private key (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA bundle (PEM) that client certificates must chain to; enables mutual TLS on gRPC")

@@ -36,6 +36,8 @@ type Config struct {
 	Issuer string
 	// Metrics serves /metrics; nil leaves the path unrouted.
 	Metrics http.Handler
+	// Debug, if set, serves /debug/pprof/ (the issuer's --pprof).
+	Debug http.Handler
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -90,6 +92,9 @@ func Handler(cfg Config) http.Handler {
 	})
 	if cfg.Metrics != nil {
 		mux.Handle("GET "+PathMetrics, cfg.Metrics)
+	}
+	if cfg.Debug != nil {
+		mux.Handle("/debug/pprof/", cfg.Debug)
 	}
 	return mux
 }

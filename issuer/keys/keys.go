@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -112,6 +113,10 @@ type key struct {
 	meta   store.SigningKey
 	signer crypto.Signer
 	pub    jwk.Key
+	// verified is set once a signature by this key verified with its
+	// published public key (see Sign). Shared by the copies of a key that
+	// each state change makes.
+	verified *atomic.Bool
 }
 
 // Manager owns the signing keys. Safe for concurrent use.
@@ -235,7 +240,7 @@ func newKey(signer crypto.Signer, alg string) (*key, error) {
 			return nil, err
 		}
 	}
-	return &key{meta: store.SigningKey{KID: kid, Alg: alg}, signer: signer, pub: pub}, nil
+	return &key{meta: store.SigningKey{KID: kid, Alg: alg}, signer: signer, pub: pub, verified: new(atomic.Bool)}, nil
 }
 
 func generate(alg string) (crypto.Signer, error) {
@@ -444,8 +449,15 @@ func (m *Manager) KeySet() *KeySet {
 func (m *Manager) Hub() *broadcast.Hub[*KeySet] { return &m.hub }
 
 // Sign returns a compact JWS of payload signed by the active key, with the
-// protected header {alg, kid, typ: JWT}. The signature is verified with the
-// public key before it is returned.
+// protected header {alg, kid, typ: JWT}.
+//
+// The first signature of each key is verified with the published public key
+// before it is returned, so a private key that does not match what verifiers
+// hold (a corrupt store, a wrong KEK) never signs a token that would fail
+// everywhere. Later signatures are not re-verified: the check would double
+// the cost of every ES256 mint, and per-signature faults are already
+// guarded where they leak keys (Go's crypto/rsa checks every RSA signature
+// it makes).
 func (m *Manager) Sign(payload []byte) (string, error) {
 	m.mu.RLock()
 	k := m.active
@@ -468,8 +480,11 @@ func (m *Manager) Sign(payload []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("keys: sign: %w", err)
 	}
-	if _, err := jws.Verify(out, jws.WithKey(alg, k.pub)); err != nil {
-		return "", fmt.Errorf("keys: own signature does not verify: %w", err)
+	if !k.verified.Load() {
+		if _, err := jws.Verify(out, jws.WithKey(alg, k.pub)); err != nil {
+			return "", fmt.Errorf("keys: own signature does not verify: %w", err)
+		}
+		k.verified.Store(true)
 	}
 	return string(out), nil
 }

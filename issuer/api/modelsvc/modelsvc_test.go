@@ -71,7 +71,7 @@ func TestCreateModelValidation(t *testing.T) {
 		{"unknown family", with(base, func(m *issuerv1.Model) { m.Family = "gpt5" }), codes.InvalidArgument,
 			`family: unknown model family "gpt5": want one of mistral, mixtral, llama3, codegemma, codestral, codellama, deepseekcoder, qwen, claude_3, gpt, general`},
 		{"unknown provider", with(base, func(m *issuerv1.Model) { m.Provider = "bedrock" }), codes.InvalidArgument,
-			`provider: unknown provider "bedrock": want one of openai_compatible, ollama, anthropic, azure_openai`},
+			`provider: unknown provider "bedrock": want one of openai_compatible, ollama, anthropic, azure_openai, tgi`},
 		{"bad CIDR", with(base, func(m *issuerv1.Model) { m.TrustedNetworks = []string{"10.0.0.0/8", "10.0.0.300/24"} }), codes.InvalidArgument,
 			`trusted_networks[1]: invalid CIDR "10.0.0.300/24"`},
 		{"literal IP outside trusted networks", with(base, func(m *issuerv1.Model) { m.Endpoint = "http://192.168.1.5/v1" }), codes.InvalidArgument,
