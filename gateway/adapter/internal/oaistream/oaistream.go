@@ -112,14 +112,12 @@ func (c *content) UnmarshalJSON(b []byte) error {
 			*c = content(inner)
 			return nil
 		}
+		// Escaped strings go to encoding/json: the faster decoder's string
+		// code steps outside the slice it is given when called from inside a
+		// decode (the race detector's checkptr catches it).
 		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
+		if err := stdjson.Unmarshal(b, &s); err != nil {
 			return err
-		}
-		if !utf8.ValidString(s) { // escapes decoded to invalid UTF-8: encoding/json's replacement rules
-			if err := stdjson.Unmarshal(b, &s); err != nil {
-				return err
-			}
 		}
 		*c = content(s)
 	case '[':
@@ -127,7 +125,7 @@ func (c *content) UnmarshalJSON(b []byte) error {
 			Type string `json:"type"`
 			Text string `json:"text"`
 		}
-		if err := json.Unmarshal(b, &parts); err != nil {
+		if err := stdjson.Unmarshal(b, &parts); err != nil {
 			return err
 		}
 		var s []byte
@@ -248,14 +246,17 @@ func (d *Decoder) Decode(resp upstream.Body, maxEvent int, emit func(string) err
 	return res, nil
 }
 
-// decodeChunk decodes with goccy/go-json, three times faster than
+// decodeChunk decodes with goccy/go-json, about twice as fast as
 // encoding/json with half the allocations on the relay's hot path, when the
-// document is valid UTF-8 without raw control characters in strings (every
-// real chunk). The rare rest goes to encoding/json, whose handling of those
+// document is valid JSON, valid UTF-8 and without raw control characters in
+// strings (every real chunk). The rare rest goes to encoding/json, whose handling of those
 // (replacement characters, rejection) the faster decoder does not share.
 // FuzzChunkDecodingMatchesStdlib holds the two paths to the same results.
 func decodeChunk(data []byte, c *chunk) error {
-	if utf8.Valid(data) && controlFree(data) {
+	// stdjson.Valid first: the faster decoder uses unsafe pointer arithmetic
+	// that can step past the end of a truncated document, so it only ever
+	// sees complete, well-formed JSON (a fast scan, no allocation).
+	if utf8.Valid(data) && controlFree(data) && stdjson.Valid(data) {
 		return json.Unmarshal(data, c)
 	}
 	return stdjson.Unmarshal(data, c)
