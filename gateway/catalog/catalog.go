@@ -9,13 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
+	"github.com/airlock-dev/airlock/gateway/internal/backoff"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 	"github.com/airlock-dev/airlock/pkg/feature"
 )
@@ -140,7 +140,7 @@ func (c *Catalog) Route(f feature.Feature) ([]Target, error) {
 // exponential backoff (200 ms doubling to 5 s). The last configuration stays
 // in force while the issuer is unreachable.
 func (c *Catalog) Run(ctx context.Context) {
-	backoff := 200 * time.Millisecond
+	b := backoff.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := c.watch(ctx)
@@ -148,16 +148,13 @@ func (c *Catalog) Run(ctx context.Context) {
 			return
 		}
 		if time.Since(start) > 30*time.Second {
-			backoff = 200 * time.Millisecond
+			b.Reset() // the watch was healthy for a while: this is a new outage
 		}
-		c.log.Warn().Err(err).Dur("retry_in", backoff).Msg("model configuration watch ended; reconnecting")
-		wait := backoff/2 + rand.N(backoff/2+1)
-		select {
-		case <-ctx.Done():
+		wait := b.Next()
+		c.log.Warn().Err(err).Dur("retry_in", wait).Msg("model configuration watch ended; reconnecting")
+		if !backoff.Sleep(ctx, wait) {
 			return
-		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

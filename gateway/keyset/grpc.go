@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc"
 
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+
+	"github.com/airlock-dev/airlock/gateway/internal/backoff"
 )
 
 // NewGRPC returns a Cache fed by the issuer's KeyService on cc. Run loads
@@ -37,7 +39,7 @@ func fromProto(ks *issuerv1.KeySet) (*snapshot, error) {
 }
 
 func (c *Cache) runGRPC(ctx context.Context, client issuerv1.KeyServiceClient) {
-	b := backoff{min: c.opts.MinBackoff, max: c.opts.MaxBackoff}
+	b := backoff.Backoff{Min: c.opts.MinBackoff, Max: c.opts.MaxBackoff}
 	for ctx.Err() == nil {
 		if c.snap.Load() == nil {
 			fctx, cancel := context.WithTimeout(ctx, c.opts.FetchTimeout)
@@ -55,10 +57,10 @@ func (c *Cache) runGRPC(ctx context.Context, client issuerv1.KeyServiceClient) {
 		}
 		if got {
 			// The stream was healthy; a fresh failure starts a fresh backoff.
-			b.reset()
+			b.Reset()
 		}
 		c.log.Warn().Err(err).Msg("key set watch ended; reconnecting")
-		if !sleep(ctx, b.next()) {
+		if !backoff.Sleep(ctx, b.Next()) {
 			return
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/airlock-dev/airlock/gateway/internal/backoff"
 )
 
 // maxJWKSBytes bounds a JWKS response body; a real set is a few KiB.
@@ -45,7 +47,7 @@ type httpSource struct {
 }
 
 func (h *httpSource) run(ctx context.Context) {
-	b := backoff{min: h.c.opts.MinBackoff, max: h.c.opts.MaxBackoff}
+	b := backoff.Backoff{Min: h.c.opts.MinBackoff, Max: h.c.opts.MaxBackoff}
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, h.c.opts.FetchTimeout)
 		s, err := h.fetch(fctx)
@@ -56,15 +58,15 @@ func (h *httpSource) run(ctx context.Context) {
 				return
 			}
 			h.c.log.Warn().Err(err).Str("url", h.url).Msg("JWKS fetch failed; keeping the last good key set")
-			wait = min(b.next(), h.c.opts.MaxRefresh)
+			wait = min(b.Next(), h.c.opts.MaxRefresh)
 		} else {
-			b.reset()
+			b.Reset()
 			h.c.install(s, false)
 			h.mu.Lock()
 			wait = h.maxAge
 			h.mu.Unlock()
 		}
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return
 		}
 	}

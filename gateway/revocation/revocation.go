@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc"
 
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+
+	"github.com/airlock-dev/airlock/gateway/internal/backoff"
 )
 
 // Defaults for Options.
@@ -189,17 +191,17 @@ func (l *List) Run(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
-	b := backoff{min: l.opts.MinBackoff, max: l.opts.MaxBackoff}
+	b := backoff.Backoff{Min: l.opts.MinBackoff, Max: l.opts.MaxBackoff}
 	for ctx.Err() == nil {
 		got, err := l.watch(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if got {
-			b.reset()
+			b.Reset()
 		}
 		l.opts.Logger.Warn().Err(err).Msg("revocation watch ended; reconnecting")
-		if !sleep(ctx, b.next()) {
+		if !backoff.Sleep(ctx, b.Next()) {
 			return
 		}
 	}
