@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -68,7 +66,7 @@ func runScale(ctx context.Context, o Options, dir string, r *Report, logw io.Wri
 	// Heap and goroutine profiles while every stream is open: where the
 	// per-stream memory goes.
 	for name, path := range map[string]string{"scale-heap.pb.gz": "/debug/pprof/heap", "scale-goroutines.txt": "/debug/pprof/goroutine?debug=1"} {
-		if err := fetchTo(ctx, "http://"+g.c.GatewayHTTP+path, filepath.Join(dir, name)); err != nil {
+		if err := fetch(ctx, "http://"+g.c.GatewayHTTP+path, filepath.Join(dir, name)); err != nil {
 			fmt.Fprintf(logw, "   profile %s: %v\n", name, err)
 		}
 	}
@@ -117,31 +115,6 @@ func runScale(ctx context.Context, o Options, dir string, r *Report, logw io.Wri
 		stats.Of(gor).Median, stats.Of(gor).Median/float64(n), window.Seconds(), total.Seconds())
 	fmt.Fprintf(logw, "   %d streams: %d errors, RSS %.1f KB/stream, heap %.1f KB/stream, %.3f cores\n", n, failed, perRSS.Median, perHeap.Median, cores)
 	return nil
-}
-
-// fetchTo saves the body of a GET to file.
-func fetchTo(ctx context.Context, url, file string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // gatewaySample reads the gateway's RSS (from /proc) and Go heap in use
