@@ -193,7 +193,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 	if err != nil {
 		return err
 	}
-	models, err := modelsvc.New(ctx, modelsvc.Config{Store: st, KEK: k, Now: now, Logger: log})
+	models, err := modelsvc.New(ctx, modelsvc.Config{Store: st, KEK: k, Now: now, Logger: log, MaxModels: cfg.MaxModels})
 	if err != nil {
 		return err
 	}
@@ -237,7 +237,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 	keysvc.New(keysvc.Config{Keys: km, Logger: log}).Register(srv)
 	tokens.Register(srv)
 	models.Register(srv)
-	usersvc.New(usersvc.Config{Store: st, Now: now, Logger: log}).Register(srv)
+	usersvc.New(usersvc.Config{Store: st, Now: now, Logger: log, MaxUsers: cfg.MaxUsers}).Register(srv)
 
 	glis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {

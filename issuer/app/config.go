@@ -38,6 +38,8 @@ type Config struct {
 	// Per-caller bounds.
 	MintRatePerUser     int
 	MaxWatchesPerCaller int
+	MaxModels           int
+	MaxUsers            int
 	Telemetry           telemetry.Config
 	Bootstrap           bool
 	KEKFile             string
@@ -77,6 +79,8 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.MintRatePerUser, "mint-rate-per-user", 120, "tokens a user may mint per minute, as a burst refilled evenly (0: unlimited)")
 	fs.IntVar(&c.MaxWatchesPerCaller, "max-watches-per-caller", 64, "open WatchKeys/WatchModels/WatchRevocations streams per caller (user, or IP when anonymous; 0: unlimited)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the HTTP port (profiling; keep that port private)")
+	fs.IntVar(&c.MaxModels, "max-models", 1000, "models the registry may hold (0: unlimited)")
+	fs.IntVar(&c.MaxUsers, "max-users", 10000, "users the issuer may hold (0: unlimited)")
 	fs.StringVar(&c.GatewayCertID, "gateway-cert-identity", "spiffe://airlock/gateway", "with mutual TLS, a client certificate with this URI SAN (or common name) is the gateway's service identity, no token needed; empty disables")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "server private key (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA bundle (PEM) that client certificates must chain to; enables mutual TLS on gRPC")

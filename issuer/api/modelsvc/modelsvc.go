@@ -43,6 +43,9 @@ type Config struct {
 	KEK    *kek.KEK
 	Now    func() time.Time
 	Logger zerolog.Logger
+	// MaxModels bounds the registry (0: unlimited); the configuration is
+	// pushed whole to every gateway on each change.
+	MaxModels int
 }
 
 // Service implements issuerv1.ModelServiceServer.
@@ -177,6 +180,15 @@ func (s *Service) CreateModel(ctx context.Context, req *issuerv1.CreateModelRequ
 	sealed, err := s.seal(m.Name, req.GetModel().GetApiKey())
 	if err != nil {
 		return nil, apierr.Status(s.cfg.Logger, err)
+	}
+	if s.cfg.MaxModels > 0 {
+		cur, err := s.cfg.Store.ModelConfig(ctx)
+		if err != nil {
+			return nil, apierr.Status(s.cfg.Logger, err)
+		}
+		if len(cur.Models) >= s.cfg.MaxModels {
+			return nil, status.Errorf(codes.ResourceExhausted, "model registry is full (%d models, limit %d): delete one first", len(cur.Models), s.cfg.MaxModels)
+		}
 	}
 	m.SealedAPIKey = sealed
 	m.CreateTime = s.cfg.Now()

@@ -281,3 +281,17 @@ func TestWatchModelsPushesAtOnceAndSkipsKnownRevision(t *testing.T) {
 		t.Fatalf("known-revision watcher got %v %v", next, err)
 	}
 }
+
+func TestRegistrySizeLimit(t *testing.T) {
+	e := testenv.New(t, testenv.Options{MaxModels: 2})
+	ctx := testenv.Ctx(e.Admin)
+	for _, n := range []string{"one", "two"} {
+		if _, err := e.Models().CreateModel(ctx, &issuerv1.CreateModelRequest{Model: validModel(n)}); err != nil {
+			t.Fatalf("CreateModel(%s) within the limit: %v", n, err)
+		}
+	}
+	_, err := e.Models().CreateModel(ctx, &issuerv1.CreateModelRequest{Model: validModel("three")})
+	if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted || st.Message() != "model registry is full (2 models, limit 2): delete one first" {
+		t.Fatalf("third model = %v, want ResourceExhausted", err)
+	}
+}

@@ -38,6 +38,8 @@ type Config struct {
 	Store  Store
 	Now    func() time.Time
 	Logger zerolog.Logger
+	// MaxUsers bounds the principals (0: unlimited).
+	MaxUsers int
 }
 
 // Service implements issuerv1.UserServiceServer. Every method needs ROLE_ADMIN.
@@ -101,6 +103,15 @@ func (s *Service) CreateUser(ctx context.Context, req *issuerv1.CreateUserReques
 	}
 	if err := ValidateUser(req.GetUser()); err != nil {
 		return nil, err
+	}
+	if s.cfg.MaxUsers > 0 {
+		us, err := s.cfg.Store.ListUsers(ctx)
+		if err != nil {
+			return nil, apierr.Status(s.cfg.Logger, err)
+		}
+		if len(us) >= s.cfg.MaxUsers {
+			return nil, status.Errorf(codes.ResourceExhausted, "user limit reached (%d users, limit %d)", len(us), s.cfg.MaxUsers)
+		}
 	}
 	u, err := s.cfg.Store.CreateUser(ctx, store.User{
 		Username: req.GetUser().GetUsername(), Role: store.Role(req.GetUser().GetRole()),

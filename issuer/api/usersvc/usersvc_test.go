@@ -79,3 +79,15 @@ func TestUsersAndPATs(t *testing.T) {
 		t.Fatal("PAT secret in the log")
 	}
 }
+
+func TestUserLimit(t *testing.T) {
+	e := testenv.New(t, testenv.Options{MaxUsers: 6}) // testenv seeds five users
+	admin := testenv.Ctx(e.Admin)
+	if _, err := e.UsersClient().CreateUser(admin, &issuerv1.CreateUserRequest{User: &issuerv1.User{Username: "sixth", Role: issuerv1.Role_ROLE_USER}}); err != nil {
+		t.Fatalf("user within the limit: %v", err)
+	}
+	_, err := e.UsersClient().CreateUser(admin, &issuerv1.CreateUserRequest{User: &issuerv1.User{Username: "seventh", Role: issuerv1.Role_ROLE_USER}})
+	if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted || st.Message() != "user limit reached (6 users, limit 6)" {
+		t.Fatalf("user past the limit = %v, want ResourceExhausted", err)
+	}
+}

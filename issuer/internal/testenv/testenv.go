@@ -92,6 +92,9 @@ type Options struct {
 	// --max-watches-per-caller (0: unlimited).
 	MintRatePerUser     int
 	MaxWatchesPerCaller int
+	// Store size limits, as --max-models and --max-users (0: unlimited).
+	MaxModels int
+	MaxUsers  int
 }
 
 // New starts the API and seeds users: admin (ROLE_ADMIN), user (ROLE_USER,
@@ -123,7 +126,7 @@ func New(t testing.TB, o Options) *Env {
 	tokens, err := tokensvc.New(ctx, tokensvc.Config{Minter: mint, Store: e.Store, Now: e.Clock.Now, Logger: log,
 		MintRate: limits.NewRate(o.MintRatePerUser)})
 	must(t, err)
-	models, err := modelsvc.New(ctx, modelsvc.Config{Store: e.Store, KEK: e.KEK, Now: e.Clock.Now, Logger: log})
+	models, err := modelsvc.New(ctx, modelsvc.Config{Store: e.Store, KEK: e.KEK, Now: e.Clock.Now, Logger: log, MaxModels: o.MaxModels})
 	must(t, err)
 	srv, _ := rpcserver.New(rpcserver.Options{
 		StreamAfterAuth: []grpc.StreamServerInterceptor{limits.NewStreams(o.MaxWatchesPerCaller).Interceptor()},
@@ -136,7 +139,7 @@ func New(t testing.TB, o Options) *Env {
 	keysvc.New(keysvc.Config{Keys: e.Keys, Logger: log}).Register(srv)
 	tokens.Register(srv)
 	models.Register(srv)
-	usersvc.New(usersvc.Config{Store: e.Store, Now: e.Clock.Now, Logger: log}).Register(srv)
+	usersvc.New(usersvc.Config{Store: e.Store, Now: e.Clock.Now, Logger: log, MaxUsers: o.MaxUsers}).Register(srv)
 
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = srv.Serve(lis) }()
