@@ -119,54 +119,71 @@ func TestDiscovery(t *testing.T) {
 	}
 }
 
-// TestPythonJoseInterop verifies tokens with python-jose, the library the
-// real AI gateway uses, called the way it calls it.
-func TestPythonJoseInterop(t *testing.T) {
-	python := pythonWithJose()
-	if python == "" {
-		needs.Skip(t, "python-jose is not installed (apt-get install python3-jose); skipping the interoperability test")
-	}
-	// python-jose checks exp and nbf against the wall clock: mint at real time.
-	e := testenv.New(t, testenv.Options{Alg: keys.RS256})
-	e.Clock.Add(time.Since(testenv.Start))
-	srv := serve(t, e)
-	tok := mint(t, e)
-	_, jwks := get(t, srv.URL+httpapi.PathJWKS)
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "jwks.json"), jwks, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	script := `
+// TestPythonJOSEInterop verifies the issuer's tokens against its HTTP JWKS
+// with standard Python JOSE libraries, without help: python-jose, the
+// library the real AI gateway uses, called the way it calls it, and PyJWT.
+func TestPythonJOSEInterop(t *testing.T) {
+	libs := []struct {
+		name, module, pkg, script string
+	}{
+		{"python-jose", "jose", "python3-jose", `
 import json, sys
 from jose import jwt
 jwks = json.load(open(sys.argv[1]))
 claims = jwt.decode(sys.argv[2], jwks, audience="gitlab-ai-gateway", algorithms=["RS256"])
 print(json.dumps(claims))
-`
-	out, err := exec.Command(python, "-c", script, filepath.Join(dir, "jwks.json"), tok).CombinedOutput()
-	if err != nil {
-		t.Fatalf("python-jose rejected the token: %v\n%s", err, out)
+`},
+		{"PyJWT", "jwt", "python3-jwt python3-cryptography", `
+import json, sys, jwt
+jwks = jwt.PyJWKSet.from_json(open(sys.argv[1]).read())
+kid = jwt.get_unverified_header(sys.argv[2])["kid"]
+key = [k for k in jwks.keys if k.key_id == kid][0]
+claims = jwt.decode(sys.argv[2], key.key, audience="gitlab-ai-gateway", algorithms=["RS256"])
+print(json.dumps(claims))
+`},
 	}
-	var claims map[string]any
-	if err := json.Unmarshal(out, &claims); err != nil {
-		t.Fatalf("python output %q: %v", out, err)
+	// Both check exp and nbf against the wall clock: mint at real time.
+	e := testenv.New(t, testenv.Options{Alg: keys.RS256})
+	e.Clock.Add(time.Since(testenv.Start))
+	srv := serve(t, e)
+	tok := mint(t, e)
+	_, jwks := get(t, srv.URL+httpapi.PathJWKS)
+	jwksFile := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if claims["sub"] != e.InstanceID || claims["gitlab_realm"] != "self-managed" {
-		t.Fatalf("python-jose claims = %v", claims)
-	}
-	// And it rejects a token whose signature does not match.
-	bad := tok[:len(tok)-4] + "AAAA"
-	if out, err := exec.Command(python, "-c", script, filepath.Join(dir, "jwks.json"), bad).CombinedOutput(); err == nil {
-		t.Fatalf("python-jose accepted a tampered token: %s", out)
+	for _, lib := range libs {
+		t.Run(lib.name, func(t *testing.T) {
+			python := pythonWith(lib.module)
+			if python == "" {
+				needs.Skip(t, lib.name+" is not installed (apt-get install "+lib.pkg+"); skipping the interoperability test")
+			}
+			out, err := exec.Command(python, "-c", lib.script, jwksFile, tok).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s rejected the token: %v\n%s", lib.name, err, out)
+			}
+			var claims map[string]any
+			if err := json.Unmarshal(out, &claims); err != nil {
+				t.Fatalf("python output %q: %v", out, err)
+			}
+			if claims["sub"] != e.InstanceID || claims["gitlab_realm"] != "self-managed" {
+				t.Fatalf("%s claims = %v", lib.name, claims)
+			}
+			// And it rejects a token whose signature does not match.
+			bad := tok[:len(tok)-4] + "AAAA"
+			if out, err := exec.Command(python, "-c", lib.script, jwksFile, bad).CombinedOutput(); err == nil {
+				t.Fatalf("%s accepted a tampered token: %s", lib.name, out)
+			}
+		})
 	}
 }
 
-// pythonWithJose returns a Python interpreter that can import jose: the one
-// on PATH, or the system one that Debian's python3-jose installs into (PATH
-// may point at another Python, e.g. pyenv).
-func pythonWithJose() string {
+// pythonWith returns a Python interpreter that can import module: the one
+// on PATH, or the system one that Debian's packages install into (PATH may
+// point at another Python, e.g. pyenv).
+func pythonWith(module string) string {
 	for _, p := range []string{"python3", "/usr/bin/python3"} {
-		if exec.Command(p, "-c", "import jose").Run() == nil {
+		if exec.Command(p, "-c", "import "+module).Run() == nil {
 			return p
 		}
 	}
