@@ -152,6 +152,42 @@ class TokenSourceTest(unittest.TestCase):
         self.assertNotIn("tok-1", repr(tok))
         self.assertNotIn("glpat-secret", repr(src))
 
+class RetryAfterTest(unittest.TestCase):
+    @staticmethod
+    def _len(field, payload):
+        return bytes([field << 3 | 2]) + _varint_bytes(len(payload)) + payload
+
+    def _error(self, details):
+        class FakeError(Exception):
+            def trailing_metadata(self):
+                return (("grpc-status-details-bin", details),)
+        return FakeError()
+
+    def test_reads_retry_info(self):
+        from google.protobuf import any_pb2, duration_pb2
+        delay = duration_pb2.Duration(seconds=1, nanos=500000000).SerializeToString()
+        retry_info = self._len(1, delay)
+        detail = any_pb2.Any(type_url="type.googleapis.com/google.rpc.RetryInfo", value=retry_info).SerializeToString()
+        status = bytes([1 << 3]) + bytes([8]) + self._len(2, b"slow down") + self._len(3, detail)
+        self.assertEqual(airlock_client.retry_after(self._error(status)), 1.5)
+
+    def test_none_without_a_hint_or_on_garbage(self):
+        self.assertIsNone(airlock_client.retry_after(self._error(b"")))
+        self.assertIsNone(airlock_client.retry_after(self._error(b"\xff\xff\xff")))
+        self.assertIsNone(airlock_client.retry_after(Exception("no trailers")))
+
+
+def _varint_bytes(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
 
 if __name__ == "__main__":
     unittest.main()

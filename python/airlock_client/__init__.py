@@ -31,13 +31,14 @@ if _GEN not in sys.path:
     sys.path.insert(0, _GEN)
 
 import grpc  # noqa: E402
-from google.protobuf import duration_pb2  # noqa: E402
+from google.protobuf import any_pb2, duration_pb2  # noqa: E402
 
 from airlock.gateway.v1 import completion_pb2, completion_pb2_grpc  # noqa: E402,F401
 from airlock.issuer.v1 import token_pb2, token_pb2_grpc  # noqa: E402
 
 __all__ = [
     "AirlockError",
+    "retry_after",
     "Token",
     "TokenSource",
     "issuer_channel",
@@ -65,6 +66,70 @@ class AirlockError(Exception):
         super().__init__("%s: %s" % (code.name if hasattr(code, "name") else code, message))
         self.code = code
         self.message = message
+
+
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def retry_after(err):
+    """Seconds the server asked the caller to wait before retrying, or None.
+
+    Reads the google.rpc.RetryInfo detail of a failed call (the gateway sends
+    one with ResourceExhausted when a model server rate-limits, and with
+    Unavailable when it gave a Retry-After). The status details are decoded
+    by hand: Debian ships no Python package with the google.rpc protos.
+    """
+    trailers = getattr(err, "trailing_metadata", None)
+    md = dict(trailers() or ()) if callable(trailers) else {}
+    raw = md.get("grpc-status-details-bin")
+    if not raw:
+        return None
+    try:
+        for field, value in _fields(raw):  # google.rpc.Status
+            if field != 3:  # details: repeated Any
+                continue
+            detail = any_pb2.Any.FromString(value)
+            if detail.type_url != _RETRY_INFO:
+                continue
+            for f, v in _fields(detail.value):  # RetryInfo.retry_delay
+                if f == 1:
+                    d = duration_pb2.Duration.FromString(v)
+                    return d.seconds + d.nanos / 1e9
+    except Exception:  # malformed details (truncated, wrong types): no hint
+        return None
+    return None
+
+
+def _fields(buf):
+    """Yields (field number, value) of a protobuf message's varint and
+    length-delimited fields (all that Status and RetryInfo use)."""
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            if i + n > len(buf):
+                raise ValueError("truncated field")
+            value, i = bytes(buf[i:i + n]), i + n
+        else:
+            raise ValueError("unexpected wire type %d" % wire)
+        yield field, value
+
+
+def _varint(buf, i):
+    shift = result = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
 
 
 class Token:
