@@ -4,7 +4,6 @@
 package tgi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -110,16 +109,9 @@ type event struct {
 func decode(resp *upstream.Response, maxEvent int, secret string, emit func(string) error) (adapter.Result, error) {
 	dec := sse.NewDecoder(resp, maxEvent)
 	for {
-		ev, err := dec.Next()
+		data, err := upstream.NextData(dec, resp, maxEvent, secret)
 		if err != nil {
-			return adapter.Result{}, upstream.DecodeError(resp, err, maxEvent)
-		}
-		if ev.Error || string(ev.Name) == "error" {
-			return adapter.Result{}, upstream.StreamError(ev.Data, secret)
-		}
-		data := bytes.TrimSpace(ev.Data)
-		if len(data) == 0 {
-			continue
+			return adapter.Result{}, err
 		}
 		var e event
 		if err := json.Unmarshal(data, &e); err != nil {

@@ -4,7 +4,6 @@
 package oaistream
 
 import (
-	"bytes"
 	stdjson "encoding/json"
 	json "github.com/goccy/go-json"
 	"unicode/utf8"
@@ -201,16 +200,9 @@ func (d *Decoder) Decode(resp upstream.Body, maxEvent int, emit func(string) err
 	var raw string
 	var last *usage
 	for {
-		ev, err := dec.Next()
+		data, err := upstream.NextData(dec, resp, maxEvent, d.secret)
 		if err != nil {
-			return adapter.Result{}, upstream.DecodeError(resp, err, maxEvent)
-		}
-		if ev.Error || string(ev.Name) == "error" {
-			return adapter.Result{}, upstream.StreamError(ev.Data, d.secret)
-		}
-		data := bytes.TrimSpace(ev.Data)
-		if len(data) == 0 {
-			continue // keep-alive
+			return adapter.Result{}, err
 		}
 		if string(data) == "[DONE]" {
 			break

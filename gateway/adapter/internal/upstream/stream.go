@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -41,4 +42,25 @@ func DecodeError(r Body, err error, maxEvent int) error {
 		return &adapter.Error{Kind: adapter.KindMalformed, Message: fmt.Sprintf("stream event exceeds %d bytes", maxEvent), Err: err}
 	}
 	return r.Fail(err)
+}
+
+// NextData returns the data of the next SSE event that carries any (events
+// with empty or blank data are keep-alives and skipped), trimmed of
+// surrounding white space. Decoder failures become adapter errors as in
+// DecodeError; an `event: error` frame or llama.cpp's `error:` field line is
+// a StreamError (secret scrubbed from its message). The returned slice is
+// valid until the next call.
+func NextData(dec *sse.Decoder, r Body, maxEvent int, secret string) ([]byte, error) {
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			return nil, DecodeError(r, err, maxEvent)
+		}
+		if ev.Error || string(ev.Name) == "error" {
+			return nil, StreamError(ev.Data, secret)
+		}
+		if data := bytes.TrimSpace(ev.Data); len(data) > 0 {
+			return data, nil
+		}
+	}
 }
