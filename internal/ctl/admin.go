@@ -4,10 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
@@ -131,30 +134,18 @@ func modelGet(c *cli, fs *flag.FlagSet) func(context.Context) error {
 }
 
 func modelList(c *cli, fs *flag.FlagSet) func(context.Context) error {
-	asJSON := fs.Bool("json", false, "print as JSON")
-	return func(ctx context.Context) error {
-		cc, err := c.issuerConn()
-		if err != nil {
-			return err
-		}
+	return listCommand(c, fs, func(ctx context.Context, cc *grpc.ClientConn) (*issuerv1.ListModelsResponse, error) {
 		resp, err := issuerv1.NewModelServiceClient(cc).ListModels(ctx, &issuerv1.ListModelsRequest{})
-		if err != nil {
-			return err
-		}
 		for _, m := range resp.GetModels() {
 			m.ApiKey = "" // write-only: never printed, even if a server sent one
 		}
-		if *asJSON {
-			return printJSON(c.io.Stdout, resp)
-		}
-		tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tFAMILY\tPROVIDER\tENDPOINT\tIDENTIFIER\tAPI KEY\tFALLBACK")
+		return resp, err
+	}, "NAME\tFAMILY\tPROVIDER\tENDPOINT\tIDENTIFIER\tAPI KEY\tFALLBACK", func(w io.Writer, resp *issuerv1.ListModelsResponse) {
 		for _, m := range resp.GetModels() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.GetName(), m.GetFamily(), m.GetProvider(), m.GetEndpoint(),
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.GetName(), m.GetFamily(), m.GetProvider(), m.GetEndpoint(),
 				m.GetIdentifier(), keyState(m), dash(m.GetFallbackModel()))
 		}
-		return tw.Flush()
-	}
+	})
 }
 
 func modelDelete(c *cli, fs *flag.FlagSet) func(context.Context) error {
@@ -244,26 +235,13 @@ func settingTarget(s *issuerv1.FeatureSetting) string {
 }
 
 func featureList(c *cli, fs *flag.FlagSet) func(context.Context) error {
-	asJSON := fs.Bool("json", false, "print as JSON")
-	return func(ctx context.Context) error {
-		cc, err := c.issuerConn()
-		if err != nil {
-			return err
-		}
-		resp, err := issuerv1.NewModelServiceClient(cc).ListFeatureSettings(ctx, &issuerv1.ListFeatureSettingsRequest{})
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(c.io.Stdout, resp)
-		}
-		tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "FEATURE\tMODEL")
+	return listCommand(c, fs, func(ctx context.Context, cc *grpc.ClientConn) (*issuerv1.ListFeatureSettingsResponse, error) {
+		return issuerv1.NewModelServiceClient(cc).ListFeatureSettings(ctx, &issuerv1.ListFeatureSettingsRequest{})
+	}, "FEATURE\tMODEL", func(w io.Writer, resp *issuerv1.ListFeatureSettingsResponse) {
 		for _, s := range resp.GetSettings() {
-			fmt.Fprintf(tw, "%s\t%s\n", s.GetFeature(), settingTarget(s))
+			fmt.Fprintf(w, "%s\t%s\n", s.GetFeature(), settingTarget(s))
 		}
-		return tw.Flush()
-	}
+	})
 }
 
 func keysGet(c *cli, fs *flag.FlagSet) func(context.Context) error {
@@ -361,13 +339,26 @@ func userCreate(c *cli, fs *flag.FlagSet) func(context.Context) error {
 }
 
 func userList(c *cli, fs *flag.FlagSet) func(context.Context) error {
+	return listCommand(c, fs, func(ctx context.Context, cc *grpc.ClientConn) (*issuerv1.ListUsersResponse, error) {
+		return issuerv1.NewUserServiceClient(cc).ListUsers(ctx, &issuerv1.ListUsersRequest{})
+	}, "USERNAME\tID\tROLE\tFEATURES", func(w io.Writer, resp *issuerv1.ListUsersResponse) {
+		for _, u := range resp.GetUsers() {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", u.GetUsername(), u.GetId(), roleName(u.GetRole()), dash(strings.Join(u.GetEntitledFeatures(), ",")))
+		}
+	})
+}
+
+// listCommand is a list subcommand: it fetches resp from the issuer and
+// prints it as JSON (--json) or as a table with header and one row per item.
+func listCommand[R proto.Message](c *cli, fs *flag.FlagSet, fetch func(context.Context, *grpc.ClientConn) (R, error),
+	header string, rows func(io.Writer, R)) func(context.Context) error {
 	asJSON := fs.Bool("json", false, "print as JSON")
 	return func(ctx context.Context) error {
 		cc, err := c.issuerConn()
 		if err != nil {
 			return err
 		}
-		resp, err := issuerv1.NewUserServiceClient(cc).ListUsers(ctx, &issuerv1.ListUsersRequest{})
+		resp, err := fetch(ctx, cc)
 		if err != nil {
 			return err
 		}
@@ -375,10 +366,8 @@ func userList(c *cli, fs *flag.FlagSet) func(context.Context) error {
 			return printJSON(c.io.Stdout, resp)
 		}
 		tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "USERNAME\tID\tROLE\tFEATURES")
-		for _, u := range resp.GetUsers() {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", u.GetUsername(), u.GetId(), roleName(u.GetRole()), dash(strings.Join(u.GetEntitledFeatures(), ",")))
-		}
+		fmt.Fprintln(tw, header)
+		rows(tw, resp)
 		return tw.Flush()
 	}
 }
