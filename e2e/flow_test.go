@@ -6,7 +6,10 @@ import (
 	"crypto/rsa"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,5 +186,38 @@ func TestWrongAudienceIsRefused(t *testing.T) {
 	_, err := c.stream(withMetadata(c.mint(nil, 0).GetMetadata()), "duo_chat")
 	if st, _ := status.FromError(err); st.Code() != codes.Unauthenticated || st.Message() != "Forbidden by auth provider" {
 		t.Fatalf("status = %v, want Unauthenticated Forbidden by auth provider", err)
+	}
+}
+
+// TestGatewayOnHTTPJWKS runs the gateway on the issuer's HTTP JWKS, as it
+// would verify a real GitLab instance's tokens (/oauth/discovery/keys),
+// instead of the gRPC key watch.
+func TestGatewayOnHTTPJWKS(t *testing.T) {
+	c := newCluster(t)
+	// A JWKS endpoint that relays the issuer's and counts fetches, to prove
+	// the keys came over HTTP.
+	var fetches atomic.Int32
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		resp, err := http.Get(c.issuerURL() + "/oauth/discovery/keys")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", resp.Header.Get("Cache-Control"))
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	defer jwks.Close()
+	c.gateway.stop()
+	c.gatewayArgs = []string{"--jwks-url", jwks.URL + "/oauth/discovery/keys"}
+	c.startGateway()
+	text, err := c.stream(withMetadata(c.mint(nil, 0).GetMetadata()), "duo_chat")
+	if err != nil || text != stubAnswer {
+		t.Fatalf("stream with keys from the HTTP JWKS: %q, %v", text, err)
+	}
+	if fetches.Load() == 0 {
+		t.Fatal("the gateway never fetched the HTTP JWKS")
 	}
 }
