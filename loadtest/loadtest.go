@@ -462,22 +462,29 @@ func (r *Report) check(cfg Config) {
 
 // drive runs workers for d (or until ctx ends) and returns every outcome.
 func (l *load) drive(ctx context.Context, workers int, d time.Duration, log io.Writer) ([]outcome, error) {
-	ctx, cancel := context.WithTimeout(ctx, d)
+	end := time.Now().Add(d)
+	ctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
 	var (
 		mu  sync.Mutex
 		all []outcome
 		wg  sync.WaitGroup
 	)
+	// A call cut short by the end of the run is not a result. The status
+	// can beat ctx.Err(): gRPC propagates the deadline to the server, whose
+	// DeadlineExceeded may arrive before the client's own timer fires.
+	cutShort := func(o outcome) bool {
+		return (o.code == codes.Canceled || o.code == codes.DeadlineExceeded) && (ctx.Err() != nil || time.Until(end) < time.Second)
+	}
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var mine []outcome
-			for i := w; ctx.Err() == nil; i++ {
+			for i := w; ctx.Err() == nil && time.Now().Before(end); i++ {
 				o := l.one(ctx, mix[i%len(mix)], i)
-				if o.code == codes.Canceled || o.code == codes.DeadlineExceeded && ctx.Err() != nil {
-					break // cut short by the end of the run, not a result
+				if cutShort(o) {
+					break
 				}
 				mine = append(mine, o)
 			}
