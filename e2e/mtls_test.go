@@ -50,7 +50,8 @@ func TestMutualTLSEverywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitTLSHealthy(t, c.issuer, c.issuerGRPC, toolTLS)
-	c.gateway = startProc(t, "gateway", "--grpc-addr", c.gatewayGRPC, "--http-addr", "",
+	healthAddr := freeAddr(t)
+	c.gateway = startProc(t, "gateway", "--grpc-addr", c.gatewayGRPC, "--http-addr", "", "--health-addr", healthAddr,
 		"--tls-cert", crt("gateway"), "--tls-key", key("gateway"), "--tls-client-ca", ca,
 		"--issuer-addr", c.issuerGRPC, "--issuer-ca", ca, "--issuer-cert", crt("gateway"), "--issuer-key", key("gateway"),
 		"--expected-issuer", "https://"+c.issuerHTTP)
@@ -88,6 +89,12 @@ func TestMutualTLSEverywhere(t *testing.T) {
 	got, err := client.New(gw).Complete(ctx, "duo_chat", client.User("hi"))
 	if err != nil || got.Text != stubAnswer {
 		t.Fatalf("Complete over mTLS = %+v, %v", got, err)
+	}
+
+	// Probes that cannot present a certificate (the kubelet's gRPC probe)
+	// use the health-only plaintext port.
+	if err := healthprobe.Check(ctx, healthAddr, "", nil, 2*time.Second); err != nil {
+		t.Fatalf("plaintext health port: %v", err)
 	}
 
 	// A caller without a client certificate is refused at the handshake,

@@ -213,6 +213,17 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		go models.Run(ctx)
 	}
 	go watchHealth(ctx, keys, models, health, m, log)
+	if cfg.HealthAddr != "" {
+		hl, err := net.Listen("tcp", cfg.HealthAddr)
+		if err != nil {
+			return fmt.Errorf("--health-addr: %w", err)
+		}
+		go func() {
+			if err := rpcserver.ServeHealth(ctx, hl, health); err != nil {
+				log.Error().Err(err).Msg("health listener failed")
+			}
+		}()
+	}
 
 	var httpSrv *http.Server
 	if cfg.HTTPAddr != "" {

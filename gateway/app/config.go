@@ -48,6 +48,7 @@ type Config struct {
 	ShutdownGrace time.Duration
 	LogLevel      string
 	Pprof         bool
+	HealthAddr    string
 
 	// Upstream (model servers).
 	ConnectTimeout   time.Duration
@@ -99,6 +100,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.MaxConns, "max-connections", 4096, "concurrent client connections (0: unlimited)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "on SIGTERM, let running streams finish this long, then cancel them")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.HealthAddr, "health-addr", "", "also serve only the gRPC health service, without TLS, here (for probes that cannot present a client certificate); empty: off")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the HTTP port (profiling; keep that port private)")
 	telemetry.RegisterFlags(fs, &c.Telemetry)
 	fs.DurationVar(&c.ConnectTimeout, "upstream-connect-timeout", 5*time.Second, "model server TCP/TLS connect timeout")

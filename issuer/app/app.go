@@ -261,10 +261,29 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 		IdleTimeout:       2 * time.Minute,
 	}
 
+	var healthLis net.Listener
+	if cfg.HealthAddr != "" {
+		if healthLis, err = net.Listen("tcp", cfg.HealthAddr); err != nil {
+			glis.Close()
+			hlis.Close()
+			return fmt.Errorf("--health-addr: %w", err)
+		}
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	if healthLis != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := rpcserver.ServeHealth(ctx, healthLis, hs); err != nil {
+				errc <- fmt.Errorf("health: %w", err)
+				cancel()
+			}
+		}()
+	}
 	wg.Add(4)
 	go func() { defer wg.Done(); km.Run(ctx, 30*time.Second) }()
 	go func() { defer wg.Done(); tokens.Run(ctx, time.Minute) }()

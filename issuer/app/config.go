@@ -35,6 +35,7 @@ type Config struct {
 	Plaintext     bool
 	GatewayCertID string
 	Pprof         bool
+	HealthAddr    string
 	// Per-caller bounds.
 	MintRatePerUser     int
 	MaxWatchesPerCaller int
@@ -78,6 +79,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM); enables TLS")
 	fs.IntVar(&c.MintRatePerUser, "mint-rate-per-user", 120, "tokens a user may mint per minute, as a burst refilled evenly (0: unlimited)")
 	fs.IntVar(&c.MaxWatchesPerCaller, "max-watches-per-caller", 64, "open WatchKeys/WatchModels/WatchRevocations streams per caller (user, or IP when anonymous; 0: unlimited)")
+	fs.StringVar(&c.HealthAddr, "health-addr", "", "also serve only the gRPC health service, without TLS, here (for probes that cannot present a client certificate); empty: off")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the HTTP port (profiling; keep that port private)")
 	fs.IntVar(&c.MaxModels, "max-models", 1000, "models the registry may hold (0: unlimited)")
 	fs.IntVar(&c.MaxUsers, "max-users", 10000, "users the issuer may hold (0: unlimited)")

@@ -156,3 +156,13 @@ func Serve(ctx context.Context, srv *grpc.Server, lis net.Listener, grace time.D
 	}
 	return nil
 }
+
+// ServeHealth serves only the standard health service hs, without TLS, on
+// lis until ctx is done. It exists for probes that cannot present a client
+// certificate (the kubelet's gRPC probe) when the main port requires mutual
+// TLS: it answers SERVING or NOT_SERVING and nothing else.
+func ServeHealth(ctx context.Context, lis net.Listener, hs healthpb.HealthServer) error {
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	return Serve(ctx, srv, lis, time.Second)
+}

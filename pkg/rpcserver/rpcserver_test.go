@@ -156,3 +156,29 @@ func eventuallyContains(b *syncBuf, s string) bool {
 	}
 	return false
 }
+
+func TestServeHealthAnswersOnlyHealth(t *testing.T) {
+	_, hs := New(Options{})
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	lis := bufconn.Listen(1 << 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeHealth(ctx, lis, hs) }()
+	cc, err := grpc.NewClient("passthrough:///buf", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health = %v, %v", resp, err)
+	}
+	if _, err := call(cc, "Ok"); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("another service on the health port = %v, want Unimplemented", err)
+	}
+	cc.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("ServeHealth = %v after shutdown", err)
+	}
+}
