@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/airlock-dev/airlock/issuer/api/usersvc"
+	"github.com/airlock-dev/airlock/issuer/pat"
 	"github.com/airlock-dev/airlock/issuer/store"
 	"github.com/airlock-dev/airlock/pkg/feature"
 )
@@ -17,7 +17,8 @@ import (
 const bootstrapPATLifetime = 365 * 24 * time.Hour
 
 // bootstrap creates admin, demo and gateway with PATs written to
-// dataDir/credentials, only when the store has no users (first start).
+// dataDir/credentials, only when the store has no users (first start). The
+// three are created whatever --max-users says: they are the way in.
 func bootstrap(ctx context.Context, st store.Store, dataDir string, now time.Time) (bool, error) {
 	users, err := st.ListUsers(ctx)
 	if err != nil || len(users) > 0 {
@@ -40,11 +41,11 @@ func bootstrap(ctx context.Context, st store.Store, dataDir string, now time.Tim
 		{Username: "gateway", Role: store.RoleGateway},
 	} {
 		u.CreateTime = now
-		created, err := st.CreateUser(ctx, u)
+		created, err := st.CreateUser(ctx, u, 0)
 		if err != nil {
 			return false, fmt.Errorf("bootstrap user %s: %w", u.Username, err)
 		}
-		_, secret, err := usersvc.IssuePAT(ctx, st, created, now, now.Add(bootstrapPATLifetime))
+		_, secret, err := pat.Issue(ctx, st, created, now, now.Add(bootstrapPATLifetime))
 		if err != nil {
 			return false, fmt.Errorf("bootstrap user %s: %w", u.Username, err)
 		}

@@ -11,6 +11,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -26,7 +27,29 @@ var (
 	// ErrReferenceNotFound: the record refers to another one (a fallback or
 	// a feature setting's model) that does not exist.
 	ErrReferenceNotFound = errors.New("referenced record not found")
+	// ErrCycle: the write would make a chain of references (a model's
+	// fallbacks) lead back to where it started.
+	ErrCycle = errors.New("reference cycle")
+	// ErrLimitExceeded: a create would take the number of records past the
+	// limit the caller passed. The error is a *LimitError.
+	ErrLimitExceeded = errors.New("limit exceeded")
 )
+
+// LimitError is the ErrLimitExceeded of a create refused because Count
+// records of the Kind ("model", "user") already exist and Limit allows no
+// more. Count may exceed Limit after the limit was lowered.
+type LimitError struct {
+	Kind         string
+	Count, Limit int
+}
+
+// Error implements error, e.g. "model limit reached (10 models, limit 10)".
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("%s limit reached (%d %ss, limit %d)", e.Kind, e.Count, e.Kind, e.Limit)
+}
+
+// Is makes errors.Is(err, ErrLimitExceeded) true.
+func (e *LimitError) Is(target error) bool { return target == ErrLimitExceeded }
 
 // Role is what a user may do at the issuer. Values match the API's Role enum.
 type Role int
@@ -139,14 +162,22 @@ type ModelConfig struct {
 // Store is the issuer's state. Every method is safe for concurrent use, and
 // a write returns only after it is durable. Every write to a domain's
 // records increments that domain's revision in the same transaction.
+//
+// Every invariant is checked inside the write's own transaction (size
+// limits, references, fallback cycles), so concurrent writers cannot both
+// pass a check that only one of them may pass: of two creates racing for the
+// last place, or two fallback edits that together would close a cycle,
+// exactly one succeeds.
 type Store interface {
 	// InitInstanceID stores id as the instance id unless one is stored, and
 	// returns the stored one (so the first start's id wins forever).
 	InitInstanceID(ctx context.Context, id string) (string, error)
 
 	// CreateUser stores u with a fresh ID and returns it.
-	// ErrAlreadyExists if the username is taken.
-	CreateUser(ctx context.Context, u User) (User, error)
+	// ErrAlreadyExists if the username is taken; ErrLimitExceeded (a
+	// *LimitError, Kind "user") if maxUsers > 0 and at least maxUsers users
+	// exist. maxUsers 0 means unlimited.
+	CreateUser(ctx context.Context, u User, maxUsers int) (User, error)
 	// GetUser returns the user by username, or ErrNotFound.
 	GetUser(ctx context.Context, username string) (User, error)
 	// GetUserByID returns the user by id, or ErrNotFound.
@@ -185,11 +216,20 @@ type Store interface {
 	PruneTokens(ctx context.Context, now time.Time) (int, error)
 
 	// CreateModel stores m. ErrAlreadyExists if the name is taken;
-	// ErrReferenceNotFound if m.Fallback names no model.
-	CreateModel(ctx context.Context, m Model) error
-	// UpdateModel replaces the model named m.Name. ErrNotFound if absent;
-	// ErrReferenceNotFound if m.Fallback names no model.
-	UpdateModel(ctx context.Context, m Model) error
+	// ErrCycle if m.Fallback is m.Name; ErrReferenceNotFound if m.Fallback
+	// names no model; ErrLimitExceeded (a *LimitError, Kind "model") if
+	// maxModels > 0 and at least maxModels models exist. maxModels 0 means
+	// unlimited.
+	CreateModel(ctx context.Context, m Model, maxModels int) error
+	// UpdateModel reads the model named name, passes it to update and stores
+	// what update returns, in one transaction, and returns the stored model.
+	// ErrNotFound if absent. An error from update is returned unchanged and
+	// nothing is written. The result must keep Name (else an error, nothing
+	// written); ErrReferenceNotFound if its Fallback names no model; ErrCycle
+	// if its fallback chain leads back to it. update may run more than once
+	// (a backend may retry a conflicting transaction): it must depend only on
+	// old and have no side effects.
+	UpdateModel(ctx context.Context, name string, update func(old Model) (Model, error)) (Model, error)
 	// GetModel returns a model, or ErrNotFound.
 	GetModel(ctx context.Context, name string) (Model, error)
 	// DeleteModel removes a model. ErrNotFound if absent; ErrInUse while a

@@ -41,6 +41,10 @@ func Status(log zerolog.Logger, err error) error {
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, store.ErrInUse), errors.Is(err, store.ErrReferenceNotFound):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, store.ErrCycle):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, store.ErrLimitExceeded):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, keys.ErrNoActiveKey):
 		return status.Error(codes.Unavailable, "no signing key is loaded yet")
 	case errors.Is(err, context.Canceled):

@@ -1,14 +1,11 @@
 // Package authn authenticates issuer callers by personal access token (PAT)
-// and checks their role. PATs are random secrets; the store keeps only their
-// SHA-256, so a leaked database does not leak working credentials.
+// and checks their role. What a PAT is (its shape, its stored hash, the
+// constant-time check) is package pat's; this package reads the bearer
+// credential, looks the token up and decides.
 package authn
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"strings"
 	"time"
@@ -18,12 +15,10 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/airlock-dev/airlock/issuer/pat"
 	"github.com/airlock-dev/airlock/issuer/store"
 	"github.com/airlock-dev/airlock/pkg/tlsconfig"
 )
-
-// SecretPrefix starts every PAT so secret scanners can recognise a leaked one.
-const SecretPrefix = "alpat_"
 
 // Messages of authentication failures. Every invalid PAT (unknown, expired,
 // revoked, owner deleted) gets the same message, so a caller learns nothing
@@ -55,21 +50,6 @@ func FromContext(ctx context.Context) (Identity, bool) {
 	return id, ok
 }
 
-// Hash returns the stored form of a PAT secret.
-func Hash(secret string) []byte {
-	h := sha256.Sum256([]byte(secret))
-	return h[:]
-}
-
-// NewSecret returns a fresh PAT secret (256 random bits) and a fresh id.
-func NewSecret() (id, secret string, err error) {
-	b := make([]byte, 32+9)
-	if _, err := rand.Read(b); err != nil {
-		return "", "", err
-	}
-	return "pat-" + base64.RawURLEncoding.EncodeToString(b[32:]), SecretPrefix + base64.RawURLEncoding.EncodeToString(b[:32]), nil
-}
-
 // Lookup is the part of the store the authenticator reads.
 type Lookup interface {
 	GetPATByHash(ctx context.Context, hash []byte) (store.PAT, error)
@@ -92,7 +72,7 @@ func WithGatewayCertificate(identity string) Option {
 
 // New returns an AuthFunc for pkg/rpcserver: it reads `authorization:
 // Bearer <pat>`, and returns a context carrying the Identity, or
-// Unauthenticated. A store failure is Unavailable (fail closed, but tell the
+// Unauthenticated (a malformed token without a store lookup). A store failure is Unavailable (fail closed, but tell the
 // caller to retry rather than that its credentials are bad). A bearer token,
 // when present, always decides; the gateway certificate counts only without
 // one.
@@ -102,7 +82,7 @@ func New(l Lookup, now func() time.Time, opts ...Option) auth.AuthFunc {
 		opt(&o)
 	}
 	return func(ctx context.Context) (context.Context, error) {
-		secret, ok := bearer(ctx)
+		presented, ok := bearer(ctx)
 		if !ok {
 			if o.gatewayCert != "" {
 				if id, ok := tlsconfig.PeerIdentity(ctx); ok && id == o.gatewayCert {
@@ -111,17 +91,20 @@ func New(l Lookup, now func() time.Time, opts ...Option) auth.AuthFunc {
 			}
 			return nil, status.Error(codes.Unauthenticated, MsgMissing)
 		}
-		h := Hash(secret)
-		p, err := l.GetPATByHash(ctx, h)
+		secret, err := pat.Parse(presented)
+		if err != nil {
+			return nil, status.Error(codes.Unauthenticated, MsgInvalid)
+		}
+		p, err := l.GetPATByHash(ctx, pat.Hash(secret))
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, status.Error(codes.Unauthenticated, MsgInvalid)
 		}
 		if err != nil {
 			return nil, status.Error(codes.Unavailable, "credential store unavailable")
 		}
-		// The lookup is by hash; compare again in constant time so the
+		// The lookup is by hash; verify again in constant time so the
 		// decision never depends on a variable-time byte comparison.
-		if subtle.ConstantTimeCompare(p.Hash, h) != 1 || !p.RevokeTime.IsZero() || !now().Before(p.ExpireTime) {
+		if !pat.Verify(secret, p.Hash) || !p.RevokeTime.IsZero() || !now().Before(p.ExpireTime) {
 			return nil, status.Error(codes.Unauthenticated, MsgInvalid)
 		}
 		u, err := l.GetUserByID(ctx, p.UserID)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/airlock-dev/airlock/issuer/api/authn"
 	"github.com/airlock-dev/airlock/issuer/internal/testenv"
+	"github.com/airlock-dev/airlock/issuer/pat"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 )
 
@@ -23,7 +24,7 @@ func TestPATAuthentication(t *testing.T) {
 	ctx := context.Background()
 	// An expired and a revoked token for "user".
 	u := e.Users["user"]
-	expiredID, expired, err := authn.NewSecret()
+	expiredID, expired, err := pat.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +32,7 @@ func TestPATAuthentication(t *testing.T) {
 	if err := e.Store.CreatePAT(ctx, storePAT(expiredID, expired, u.ID, testenv.Start.Add(-time.Second))); err != nil {
 		t.Fatal(err)
 	}
-	revokedID, revoked, _ := authn.NewSecret()
+	revokedID, revoked, _ := pat.Generate()
 	if err := e.Store.CreatePAT(ctx, storePAT(revokedID, revoked, u.ID, testenv.Start.Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,8 @@ func TestPATAuthentication(t *testing.T) {
 		{"not a bearer scheme", withMD("authorization", "Basic "+e.User), codes.Unauthenticated, authn.MsgMissing},
 		{"empty bearer", withMD("authorization", "Bearer "), codes.Unauthenticated, authn.MsgMissing},
 		{"two authorization values", withMD("authorization", "Bearer "+e.User, "authorization", "Bearer "+e.Admin), codes.Unauthenticated, authn.MsgMissing},
-		{"wrong token", testenv.Ctx(authn.SecretPrefix + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), codes.Unauthenticated, authn.MsgInvalid},
+		{"wrong token", testenv.Ctx(pat.Prefix + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), codes.Unauthenticated, authn.MsgInvalid},
+		{"malformed token", testenv.Ctx(pat.Prefix + "short"), codes.Unauthenticated, authn.MsgInvalid},
 		{"expired token", testenv.Ctx(expired), codes.Unauthenticated, authn.MsgInvalid},
 		{"revoked token", testenv.Ctx(revoked), codes.Unauthenticated, authn.MsgInvalid},
 		{"wrong role", testenv.Ctx(e.Gateway), codes.PermissionDenied, "requires ROLE_USER or ROLE_ADMIN"},

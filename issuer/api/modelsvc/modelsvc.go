@@ -29,8 +29,8 @@ import (
 
 // Store is the part of store.Store the service uses.
 type Store interface {
-	CreateModel(ctx context.Context, m store.Model) error
-	UpdateModel(ctx context.Context, m store.Model) error
+	CreateModel(ctx context.Context, m store.Model, maxModels int) error
+	UpdateModel(ctx context.Context, name string, update func(old store.Model) (store.Model, error)) (store.Model, error)
 	GetModel(ctx context.Context, name string) (store.Model, error)
 	DeleteModel(ctx context.Context, name string) error
 	SetFeatureSetting(ctx context.Context, s store.FeatureSetting) error
@@ -44,7 +44,8 @@ type Config struct {
 	Now    func() time.Time
 	Logger zerolog.Logger
 	// MaxModels bounds the registry (0: unlimited); the configuration is
-	// pushed whole to every gateway on each change.
+	// pushed whole to every gateway on each change. The store enforces it
+	// inside the create's transaction.
 	MaxModels int
 }
 
@@ -141,31 +142,22 @@ func (s *Service) seal(name, apiKey string) ([]byte, error) {
 	return s.cfg.KEK.Seal([]byte(apiKey), aad(name))
 }
 
-// fallbackErr turns the store's dangling-reference error into the field
-// error the caller can act on.
-func fallbackErr(err error, m store.Model) error {
-	if errors.Is(err, store.ErrReferenceNotFound) {
+// writeErr turns the store's refusals of a model write into errors the
+// caller can act on: the fallback's dangling reference or cycle (which
+// would make a gateway fail over forever) as field errors, a full registry
+// with what to do. The store checks all three inside the write's
+// transaction, so concurrent writes cannot get past them together.
+func writeErr(err error, m store.Model) error {
+	switch {
+	case errors.Is(err, store.ErrReferenceNotFound):
 		return &modelcheck.FieldError{Field: "fallback_model", Msg: fmt.Sprintf("unknown model %q", m.Fallback)}
+	case errors.Is(err, store.ErrCycle):
+		// The stored chains are acyclic, so a new cycle runs through m.
+		return &modelcheck.FieldError{Field: "fallback_model", Msg: fmt.Sprintf("fallback chain through %q forms a cycle", m.Name)}
+	case errors.Is(err, store.ErrLimitExceeded):
+		return fmt.Errorf("%w: delete one first", err)
 	}
 	return err
-}
-
-// checkCycle refuses a fallback chain that leads back to m, which would make
-// a gateway fail over forever.
-func (s *Service) checkCycle(ctx context.Context, m store.Model) error {
-	seen := map[string]bool{m.Name: true}
-	for next := m.Fallback; next != ""; {
-		if seen[next] {
-			return &modelcheck.FieldError{Field: "fallback_model", Msg: fmt.Sprintf("fallback chain through %q forms a cycle", next)}
-		}
-		seen[next] = true
-		fm, err := s.cfg.Store.GetModel(ctx, next)
-		if err != nil {
-			return nil // a dangling reference is reported by the store
-		}
-		next = fm.Fallback
-	}
-	return nil
 }
 
 // CreateModel registers a model. Administrators only.
@@ -181,20 +173,11 @@ func (s *Service) CreateModel(ctx context.Context, req *issuerv1.CreateModelRequ
 	if err != nil {
 		return nil, apierr.Status(s.cfg.Logger, err)
 	}
-	if s.cfg.MaxModels > 0 {
-		cur, err := s.cfg.Store.ModelConfig(ctx)
-		if err != nil {
-			return nil, apierr.Status(s.cfg.Logger, err)
-		}
-		if len(cur.Models) >= s.cfg.MaxModels {
-			return nil, status.Errorf(codes.ResourceExhausted, "model registry is full (%d models, limit %d): delete one first", len(cur.Models), s.cfg.MaxModels)
-		}
-	}
 	m.SealedAPIKey = sealed
 	m.CreateTime = s.cfg.Now()
 	m.UpdateTime = m.CreateTime
-	if err := s.cfg.Store.CreateModel(ctx, m); err != nil {
-		return nil, apierr.Status(s.cfg.Logger, fallbackErr(err, m))
+	if err := s.cfg.Store.CreateModel(ctx, m, s.cfg.MaxModels); err != nil {
+		return nil, apierr.Status(s.cfg.Logger, writeErr(err, m))
 	}
 	s.changed(ctx)
 	return &issuerv1.CreateModelResponse{Model: toProto(m)}, nil
@@ -214,27 +197,27 @@ func (s *Service) UpdateModel(ctx context.Context, req *issuerv1.UpdateModelRequ
 	if err := modelcheck.Validate(m, apiKey); err != nil {
 		return nil, apierr.Status(s.cfg.Logger, err)
 	}
-	old, err := s.cfg.Store.GetModel(ctx, m.Name)
+	sealed, err := s.seal(m.Name, apiKey)
 	if err != nil {
 		return nil, apierr.Status(s.cfg.Logger, err)
 	}
-	if err := s.checkCycle(ctx, m); err != nil {
-		return nil, apierr.Status(s.cfg.Logger, err)
-	}
-	switch {
-	case apiKey != "":
-		if m.SealedAPIKey, err = s.seal(m.Name, apiKey); err != nil {
-			return nil, apierr.Status(s.cfg.Logger, err)
+	now := s.cfg.Now()
+	stored, err := s.cfg.Store.UpdateModel(ctx, m.Name, func(old store.Model) (store.Model, error) {
+		upd := m
+		switch {
+		case apiKey != "":
+			upd.SealedAPIKey = sealed
+		case !req.GetClearApiKey():
+			upd.SealedAPIKey = old.SealedAPIKey
 		}
-	case !req.GetClearApiKey():
-		m.SealedAPIKey = old.SealedAPIKey
-	}
-	m.CreateTime, m.UpdateTime = old.CreateTime, s.cfg.Now()
-	if err := s.cfg.Store.UpdateModel(ctx, m); err != nil {
-		return nil, apierr.Status(s.cfg.Logger, fallbackErr(err, m))
+		upd.CreateTime, upd.UpdateTime = old.CreateTime, now
+		return upd, nil
+	})
+	if err != nil {
+		return nil, apierr.Status(s.cfg.Logger, writeErr(err, m))
 	}
 	s.changed(ctx)
-	return &issuerv1.UpdateModelResponse{Model: toProto(m)}, nil
+	return &issuerv1.UpdateModelResponse{Model: toProto(stored)}, nil
 }
 
 // DeleteModel removes an unused model. Administrators only.

@@ -291,7 +291,7 @@ func TestRegistrySizeLimit(t *testing.T) {
 		}
 	}
 	_, err := e.Models().CreateModel(ctx, &issuerv1.CreateModelRequest{Model: validModel("three")})
-	if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted || st.Message() != "model registry is full (2 models, limit 2): delete one first" {
+	if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted || st.Message() != "model limit reached (2 models, limit 2): delete one first" {
 		t.Fatalf("third model = %v, want ResourceExhausted", err)
 	}
 }

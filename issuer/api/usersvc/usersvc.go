@@ -4,7 +4,6 @@ package usersvc
 
 import (
 	"context"
-	"fmt"
 	"regexp"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/airlock-dev/airlock/issuer/api/apierr"
 	"github.com/airlock-dev/airlock/issuer/api/authn"
+	"github.com/airlock-dev/airlock/issuer/pat"
 	"github.com/airlock-dev/airlock/issuer/store"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 	"github.com/airlock-dev/airlock/pkg/feature"
@@ -26,7 +26,7 @@ const DefaultPATLifetime = 30 * 24 * time.Hour
 
 // Store is the part of store.Store the service uses.
 type Store interface {
-	CreateUser(ctx context.Context, u store.User) (store.User, error)
+	CreateUser(ctx context.Context, u store.User, maxUsers int) (store.User, error)
 	GetUser(ctx context.Context, username string) (store.User, error)
 	ListUsers(ctx context.Context) ([]store.User, error)
 	CreatePAT(ctx context.Context, p store.PAT) error
@@ -38,7 +38,8 @@ type Config struct {
 	Store  Store
 	Now    func() time.Time
 	Logger zerolog.Logger
-	// MaxUsers bounds the principals (0: unlimited).
+	// MaxUsers bounds the principals (0: unlimited); the store enforces it
+	// inside the create's transaction.
 	MaxUsers int
 }
 
@@ -96,7 +97,7 @@ func PATToProto(p store.PAT) *issuerv1.PersonalAccessToken {
 	return &issuerv1.PersonalAccessToken{Id: p.ID, Username: p.Username, ExpireTime: ts(p.ExpireTime), RevokeTime: ts(p.RevokeTime), CreateTime: ts(p.CreateTime)}
 }
 
-// CreateUser adds a user.
+// CreateUser adds a user; ResourceExhausted once MaxUsers exist.
 func (s *Service) CreateUser(ctx context.Context, req *issuerv1.CreateUserRequest) (*issuerv1.CreateUserResponse, error) {
 	if _, err := authn.Require(ctx, store.RoleAdmin); err != nil {
 		return nil, err
@@ -104,19 +105,10 @@ func (s *Service) CreateUser(ctx context.Context, req *issuerv1.CreateUserReques
 	if err := ValidateUser(req.GetUser()); err != nil {
 		return nil, err
 	}
-	if s.cfg.MaxUsers > 0 {
-		us, err := s.cfg.Store.ListUsers(ctx)
-		if err != nil {
-			return nil, apierr.Status(s.cfg.Logger, err)
-		}
-		if len(us) >= s.cfg.MaxUsers {
-			return nil, status.Errorf(codes.ResourceExhausted, "user limit reached (%d users, limit %d)", len(us), s.cfg.MaxUsers)
-		}
-	}
 	u, err := s.cfg.Store.CreateUser(ctx, store.User{
 		Username: req.GetUser().GetUsername(), Role: store.Role(req.GetUser().GetRole()),
 		Features: req.GetUser().GetEntitledFeatures(), CreateTime: s.cfg.Now(),
-	})
+	}, s.cfg.MaxUsers)
 	if err != nil {
 		return nil, apierr.Status(s.cfg.Logger, err)
 	}
@@ -139,20 +131,6 @@ func (s *Service) ListUsers(ctx context.Context, _ *issuerv1.ListUsersRequest) (
 	return resp, nil
 }
 
-// IssuePAT creates a PAT for u expiring at exp and returns it with its
-// secret. Used by the RPC and by the bootstrap.
-func IssuePAT(ctx context.Context, st Store, u store.User, now, exp time.Time) (store.PAT, string, error) {
-	id, secret, err := authn.NewSecret()
-	if err != nil {
-		return store.PAT{}, "", err
-	}
-	p := store.PAT{ID: id, Hash: authn.Hash(secret), UserID: u.ID, Username: u.Username, CreateTime: now, ExpireTime: exp}
-	if err := st.CreatePAT(ctx, p); err != nil {
-		return store.PAT{}, "", fmt.Errorf("create personal access token: %w", err)
-	}
-	return p, secret, nil
-}
-
 // CreatePersonalAccessToken issues a PAT; the secret is in this answer only.
 func (s *Service) CreatePersonalAccessToken(ctx context.Context, req *issuerv1.CreatePersonalAccessTokenRequest) (*issuerv1.CreatePersonalAccessTokenResponse, error) {
 	if _, err := authn.Require(ctx, store.RoleAdmin); err != nil {
@@ -172,7 +150,7 @@ func (s *Service) CreatePersonalAccessToken(ctx context.Context, req *issuerv1.C
 	if err != nil {
 		return nil, apierr.Status(s.cfg.Logger, err)
 	}
-	p, secret, err := IssuePAT(ctx, s.cfg.Store, u, now, exp)
+	p, secret, err := pat.Issue(ctx, s.cfg.Store, u, now, exp)
 	if err != nil {
 		return nil, apierr.Status(s.cfg.Logger, err)
 	}

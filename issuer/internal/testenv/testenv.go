@@ -27,6 +27,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/kek"
 	"github.com/airlock-dev/airlock/issuer/keys"
 	"github.com/airlock-dev/airlock/issuer/minter"
+	"github.com/airlock-dev/airlock/issuer/pat"
 	"github.com/airlock-dev/airlock/issuer/store"
 	"github.com/airlock-dev/airlock/issuer/store/boltstore"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
@@ -165,11 +166,11 @@ func New(t testing.TB, o Options) *Env {
 	} {
 		created, err := e.Store.GetUser(ctx, u.name)
 		if errors.Is(err, store.ErrNotFound) {
-			created, err = e.Store.CreateUser(ctx, store.User{Username: u.name, Role: u.role, Features: u.fs, CreateTime: Start})
+			created, err = e.Store.CreateUser(ctx, store.User{Username: u.name, Role: u.role, Features: u.fs, CreateTime: Start}, 0)
 		}
 		must(t, err)
 		e.Users[u.name] = created
-		_, secret, err := usersvc.IssuePAT(ctx, e.Store, created, Start, Start.Add(10*365*24*time.Hour))
+		_, secret, err := pat.Issue(ctx, e.Store, created, Start, Start.Add(10*365*24*time.Hour))
 		must(t, err)
 		*u.pat = secret
 	}

@@ -1,7 +1,12 @@
 // Package boltstore is the issuer's embedded default store: one bbolt file
 // in the data directory. bbolt fsyncs every committed transaction, so a
 // write is durable before the method returns, and a crash mid-write leaves
-// the previous committed state.
+// the previous committed state. bbolt runs one write transaction at a time,
+// so every check a write makes inside its transaction holds when it commits.
+//
+// The file holds the private record types of records.go at the schema
+// version of schema.go; Open refuses a file from a newer issuer
+// (ErrSchemaTooNew).
 package boltstore
 
 import (
@@ -26,15 +31,15 @@ const FileName = "issuer.db"
 
 var (
 	bMeta     = []byte("meta")
-	bUsers    = []byte("users")    // username → User
-	bUserIDs  = []byte("user_ids") // id (big endian) → username
-	bPATs     = []byte("pats")     // id → PAT
-	bPATHash  = []byte("pat_hash") // hash → id
-	bKeys     = []byte("keys")     // "set" → []SigningKey
-	bTokens   = []byte("tokens")   // jti → IssuedToken
-	bRevoked  = []byte("revocations")
-	bModels   = []byte("models")   // name → Model
-	bSettings = []byte("settings") // feature → FeatureSetting
+	bUsers    = []byte("users")       // username → userRecord
+	bUserIDs  = []byte("user_ids")    // id (big endian) → username
+	bPATs     = []byte("pats")        // id → patRecord
+	bPATHash  = []byte("pat_hash")    // hash → id
+	bKeys     = []byte("keys")        // "set" → keySetRecord
+	bTokens   = []byte("tokens")      // jti → issuedTokenRecord
+	bRevoked  = []byte("revocations") // jti → revocationRecord
+	bModels   = []byte("models")      // name → modelRecord
+	bSettings = []byte("settings")    // feature → featureSettingRecord
 
 	kInstanceID = []byte("instance_id")
 	kNextUserID = []byte("next_user_id")
@@ -50,7 +55,9 @@ var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database in dir, which is created
 // with mode 0700. The file is created 0600. A second process opening the
-// same file waits up to 5 s for the lock, then fails.
+// same file waits up to 5 s for the lock, then fails. A file from an older
+// release is upgraded in place; one from a newer release is refused with
+// ErrSchemaTooNew.
 func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("boltstore: create data dir: %w", err)
@@ -71,11 +78,11 @@ func Open(dir string) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return migrate(tx)
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("boltstore: init buckets: %w", err)
+		return nil, fmt.Errorf("boltstore: open %s: %w", filepath.Join(dir, FileName), err)
 	}
 	// Minting records every token; concurrent mints share one commit (and
 	// one fsync) through Batch, waiting at most this long for company.
@@ -86,6 +93,7 @@ func Open(dir string) (*Store, error) {
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
+// put stores v, a record type of records.go, under k.
 func put(b *bolt.Bucket, k []byte, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -94,6 +102,7 @@ func put(b *bolt.Bucket, k []byte, v any) error {
 	return b.Put(k, data)
 }
 
+// get decodes the record under k into v, or returns store.ErrNotFound.
 func get(b *bolt.Bucket, k []byte, v any) error {
 	data := b.Get(k)
 	if data == nil {
@@ -143,11 +152,17 @@ func (s *Store) InitInstanceID(_ context.Context, id string) (string, error) {
 }
 
 // CreateUser implements store.Store.
-func (s *Store) CreateUser(_ context.Context, u store.User) (store.User, error) {
+func (s *Store) CreateUser(_ context.Context, u store.User, maxUsers int) (store.User, error) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		users := tx.Bucket(bUsers)
 		if users.Get([]byte(u.Username)) != nil {
 			return fmt.Errorf("user %q: %w", u.Username, store.ErrAlreadyExists)
+		}
+		if err := checkLimit(tx, kUserCount, "user", maxUsers); err != nil {
+			return err
+		}
+		if err := addCount(tx, kUserCount, 1); err != nil {
+			return err
 		}
 		m := tx.Bucket(bMeta)
 		u.ID = readU64(m, kNextUserID) + 1
@@ -157,7 +172,7 @@ func (s *Store) CreateUser(_ context.Context, u store.User) (store.User, error) 
 		if err := tx.Bucket(bUserIDs).Put(u64(u.ID), []byte(u.Username)); err != nil {
 			return err
 		}
-		return put(users, []byte(u.Username), u)
+		return put(users, []byte(u.Username), userToRecord(u))
 	})
 	if err != nil {
 		return store.User{}, err
@@ -167,25 +182,28 @@ func (s *Store) CreateUser(_ context.Context, u store.User) (store.User, error) 
 
 // GetUser implements store.Store.
 func (s *Store) GetUser(_ context.Context, username string) (store.User, error) {
-	var u store.User
-	err := s.db.View(func(tx *bolt.Tx) error { return get(tx.Bucket(bUsers), []byte(username), &u) })
+	var r userRecord
+	err := s.db.View(func(tx *bolt.Tx) error { return get(tx.Bucket(bUsers), []byte(username), &r) })
 	if err != nil {
 		return store.User{}, fmt.Errorf("user %q: %w", username, err)
 	}
-	return u, nil
+	return r.domain(), nil
 }
 
 // GetUserByID implements store.Store.
 func (s *Store) GetUserByID(_ context.Context, id uint64) (store.User, error) {
-	var u store.User
+	var r userRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
 		name := tx.Bucket(bUserIDs).Get(u64(id))
 		if name == nil {
 			return store.ErrNotFound
 		}
-		return get(tx.Bucket(bUsers), name, &u)
+		return get(tx.Bucket(bUsers), name, &r)
 	})
-	return u, err
+	if err != nil {
+		return store.User{}, err
+	}
+	return r.domain(), nil
 }
 
 // ListUsers implements store.Store.
@@ -193,11 +211,11 @@ func (s *Store) ListUsers(_ context.Context) ([]store.User, error) {
 	var out []store.User
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bUsers).ForEach(func(k, v []byte) error {
-			var u store.User
-			if err := json.Unmarshal(v, &u); err != nil {
-				return err
+			var r userRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("boltstore: corrupt record %q: %w", k, err)
 			}
-			out = append(out, u)
+			out = append(out, r.domain())
 			return nil
 		})
 	})
@@ -217,53 +235,59 @@ func (s *Store) CreatePAT(_ context.Context, p store.PAT) error {
 		if err := hashes.Put(p.Hash, []byte(p.ID)); err != nil {
 			return err
 		}
-		return put(pats, []byte(p.ID), p)
+		return put(pats, []byte(p.ID), patToRecord(p))
 	})
 }
 
 // GetPATByHash implements store.Store.
 func (s *Store) GetPATByHash(_ context.Context, hash []byte) (store.PAT, error) {
-	var p store.PAT
+	var r patRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
 		id := tx.Bucket(bPATHash).Get(hash)
 		if id == nil {
 			return store.ErrNotFound
 		}
-		return get(tx.Bucket(bPATs), id, &p)
+		return get(tx.Bucket(bPATs), id, &r)
 	})
-	return p, err
+	if err != nil {
+		return store.PAT{}, err
+	}
+	return r.domain(), nil
 }
 
 // RevokePAT implements store.Store.
 func (s *Store) RevokePAT(_ context.Context, id string, at time.Time) (store.PAT, error) {
-	var p store.PAT
+	var r patRecord
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bPATs)
-		if err := get(b, []byte(id), &p); err != nil {
+		if err := get(b, []byte(id), &r); err != nil {
 			return err
 		}
-		if !p.RevokeTime.IsZero() {
+		if !r.RevokeTime.IsZero() {
 			return nil
 		}
-		p.RevokeTime = at
-		return put(b, []byte(id), p)
+		r.RevokeTime = at
+		return put(b, []byte(id), r)
 	})
-	return p, err
+	if err != nil {
+		return store.PAT{}, err
+	}
+	return r.domain(), nil
 }
 
 // ListKeys implements store.Store.
 func (s *Store) ListKeys(_ context.Context) ([]store.SigningKey, uint64, error) {
-	var keys []store.SigningKey
+	var set keySetRecord
 	var rev uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		rev = readU64(tx.Bucket(bMeta), revKey(store.DomainKeys))
-		err := get(tx.Bucket(bKeys), kKeySet, &keys)
+		err := get(tx.Bucket(bKeys), kKeySet, &set)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
 		return err
 	})
-	return keys, rev, err
+	return set.domain(), rev, err
 }
 
 // ReplaceKeys implements store.Store.
@@ -274,7 +298,7 @@ func (s *Store) ReplaceKeys(_ context.Context, keys []store.SigningKey) (uint64,
 		if rev, err = bump(tx, store.DomainKeys); err != nil {
 			return err
 		}
-		return put(tx.Bucket(bKeys), kKeySet, keys)
+		return put(tx.Bucket(bKeys), kKeySet, keySetToRecord(keys))
 	})
 	return rev, err
 }
@@ -288,15 +312,18 @@ func (s *Store) RecordToken(_ context.Context, t store.IssuedToken) error {
 		if b.Get([]byte(t.JTI)) != nil {
 			return fmt.Errorf("token %q: %w", t.JTI, store.ErrAlreadyExists)
 		}
-		return put(b, []byte(t.JTI), t)
+		return put(b, []byte(t.JTI), issuedTokenToRecord(t))
 	})
 }
 
 // GetToken implements store.Store.
 func (s *Store) GetToken(_ context.Context, jti string) (store.IssuedToken, error) {
-	var t store.IssuedToken
-	err := s.db.View(func(tx *bolt.Tx) error { return get(tx.Bucket(bTokens), []byte(jti), &t) })
-	return t, err
+	var r issuedTokenRecord
+	err := s.db.View(func(tx *bolt.Tx) error { return get(tx.Bucket(bTokens), []byte(jti), &r) })
+	if err != nil {
+		return store.IssuedToken{}, err
+	}
+	return r.domain(), nil
 }
 
 // Revoke implements store.Store.
@@ -304,9 +331,9 @@ func (s *Store) Revoke(_ context.Context, r store.Revocation) (store.Revocation,
 	created := false
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bRevoked)
-		var old store.Revocation
+		var old revocationRecord
 		if err := get(b, []byte(r.JTI), &old); err == nil {
-			r = old
+			r = old.domain()
 			return nil
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
@@ -316,7 +343,7 @@ func (s *Store) Revoke(_ context.Context, r store.Revocation) (store.Revocation,
 			return err
 		}
 		r.Seq, created = seq, true
-		return put(b, []byte(r.JTI), r)
+		return put(b, []byte(r.JTI), revocationToRecord(r))
 	})
 	if err != nil {
 		return store.Revocation{}, false, err
@@ -330,12 +357,12 @@ func (s *Store) ListRevocations(_ context.Context) ([]store.Revocation, uint64, 
 	var rev uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		rev = readU64(tx.Bucket(bMeta), revKey(store.DomainRevocations))
-		return tx.Bucket(bRevoked).ForEach(func(_, v []byte) error {
-			var r store.Revocation
+		return tx.Bucket(bRevoked).ForEach(func(k, v []byte) error {
+			var r revocationRecord
 			if err := json.Unmarshal(v, &r); err != nil {
-				return err
+				return fmt.Errorf("boltstore: corrupt record %q: %w", k, err)
 			}
-			out = append(out, r)
+			out = append(out, r.domain())
 			return nil
 		})
 	})
@@ -351,9 +378,9 @@ func (s *Store) PruneTokens(_ context.Context, now time.Time) (int, error) {
 			b := tx.Bucket(name)
 			var dead [][]byte
 			err := b.ForEach(func(k, v []byte) error {
-				var rec struct{ ExpireTime time.Time }
+				var rec expiryRecord
 				if err := json.Unmarshal(v, &rec); err != nil {
-					return err
+					return fmt.Errorf("boltstore: corrupt record %q: %w", k, err)
 				}
 				if !rec.ExpireTime.After(now) {
 					dead = append(dead, bytes.Clone(k))
@@ -383,15 +410,61 @@ func (s *Store) PruneTokens(_ context.Context, now time.Time) (int, error) {
 	return n, err
 }
 
+// checkLimit refuses a create when the maintained count under key has
+// reached limit (0: unlimited).
+func checkLimit(tx *bolt.Tx, key []byte, kind string, limit int) error {
+	if limit <= 0 {
+		return nil
+	}
+	if n := readU64(tx.Bucket(bMeta), key); n >= uint64(limit) {
+		return &store.LimitError{Kind: kind, Count: int(n), Limit: limit}
+	}
+	return nil
+}
+
+// getModel reads one model record inside tx.
+func getModel(tx *bolt.Tx, name string) (modelRecord, error) {
+	var r modelRecord
+	if err := get(tx.Bucket(bModels), []byte(name), &r); err != nil {
+		return modelRecord{}, fmt.Errorf("model %q: %w", name, err)
+	}
+	return r, nil
+}
+
+// checkFallback checks, inside tx, that m's fallback exists and that
+// following fallbacks from it never leads back to m. The stored chains are
+// acyclic (every write ran this check in its transaction), so the walk ends
+// after at most one step per stored model.
 func checkFallback(tx *bolt.Tx, m store.Model) error {
-	if m.Fallback != "" && tx.Bucket(bModels).Get([]byte(m.Fallback)) == nil {
+	if m.Fallback == "" {
+		return nil
+	}
+	if m.Fallback == m.Name {
+		return fmt.Errorf("model %q is its own fallback: %w", m.Name, store.ErrCycle)
+	}
+	if tx.Bucket(bModels).Get([]byte(m.Fallback)) == nil {
 		return fmt.Errorf("fallback model %q: %w", m.Fallback, store.ErrReferenceNotFound)
+	}
+	seen := map[string]bool{m.Name: true}
+	for next := m.Fallback; next != ""; {
+		if seen[next] {
+			return fmt.Errorf("fallback chain through %q forms a cycle: %w", next, store.ErrCycle)
+		}
+		seen[next] = true
+		r, err := getModel(tx, next)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // a dangling link further on is not this write's doing
+		}
+		if err != nil {
+			return err
+		}
+		next = r.Fallback
 	}
 	return nil
 }
 
 // CreateModel implements store.Store.
-func (s *Store) CreateModel(_ context.Context, m store.Model) error {
+func (s *Store) CreateModel(_ context.Context, m store.Model, maxModels int) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bModels)
 		if b.Get([]byte(m.Name)) != nil {
@@ -400,19 +473,33 @@ func (s *Store) CreateModel(_ context.Context, m store.Model) error {
 		if err := checkFallback(tx, m); err != nil {
 			return err
 		}
+		if err := checkLimit(tx, kModelCount, "model", maxModels); err != nil {
+			return err
+		}
+		if err := addCount(tx, kModelCount, 1); err != nil {
+			return err
+		}
 		if _, err := bump(tx, store.DomainModels); err != nil {
 			return err
 		}
-		return put(b, []byte(m.Name), m)
+		return put(b, []byte(m.Name), modelToRecord(m))
 	})
 }
 
-// UpdateModel implements store.Store.
-func (s *Store) UpdateModel(_ context.Context, m store.Model) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bModels)
-		if b.Get([]byte(m.Name)) == nil {
-			return fmt.Errorf("model %q: %w", m.Name, store.ErrNotFound)
+// UpdateModel implements store.Store. update runs exactly once, inside the
+// write transaction.
+func (s *Store) UpdateModel(_ context.Context, name string, update func(old store.Model) (store.Model, error)) (store.Model, error) {
+	var m store.Model
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		old, err := getModel(tx, name)
+		if err != nil {
+			return err
+		}
+		if m, err = update(old.domain()); err != nil {
+			return err
+		}
+		if m.Name != name {
+			return fmt.Errorf("boltstore: update of model %q renamed it to %q", name, m.Name)
 		}
 		if err := checkFallback(tx, m); err != nil {
 			return err
@@ -420,18 +507,26 @@ func (s *Store) UpdateModel(_ context.Context, m store.Model) error {
 		if _, err := bump(tx, store.DomainModels); err != nil {
 			return err
 		}
-		return put(b, []byte(m.Name), m)
+		return put(tx.Bucket(bModels), []byte(name), modelToRecord(m))
 	})
+	if err != nil {
+		return store.Model{}, err
+	}
+	return m, nil
 }
 
 // GetModel implements store.Store.
 func (s *Store) GetModel(_ context.Context, name string) (store.Model, error) {
-	var m store.Model
-	err := s.db.View(func(tx *bolt.Tx) error { return get(tx.Bucket(bModels), []byte(name), &m) })
+	var r modelRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		r, err = getModel(tx, name)
+		return err
+	})
 	if err != nil {
-		return store.Model{}, fmt.Errorf("model %q: %w", name, err)
+		return store.Model{}, err
 	}
-	return m, nil
+	return r.domain(), nil
 }
 
 // DeleteModel implements store.Store.
@@ -441,10 +536,10 @@ func (s *Store) DeleteModel(_ context.Context, name string) error {
 		if b.Get([]byte(name)) == nil {
 			return fmt.Errorf("model %q: %w", name, store.ErrNotFound)
 		}
-		err := tx.Bucket(bSettings).ForEach(func(_, v []byte) error {
-			var fs store.FeatureSetting
+		err := tx.Bucket(bSettings).ForEach(func(k, v []byte) error {
+			var fs featureSettingRecord
 			if err := json.Unmarshal(v, &fs); err != nil {
-				return err
+				return fmt.Errorf("boltstore: corrupt record %q: %w", k, err)
 			}
 			if fs.Model == name {
 				return fmt.Errorf("model %q is used by feature %q: %w", name, fs.Feature, store.ErrInUse)
@@ -454,10 +549,10 @@ func (s *Store) DeleteModel(_ context.Context, name string) error {
 		if err != nil {
 			return err
 		}
-		err = b.ForEach(func(_, v []byte) error {
-			var m store.Model
+		err = b.ForEach(func(k, v []byte) error {
+			var m modelRecord
 			if err := json.Unmarshal(v, &m); err != nil {
-				return err
+				return fmt.Errorf("boltstore: corrupt record %q: %w", k, err)
 			}
 			if m.Fallback == name && m.Name != name {
 				return fmt.Errorf("model %q is the fallback of model %q: %w", name, m.Name, store.ErrInUse)
@@ -465,6 +560,9 @@ func (s *Store) DeleteModel(_ context.Context, name string) error {
 			return nil
 		})
 		if err != nil {
+			return err
+		}
+		if err := addCount(tx, kModelCount, -1); err != nil {
 			return err
 		}
 		if _, err := bump(tx, store.DomainModels); err != nil {
@@ -483,7 +581,7 @@ func (s *Store) SetFeatureSetting(_ context.Context, fs store.FeatureSetting) er
 		if _, err := bump(tx, store.DomainModels); err != nil {
 			return err
 		}
-		return put(tx.Bucket(bSettings), []byte(fs.Feature), fs)
+		return put(tx.Bucket(bSettings), []byte(fs.Feature), featureSettingToRecord(fs))
 	})
 }
 
@@ -492,22 +590,22 @@ func (s *Store) ModelConfig(_ context.Context) (store.ModelConfig, error) {
 	var c store.ModelConfig
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c.Revision = readU64(tx.Bucket(bMeta), revKey(store.DomainModels))
-		if err := tx.Bucket(bModels).ForEach(func(_, v []byte) error {
-			var m store.Model
+		if err := tx.Bucket(bModels).ForEach(func(k, v []byte) error {
+			var m modelRecord
 			if err := json.Unmarshal(v, &m); err != nil {
-				return err
+				return fmt.Errorf("boltstore: corrupt record %q: %w", k, err)
 			}
-			c.Models = append(c.Models, m)
+			c.Models = append(c.Models, m.domain())
 			return nil
 		}); err != nil {
 			return err
 		}
-		return tx.Bucket(bSettings).ForEach(func(_, v []byte) error {
-			var fs store.FeatureSetting
+		return tx.Bucket(bSettings).ForEach(func(k, v []byte) error {
+			var fs featureSettingRecord
 			if err := json.Unmarshal(v, &fs); err != nil {
-				return err
+				return fmt.Errorf("boltstore: corrupt record %q: %w", k, err)
 			}
-			c.Settings = append(c.Settings, fs)
+			c.Settings = append(c.Settings, fs.domain())
 			return nil
 		})
 	})

@@ -7,6 +7,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +29,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"key set is replaced atomically with a new revision", testKeys},
 		{"revocations are idempotent and pruned after expiry", testRevocations},
 		{"models keep referential integrity", testModels},
+		{"model updates run inside the write and keep the chains acyclic", testUpdateModel},
+		{"creates stop at the limit the caller passes", testLimits},
+		{"racing creates for the last place: exactly one wins", testConcurrentLimits},
+		{"racing fallback edits that would close a cycle: exactly one loses", testConcurrentFallbacks},
 		{"revisions increase on every write to their domain only", testRevisions},
 	}
 	for _, tc := range tests {
@@ -74,14 +80,14 @@ func testInstanceID(t *testing.T, s store.Store) {
 
 func testUsers(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	b, err := s.CreateUser(ctx, store.User{Username: "bob", Role: store.RoleUser, Features: []string{"duo_chat"}, CreateTime: t0})
+	b, err := s.CreateUser(ctx, store.User{Username: "bob", Role: store.RoleUser, Features: []string{"duo_chat"}, CreateTime: t0}, 0)
 	must(t, err)
-	a, err := s.CreateUser(ctx, store.User{Username: "alice", Role: store.RoleAdmin, CreateTime: t0})
+	a, err := s.CreateUser(ctx, store.User{Username: "alice", Role: store.RoleAdmin, CreateTime: t0}, 0)
 	must(t, err)
 	if b.ID == 0 || a.ID <= b.ID {
 		t.Fatalf("ids = %d, %d; want positive and increasing", b.ID, a.ID)
 	}
-	_, err = s.CreateUser(ctx, store.User{Username: "bob"})
+	_, err = s.CreateUser(ctx, store.User{Username: "bob"}, 0)
 	wantErr(t, "duplicate user", err, store.ErrAlreadyExists)
 
 	got, err := s.GetUser(ctx, "bob")
@@ -108,7 +114,7 @@ func testUsers(t *testing.T, s store.Store) {
 
 func testPATs(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	u, err := s.CreateUser(ctx, store.User{Username: "u", Role: store.RoleUser})
+	u, err := s.CreateUser(ctx, store.User{Username: "u", Role: store.RoleUser}, 0)
 	must(t, err)
 	h := sha256.Sum256([]byte("secret"))
 	p := store.PAT{ID: "p1", Hash: h[:], UserID: u.ID, Username: "u", CreateTime: t0, ExpireTime: t0.Add(time.Hour)}
@@ -218,12 +224,11 @@ func testModels(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	m := store.Model{Name: "m1", Family: "mistral", Provider: "openai_compatible", Endpoint: "http://10.0.0.1/v1",
 		Identifier: "x", SealedAPIKey: []byte("sealed"), TrustedNetworks: []string{"10.0.0.0/8"}, CreateTime: t0, UpdateTime: t0}
-	must(t, s.CreateModel(ctx, m))
-	wantErr(t, "duplicate model", s.CreateModel(ctx, m), store.ErrAlreadyExists)
-	wantErr(t, "unknown fallback", s.CreateModel(ctx, store.Model{Name: "m2", Fallback: "nope"}), store.ErrReferenceNotFound)
-	must(t, s.CreateModel(ctx, store.Model{Name: "m2", Fallback: "m1"}))
-	wantErr(t, "update unknown", s.UpdateModel(ctx, store.Model{Name: "zz"}), store.ErrNotFound)
-	wantErr(t, "update unknown fallback", s.UpdateModel(ctx, store.Model{Name: "m2", Fallback: "nope"}), store.ErrReferenceNotFound)
+	must(t, s.CreateModel(ctx, m, 0))
+	wantErr(t, "duplicate model", s.CreateModel(ctx, m, 0), store.ErrAlreadyExists)
+	wantErr(t, "unknown fallback", s.CreateModel(ctx, store.Model{Name: "m2", Fallback: "nope"}, 0), store.ErrReferenceNotFound)
+	wantErr(t, "own fallback", s.CreateModel(ctx, store.Model{Name: "m2", Fallback: "m2"}, 0), store.ErrCycle)
+	must(t, s.CreateModel(ctx, store.Model{Name: "m2", Fallback: "m1"}, 0))
 
 	got, err := s.GetModel(ctx, "m1")
 	must(t, err)
@@ -263,7 +268,7 @@ func testRevisions(t *testing.T, s store.Store) {
 		must(t, err)
 		return r
 	}
-	must(t, s.CreateModel(ctx, store.Model{Name: "m"}))
+	must(t, s.CreateModel(ctx, store.Model{Name: "m"}, 0))
 	if rev(store.DomainModels) != 1 || rev(store.DomainKeys) != 0 || rev(store.DomainRevocations) != 0 {
 		t.Fatal("a model write changed another domain's revision, or not its own")
 	}
@@ -273,5 +278,200 @@ func testRevisions(t *testing.T, s store.Store) {
 	must(t, err)
 	if rev(store.DomainModels) != 1 || rev(store.DomainKeys) != 1 || rev(store.DomainRevocations) != 1 {
 		t.Fatal("revisions not per domain")
+	}
+}
+
+// setFallback is an UpdateModel that changes only the fallback.
+func setFallback(s store.Store, name, fallback string) error {
+	_, err := s.UpdateModel(context.Background(), name, func(m store.Model) (store.Model, error) {
+		m.Fallback = fallback
+		return m, nil
+	})
+	return err
+}
+
+func testUpdateModel(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for _, n := range []string{"a", "b", "c"} {
+		must(t, s.CreateModel(ctx, store.Model{Name: n, Family: "mistral", SealedAPIKey: []byte("k-" + n), CreateTime: t0}, 0))
+	}
+	rev, err := s.Revision(ctx, store.DomainModels)
+	must(t, err)
+
+	got, err := s.UpdateModel(ctx, "a", func(old store.Model) (store.Model, error) {
+		if old.Name != "a" || !bytes.Equal(old.SealedAPIKey, []byte("k-a")) || !old.CreateTime.Equal(t0) {
+			t.Errorf("update saw %+v, want the stored model a", old)
+		}
+		old.Identifier, old.Fallback, old.UpdateTime = "new", "b", t0.Add(time.Minute)
+		return old, nil
+	})
+	must(t, err)
+	stored, err := s.GetModel(ctx, "a")
+	must(t, err)
+	if got.Identifier != "new" || stored.Identifier != "new" || stored.Fallback != "b" || stored.Family != "mistral" ||
+		!bytes.Equal(stored.SealedAPIKey, []byte("k-a")) || !stored.UpdateTime.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("after update: returned %+v, stored %+v", got, stored)
+	}
+	if r, _ := s.Revision(ctx, store.DomainModels); r <= rev {
+		t.Fatalf("update left the models revision at %d", r)
+	}
+
+	refuse := errors.New("refused by the caller")
+	_, err = s.UpdateModel(ctx, "a", func(m store.Model) (store.Model, error) {
+		m.Identifier = "lost"
+		return m, refuse
+	})
+	wantErr(t, "update function error", err, refuse)
+	_, err = s.UpdateModel(ctx, "a", func(m store.Model) (store.Model, error) {
+		m.Name = "renamed"
+		return m, nil
+	})
+	if err == nil {
+		t.Fatal("an update that renames the model succeeded")
+	}
+	_, err = s.UpdateModel(ctx, "zz", func(m store.Model) (store.Model, error) {
+		t.Error("update called for a missing model")
+		return m, nil
+	})
+	wantErr(t, "update unknown", err, store.ErrNotFound)
+	wantErr(t, "update unknown fallback", setFallback(s, "b", "nope"), store.ErrReferenceNotFound)
+	wantErr(t, "own fallback", setFallback(s, "b", "b"), store.ErrCycle)
+	wantErr(t, "two-model cycle", setFallback(s, "b", "a"), store.ErrCycle)
+	must(t, setFallback(s, "b", "c"))
+	wantErr(t, "three-model cycle", setFallback(s, "c", "a"), store.ErrCycle)
+	if _, err := s.GetModel(ctx, "renamed"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("renamed model stored: %v", err)
+	}
+	for name, want := range map[string]string{"a": "b", "b": "c", "c": ""} {
+		m, err := s.GetModel(ctx, name)
+		must(t, err)
+		if m.Fallback != want || m.Identifier == "lost" {
+			t.Fatalf("model %s after refused updates: %+v, want fallback %q", name, m, want)
+		}
+	}
+}
+
+func testLimits(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	must(t, s.CreateModel(ctx, store.Model{Name: "m1"}, 2))
+	must(t, s.CreateModel(ctx, store.Model{Name: "m2"}, 2))
+	err := s.CreateModel(ctx, store.Model{Name: "m3"}, 2)
+	wantErr(t, "third model, limit 2", err, store.ErrLimitExceeded)
+	var le *store.LimitError
+	if !errors.As(err, &le) || *le != (store.LimitError{Kind: "model", Count: 2, Limit: 2}) {
+		t.Fatalf("limit error = %#v, want a *store.LimitError{model 2 2}", err)
+	}
+	wantErr(t, "duplicate at the limit", s.CreateModel(ctx, store.Model{Name: "m1"}, 2), store.ErrAlreadyExists)
+	must(t, s.CreateModel(ctx, store.Model{Name: "m3"}, 0))
+	err = s.CreateModel(ctx, store.Model{Name: "m4"}, 2)
+	if !errors.As(err, &le) || le.Count != 3 {
+		t.Fatalf("over a lowered limit: %v, want Count 3", err)
+	}
+	must(t, s.DeleteModel(ctx, "m3"))
+	must(t, s.DeleteModel(ctx, "m2"))
+	must(t, s.CreateModel(ctx, store.Model{Name: "m4"}, 2)) // a delete frees a place
+
+	_, err = s.CreateUser(ctx, store.User{Username: "u1"}, 1)
+	must(t, err)
+	_, err = s.CreateUser(ctx, store.User{Username: "u2"}, 1)
+	wantErr(t, "second user, limit 1", err, store.ErrLimitExceeded)
+	if !errors.As(err, &le) || *le != (store.LimitError{Kind: "user", Count: 1, Limit: 1}) {
+		t.Fatalf("limit error = %#v, want a *store.LimitError{user 1 1}", err)
+	}
+	_, err = s.CreateUser(ctx, store.User{Username: "u2"}, 0)
+	must(t, err)
+	users, err := s.ListUsers(ctx)
+	must(t, err)
+	if len(users) != 2 {
+		t.Fatalf("%d users, want 2", len(users))
+	}
+}
+
+// race runs n calls at once and returns their errors.
+func race(n int, call func(i int) error) []error {
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = call(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// tally counts nil errors and errors that are want; any other error fails.
+func tally(t *testing.T, errs []error, want error) (ok, refused int) {
+	t.Helper()
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, want):
+			refused++
+		default:
+			t.Fatalf("unexpected error %v (want nil or %v)", err, want)
+		}
+	}
+	return ok, refused
+}
+
+func testConcurrentLimits(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const limit, racers = 5, 12
+	for i := range limit - 1 {
+		must(t, s.CreateModel(ctx, store.Model{Name: fmt.Sprintf("pre-%d", i)}, limit))
+		_, err := s.CreateUser(ctx, store.User{Username: fmt.Sprintf("pre-%d", i)}, limit)
+		must(t, err)
+	}
+	ok, refused := tally(t, race(racers, func(i int) error {
+		return s.CreateModel(ctx, store.Model{Name: fmt.Sprintf("racer-%d", i)}, limit)
+	}), store.ErrLimitExceeded)
+	cfg, err := s.ModelConfig(ctx)
+	must(t, err)
+	if ok != 1 || refused != racers-1 || len(cfg.Models) != limit {
+		t.Fatalf("models: %d racers for the last place: %d won, %d ErrLimitExceeded, %d stored with limit %d",
+			racers, ok, refused, len(cfg.Models), limit)
+	}
+	ok, refused = tally(t, race(racers, func(i int) error {
+		_, err := s.CreateUser(ctx, store.User{Username: fmt.Sprintf("racer-%d", i)}, limit)
+		return err
+	}), store.ErrLimitExceeded)
+	users, err := s.ListUsers(ctx)
+	must(t, err)
+	if ok != 1 || refused != racers-1 || len(users) != limit {
+		t.Fatalf("users: %d racers for the last place: %d won, %d ErrLimitExceeded, %d stored with limit %d",
+			racers, ok, refused, len(users), limit)
+	}
+}
+
+func testConcurrentFallbacks(t *testing.T, s store.Store) {
+	// r0..r7 each get the next one as fallback, all at once: any seven of
+	// the edits are fine, all eight close a ring.
+	ctx := context.Background()
+	const ring, rounds = 8, 5
+	for round := range rounds {
+		name := func(i int) string { return fmt.Sprintf("r%d-%d", round, i%ring) }
+		for i := range ring {
+			must(t, s.CreateModel(ctx, store.Model{Name: name(i)}, 0))
+		}
+		ok, refused := tally(t, race(ring, func(i int) error { return setFallback(s, name(i), name(i+1)) }), store.ErrCycle)
+		linked := 0
+		for i := range ring {
+			m, err := s.GetModel(ctx, name(i))
+			must(t, err)
+			if m.Fallback != "" {
+				linked++
+			}
+		}
+		if ok != ring-1 || refused != 1 || linked != ring-1 {
+			t.Fatalf("round %d: %d racing fallback edits: %d won, %d ErrCycle, %d of %d models linked (%d is a cycle)",
+				round, ring, ok, refused, linked, ring, ring)
+		}
 	}
 }
