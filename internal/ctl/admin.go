@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
@@ -95,6 +96,28 @@ func modelCreate(c *cli, fs *flag.FlagSet) func(context.Context) error {
 	}
 }
 
+// maskPaths maps model update's flags to the Model fields they set, in
+// proto field order.
+var maskPaths = []struct{ flag, path string }{
+	{"family", "family"}, {"provider", "provider"}, {"endpoint", "endpoint"}, {"identifier", "identifier"},
+	{"api-key-file", "api_key"}, {"trusted-network", "trusted_networks"}, {"fallback", "fallback_model"}, {"api-version", "api_version"},
+}
+
+// updateMask names exactly the fields whose flags the user set (so
+// `--fallback ""` removes the fallback and leaving a flag out keeps the
+// field), plus api_key when a key came from the environment.
+func updateMask(fs *flag.FlagSet, m *issuerv1.Model) *fieldmaskpb.FieldMask {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	mask := &fieldmaskpb.FieldMask{}
+	for _, p := range maskPaths {
+		if set[p.flag] || (p.path == "api_key" && m.GetApiKey() != "") {
+			mask.Paths = append(mask.Paths, p.path)
+		}
+	}
+	return mask
+}
+
 func modelUpdate(c *cli, fs *flag.FlagSet) func(context.Context) error {
 	mf := registerModelFlags(fs, true)
 	return func(ctx context.Context) error {
@@ -102,11 +125,15 @@ func modelUpdate(c *cli, fs *flag.FlagSet) func(context.Context) error {
 		if err != nil {
 			return err
 		}
+		mask := updateMask(fs, m)
+		if len(mask.GetPaths()) == 0 && !*mf.clearKey {
+			return usagef("nothing to update: set at least one of --family, --provider, --endpoint, --identifier, --api-key-file, --trusted-network, --fallback, --api-version, --clear-api-key")
+		}
 		cc, err := c.issuerConn()
 		if err != nil {
 			return err
 		}
-		resp, err := issuerv1.NewModelServiceClient(cc).UpdateModel(ctx, &issuerv1.UpdateModelRequest{Model: m, ClearApiKey: *mf.clearKey})
+		resp, err := issuerv1.NewModelServiceClient(cc).UpdateModel(ctx, &issuerv1.UpdateModelRequest{Model: m, UpdateMask: mask, ClearApiKey: *mf.clearKey})
 		if err != nil {
 			return err
 		}

@@ -57,7 +57,7 @@ func commands() []command {
 		{"token revoke", "--jti JTI", tokenRevoke},
 		{"complete", "--feature F [--prompt TEXT | stdin] [--max-tokens N] [--jwt TOKEN] [--unary]", complete},
 		{"model create", "--name N --family F --provider P --endpoint URL --identifier ID [--api-key-file F] [--trusted-network CIDR]... [--fallback M] [--api-version V] [--json]", modelCreate},
-		{"model update", "(same flags as create) [--clear-api-key] [--json]", modelUpdate},
+		{"model update", "--name N [any flag of create: only the fields given change; --fallback \"\" removes the fallback] [--clear-api-key] [--json]", modelUpdate},
 		{"model get", "--name N [--json]", modelGet},
 		{"model list", "[--json]", modelList},
 		{"model delete", "--name N", modelDelete},

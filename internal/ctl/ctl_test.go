@@ -12,6 +12,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 	"github.com/airlock-dev/airlock/pkg/client/clienttest"
@@ -84,6 +85,9 @@ func TestExitCodes(t *testing.T) {
 		code   int
 		stderr string
 	}{
+		{name: "model update with nothing to change is a usage error", args: []string{"model", "update", "--name", "m"}, code: 2,
+			stderr: "airlockctl: InvalidArgument: nothing to update: set at least one of --family, --provider, --endpoint, --identifier, --api-key-file, --trusted-network, --fallback, --api-version, --clear-api-key\n" +
+				"usage: airlockctl model update --name N [any flag of create: only the fields given change; --fallback \"\" removes the fallback] [--clear-api-key] [--json]\n"},
 		{name: "usage error exits 2 with the command's usage", args: []string{"model", "get"}, code: 2,
 			stderr: "airlockctl: InvalidArgument: --name is required\nusage: airlockctl model get --name N [--json]\n"},
 		{name: "server error exits 1 as code: message", args: []string{"model", "get", "--name", "nope"}, code: 1,
@@ -126,6 +130,8 @@ func TestAdminCommandsSendRequests(t *testing.T) {
 		"--fallback", "stub", "--api-version", "2024-06-01"}
 	noKey := proto.Clone(full).(*issuerv1.Model)
 	noKey.ApiKey = ""
+	mask := func(paths ...string) *fieldmaskpb.FieldMask { return &fieldmaskpb.FieldMask{Paths: paths} }
+	everyField := []string{"family", "provider", "endpoint", "identifier", "trusted_networks", "fallback_model", "api_version"}
 
 	for _, tc := range []struct {
 		name   string
@@ -139,10 +145,21 @@ func TestAdminCommandsSendRequests(t *testing.T) {
 			want: &issuerv1.CreateModelRequest{Model: full}, stdout: []string{"name:", "vllm", "api key:", "set", "10.0.0.0/8,192.168.0.0/16,fd00::/8"}},
 		{name: "model create with key from env", env: map[string]string{"AIRLOCK_MODEL_API_KEY": modelAPIKey}, args: append([]string{"model", "create"}, modelArgs...),
 			method: "CreateModel", want: &issuerv1.CreateModelRequest{Model: full}},
-		{name: "model update keeps the key when none given", args: append([]string{"model", "update"}, modelArgs...), method: "UpdateModel",
-			want: &issuerv1.UpdateModelRequest{Model: noKey}},
+		{name: "model update with every flag names every field but the key", args: append([]string{"model", "update"}, modelArgs...), method: "UpdateModel",
+			want: &issuerv1.UpdateModelRequest{Model: noKey, UpdateMask: mask(everyField...)}},
 		{name: "model update clears the key", args: append([]string{"model", "update", "--clear-api-key"}, modelArgs...), method: "UpdateModel",
-			want: &issuerv1.UpdateModelRequest{Model: noKey, ClearApiKey: true}},
+			want: &issuerv1.UpdateModelRequest{Model: noKey, ClearApiKey: true, UpdateMask: mask(everyField...)}},
+		{name: "model update changes only the fallback", args: []string{"model", "update", "--name", "vllm", "--fallback", "stub"}, method: "UpdateModel",
+			want: &issuerv1.UpdateModelRequest{Model: &issuerv1.Model{Name: "vllm", FallbackModel: "stub"}, UpdateMask: mask("fallback_model")}},
+		{name: "model update with an empty fallback removes it", args: []string{"model", "update", "--name", "vllm", "--fallback", ""}, method: "UpdateModel",
+			want: &issuerv1.UpdateModelRequest{Model: &issuerv1.Model{Name: "vllm"}, UpdateMask: mask("fallback_model")}},
+		{name: "model update of the key alone", args: []string{"model", "update", "--name", "vllm", "--api-key-file", keyFile}, method: "UpdateModel",
+			want: &issuerv1.UpdateModelRequest{Model: &issuerv1.Model{Name: "vllm", ApiKey: modelAPIKey}, UpdateMask: mask("api_key")}},
+		{name: "model update with the key from env names it", env: map[string]string{"AIRLOCK_MODEL_API_KEY": modelAPIKey},
+			args: []string{"model", "update", "--name", "vllm", "--identifier", "x"}, method: "UpdateModel",
+			want: &issuerv1.UpdateModelRequest{Model: &issuerv1.Model{Name: "vllm", Identifier: "x", ApiKey: modelAPIKey}, UpdateMask: mask("identifier", "api_key")}},
+		{name: "model update that only clears the key", args: []string{"model", "update", "--name", "vllm", "--clear-api-key"}, method: "UpdateModel",
+			want: &issuerv1.UpdateModelRequest{Model: &issuerv1.Model{Name: "vllm"}, ClearApiKey: true, UpdateMask: mask()}},
 		{name: "model get", args: []string{"model", "get", "--name", "stub"}, method: "GetModel", want: &issuerv1.GetModelRequest{Name: "stub"},
 			stdout: []string{"endpoint:", "http://127.0.0.1:9460/v1"}},
 		{name: "model get as JSON", args: []string{"model", "get", "--name", "stub", "--json"}, method: "GetModel", want: &issuerv1.GetModelRequest{Name: "stub"},

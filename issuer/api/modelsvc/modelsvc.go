@@ -183,38 +183,39 @@ func (s *Service) CreateModel(ctx context.Context, req *issuerv1.CreateModelRequ
 	return &issuerv1.CreateModelResponse{Model: toProto(m)}, nil
 }
 
-// UpdateModel replaces a model's settings, keeping its API key unless told
-// otherwise. Administrators only.
+// UpdateModel changes the fields the request's update mask names (see
+// planUpdate) and keeps the others, all inside the store's transaction: the
+// merged model is validated against the stored one as it is at the write.
+// Administrators only.
 func (s *Service) UpdateModel(ctx context.Context, req *issuerv1.UpdateModelRequest) (*issuerv1.UpdateModelResponse, error) {
 	if _, err := authn.Require(ctx, store.RoleAdmin); err != nil {
 		return nil, err
 	}
-	m := fromProto(req.GetModel())
-	apiKey := req.GetModel().GetApiKey()
+	pm := req.GetModel()
+	apiKey := pm.GetApiKey()
 	if apiKey != "" && req.GetClearApiKey() {
 		return nil, status.Error(codes.InvalidArgument, "clear_api_key: cannot be combined with a new api_key")
 	}
-	if err := modelcheck.Validate(m, apiKey); err != nil {
+	if err := modelcheck.ValidName(pm.GetName()); err != nil {
 		return nil, apierr.Status(s.cfg.Logger, err)
 	}
-	sealed, err := s.seal(m.Name, apiKey)
+	plan, err := planUpdate(req.GetUpdateMask(), pm, req.GetClearApiKey())
 	if err != nil {
 		return nil, apierr.Status(s.cfg.Logger, err)
 	}
-	now := s.cfg.Now()
-	stored, err := s.cfg.Store.UpdateModel(ctx, m.Name, func(old store.Model) (store.Model, error) {
-		upd := m
-		switch {
-		case apiKey != "":
-			upd.SealedAPIKey = sealed
-		case !req.GetClearApiKey():
-			upd.SealedAPIKey = old.SealedAPIKey
-		}
-		upd.CreateTime, upd.UpdateTime = old.CreateTime, now
-		return upd, nil
+	sealed, err := s.seal(pm.GetName(), apiKey)
+	if err != nil {
+		return nil, apierr.Status(s.cfg.Logger, err)
+	}
+	now, in := s.cfg.Now(), fromProto(pm)
+	var merged store.Model
+	stored, err := s.cfg.Store.UpdateModel(ctx, in.Name, func(old store.Model) (store.Model, error) {
+		merged = plan.apply(old, in, sealed)
+		merged.UpdateTime = now
+		return merged, modelcheck.Validate(merged, apiKey)
 	})
 	if err != nil {
-		return nil, apierr.Status(s.cfg.Logger, writeErr(err, m))
+		return nil, apierr.Status(s.cfg.Logger, writeErr(err, merged))
 	}
 	s.changed(ctx)
 	return &issuerv1.UpdateModelResponse{Model: toProto(stored)}, nil

@@ -9,6 +9,7 @@ package issuerv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -332,13 +333,27 @@ func (x *CreateModelResponse) GetModel() *Model {
 	return nil
 }
 
-// UpdateModelRequest replaces a model's settings.
+// UpdateModelRequest changes some of a model's settings (AIP-134).
 type UpdateModelRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The model, named by model.name; output-only fields are ignored.
+	// The model, named by model.name, carrying the new values of the fields
+	// update_mask names; its other fields are ignored, and so are output-only
+	// fields.
 	Model *Model `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	// Remove the stored API key (only when model.api_key is empty).
-	ClearApiKey   bool `protobuf:"varint,2,opt,name=clear_api_key,json=clearApiKey,proto3" json:"clear_api_key,omitempty"`
+	ClearApiKey bool `protobuf:"varint,2,opt,name=clear_api_key,json=clearApiKey,proto3" json:"clear_api_key,omitempty"`
+	// The fields of model to change, by their names in Model: family,
+	// provider, endpoint, identifier, api_key, trusted_networks,
+	// fallback_model, api_version. A named field takes model's value even when
+	// that is empty (naming fallback_model with an empty value removes the
+	// fallback; naming api_key with an empty value removes the key). Fields not
+	// named keep their stored values. "*" alone names every field except
+	// api_key, which is write-only and so changes only when given (or named,
+	// or cleared). Absent or empty: every field set to a non-empty value in
+	// model changes (AIP-134's default), so an empty field never erases
+	// anything. name and output-only fields cannot be named; an unknown path
+	// is InvalidArgument naming it.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -385,6 +400,13 @@ func (x *UpdateModelRequest) GetClearApiKey() bool {
 		return x.ClearApiKey
 	}
 	return false
+}
+
+func (x *UpdateModelRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
 }
 
 // UpdateModelResponse returns the stored model.
@@ -980,7 +1002,7 @@ var File_airlock_issuer_v1_model_proto protoreflect.FileDescriptor
 
 const file_airlock_issuer_v1_model_proto_rawDesc = "" +
 	"\n" +
-	"\x1dairlock/issuer/v1/model.proto\x12\x11airlock.issuer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x03\n" +
+	"\x1dairlock/issuer/v1/model.proto\x12\x11airlock.issuer.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x03\n" +
 	"\x05Model\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06family\x18\x02 \x01(\tR\x06family\x12\x1a\n" +
@@ -1007,10 +1029,12 @@ const file_airlock_issuer_v1_model_proto_rawDesc = "" +
 	"\x12CreateModelRequest\x12.\n" +
 	"\x05model\x18\x01 \x01(\v2\x18.airlock.issuer.v1.ModelR\x05model\"E\n" +
 	"\x13CreateModelResponse\x12.\n" +
-	"\x05model\x18\x01 \x01(\v2\x18.airlock.issuer.v1.ModelR\x05model\"h\n" +
+	"\x05model\x18\x01 \x01(\v2\x18.airlock.issuer.v1.ModelR\x05model\"\xa5\x01\n" +
 	"\x12UpdateModelRequest\x12.\n" +
 	"\x05model\x18\x01 \x01(\v2\x18.airlock.issuer.v1.ModelR\x05model\x12\"\n" +
-	"\rclear_api_key\x18\x02 \x01(\bR\vclearApiKey\"E\n" +
+	"\rclear_api_key\x18\x02 \x01(\bR\vclearApiKey\x12;\n" +
+	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"E\n" +
 	"\x13UpdateModelResponse\x12.\n" +
 	"\x05model\x18\x01 \x01(\v2\x18.airlock.issuer.v1.ModelR\x05model\"(\n" +
 	"\x12DeleteModelRequest\x12\x12\n" +
@@ -1082,6 +1106,7 @@ var file_airlock_issuer_v1_model_proto_goTypes = []any{
 	(*WatchModelsRequest)(nil),          // 16: airlock.issuer.v1.WatchModelsRequest
 	(*WatchModelsResponse)(nil),         // 17: airlock.issuer.v1.WatchModelsResponse
 	(*timestamppb.Timestamp)(nil),       // 18: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),       // 19: google.protobuf.FieldMask
 }
 var file_airlock_issuer_v1_model_proto_depIdxs = []int32{
 	18, // 0: airlock.issuer.v1.Model.create_time:type_name -> google.protobuf.Timestamp
@@ -1089,35 +1114,36 @@ var file_airlock_issuer_v1_model_proto_depIdxs = []int32{
 	0,  // 2: airlock.issuer.v1.CreateModelRequest.model:type_name -> airlock.issuer.v1.Model
 	0,  // 3: airlock.issuer.v1.CreateModelResponse.model:type_name -> airlock.issuer.v1.Model
 	0,  // 4: airlock.issuer.v1.UpdateModelRequest.model:type_name -> airlock.issuer.v1.Model
-	0,  // 5: airlock.issuer.v1.UpdateModelResponse.model:type_name -> airlock.issuer.v1.Model
-	0,  // 6: airlock.issuer.v1.GetModelResponse.model:type_name -> airlock.issuer.v1.Model
-	0,  // 7: airlock.issuer.v1.ListModelsResponse.models:type_name -> airlock.issuer.v1.Model
-	1,  // 8: airlock.issuer.v1.SetFeatureSettingRequest.setting:type_name -> airlock.issuer.v1.FeatureSetting
-	1,  // 9: airlock.issuer.v1.SetFeatureSettingResponse.setting:type_name -> airlock.issuer.v1.FeatureSetting
-	1,  // 10: airlock.issuer.v1.ListFeatureSettingsResponse.settings:type_name -> airlock.issuer.v1.FeatureSetting
-	0,  // 11: airlock.issuer.v1.WatchModelsResponse.models:type_name -> airlock.issuer.v1.Model
-	1,  // 12: airlock.issuer.v1.WatchModelsResponse.settings:type_name -> airlock.issuer.v1.FeatureSetting
-	2,  // 13: airlock.issuer.v1.ModelService.CreateModel:input_type -> airlock.issuer.v1.CreateModelRequest
-	4,  // 14: airlock.issuer.v1.ModelService.UpdateModel:input_type -> airlock.issuer.v1.UpdateModelRequest
-	6,  // 15: airlock.issuer.v1.ModelService.DeleteModel:input_type -> airlock.issuer.v1.DeleteModelRequest
-	8,  // 16: airlock.issuer.v1.ModelService.GetModel:input_type -> airlock.issuer.v1.GetModelRequest
-	10, // 17: airlock.issuer.v1.ModelService.ListModels:input_type -> airlock.issuer.v1.ListModelsRequest
-	12, // 18: airlock.issuer.v1.ModelService.SetFeatureSetting:input_type -> airlock.issuer.v1.SetFeatureSettingRequest
-	14, // 19: airlock.issuer.v1.ModelService.ListFeatureSettings:input_type -> airlock.issuer.v1.ListFeatureSettingsRequest
-	16, // 20: airlock.issuer.v1.ModelService.WatchModels:input_type -> airlock.issuer.v1.WatchModelsRequest
-	3,  // 21: airlock.issuer.v1.ModelService.CreateModel:output_type -> airlock.issuer.v1.CreateModelResponse
-	5,  // 22: airlock.issuer.v1.ModelService.UpdateModel:output_type -> airlock.issuer.v1.UpdateModelResponse
-	7,  // 23: airlock.issuer.v1.ModelService.DeleteModel:output_type -> airlock.issuer.v1.DeleteModelResponse
-	9,  // 24: airlock.issuer.v1.ModelService.GetModel:output_type -> airlock.issuer.v1.GetModelResponse
-	11, // 25: airlock.issuer.v1.ModelService.ListModels:output_type -> airlock.issuer.v1.ListModelsResponse
-	13, // 26: airlock.issuer.v1.ModelService.SetFeatureSetting:output_type -> airlock.issuer.v1.SetFeatureSettingResponse
-	15, // 27: airlock.issuer.v1.ModelService.ListFeatureSettings:output_type -> airlock.issuer.v1.ListFeatureSettingsResponse
-	17, // 28: airlock.issuer.v1.ModelService.WatchModels:output_type -> airlock.issuer.v1.WatchModelsResponse
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	19, // 5: airlock.issuer.v1.UpdateModelRequest.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 6: airlock.issuer.v1.UpdateModelResponse.model:type_name -> airlock.issuer.v1.Model
+	0,  // 7: airlock.issuer.v1.GetModelResponse.model:type_name -> airlock.issuer.v1.Model
+	0,  // 8: airlock.issuer.v1.ListModelsResponse.models:type_name -> airlock.issuer.v1.Model
+	1,  // 9: airlock.issuer.v1.SetFeatureSettingRequest.setting:type_name -> airlock.issuer.v1.FeatureSetting
+	1,  // 10: airlock.issuer.v1.SetFeatureSettingResponse.setting:type_name -> airlock.issuer.v1.FeatureSetting
+	1,  // 11: airlock.issuer.v1.ListFeatureSettingsResponse.settings:type_name -> airlock.issuer.v1.FeatureSetting
+	0,  // 12: airlock.issuer.v1.WatchModelsResponse.models:type_name -> airlock.issuer.v1.Model
+	1,  // 13: airlock.issuer.v1.WatchModelsResponse.settings:type_name -> airlock.issuer.v1.FeatureSetting
+	2,  // 14: airlock.issuer.v1.ModelService.CreateModel:input_type -> airlock.issuer.v1.CreateModelRequest
+	4,  // 15: airlock.issuer.v1.ModelService.UpdateModel:input_type -> airlock.issuer.v1.UpdateModelRequest
+	6,  // 16: airlock.issuer.v1.ModelService.DeleteModel:input_type -> airlock.issuer.v1.DeleteModelRequest
+	8,  // 17: airlock.issuer.v1.ModelService.GetModel:input_type -> airlock.issuer.v1.GetModelRequest
+	10, // 18: airlock.issuer.v1.ModelService.ListModels:input_type -> airlock.issuer.v1.ListModelsRequest
+	12, // 19: airlock.issuer.v1.ModelService.SetFeatureSetting:input_type -> airlock.issuer.v1.SetFeatureSettingRequest
+	14, // 20: airlock.issuer.v1.ModelService.ListFeatureSettings:input_type -> airlock.issuer.v1.ListFeatureSettingsRequest
+	16, // 21: airlock.issuer.v1.ModelService.WatchModels:input_type -> airlock.issuer.v1.WatchModelsRequest
+	3,  // 22: airlock.issuer.v1.ModelService.CreateModel:output_type -> airlock.issuer.v1.CreateModelResponse
+	5,  // 23: airlock.issuer.v1.ModelService.UpdateModel:output_type -> airlock.issuer.v1.UpdateModelResponse
+	7,  // 24: airlock.issuer.v1.ModelService.DeleteModel:output_type -> airlock.issuer.v1.DeleteModelResponse
+	9,  // 25: airlock.issuer.v1.ModelService.GetModel:output_type -> airlock.issuer.v1.GetModelResponse
+	11, // 26: airlock.issuer.v1.ModelService.ListModels:output_type -> airlock.issuer.v1.ListModelsResponse
+	13, // 27: airlock.issuer.v1.ModelService.SetFeatureSetting:output_type -> airlock.issuer.v1.SetFeatureSettingResponse
+	15, // 28: airlock.issuer.v1.ModelService.ListFeatureSettings:output_type -> airlock.issuer.v1.ListFeatureSettingsResponse
+	17, // 29: airlock.issuer.v1.ModelService.WatchModels:output_type -> airlock.issuer.v1.WatchModelsResponse
+	22, // [22:30] is the sub-list for method output_type
+	14, // [14:22] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_airlock_issuer_v1_model_proto_init() }

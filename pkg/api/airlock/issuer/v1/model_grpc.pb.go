@@ -41,8 +41,11 @@ type ModelServiceClient interface {
 	// CreateModel registers a model. A duplicate name is AlreadyExists; a bad
 	// field is InvalidArgument naming the field.
 	CreateModel(ctx context.Context, in *CreateModelRequest, opts ...grpc.CallOption) (*CreateModelResponse, error)
-	// UpdateModel replaces a model's settings. The API key is kept unless
-	// api_key is set or clear_api_key is true. Unknown name is NotFound.
+	// UpdateModel changes the fields of a model that update_mask names (see
+	// UpdateModelRequest) and keeps the others. The API key is kept unless
+	// api_key is given or clear_api_key is true. Unknown name is NotFound; an
+	// unknown or read-only mask path, or a resulting model that is not valid,
+	// is InvalidArgument naming the field.
 	UpdateModel(ctx context.Context, in *UpdateModelRequest, opts ...grpc.CallOption) (*UpdateModelResponse, error)
 	// DeleteModel removes a model. FailedPrecondition while a feature setting
 	// or another model's fallback still uses it; NotFound if absent.
@@ -171,8 +174,11 @@ type ModelServiceServer interface {
 	// CreateModel registers a model. A duplicate name is AlreadyExists; a bad
 	// field is InvalidArgument naming the field.
 	CreateModel(context.Context, *CreateModelRequest) (*CreateModelResponse, error)
-	// UpdateModel replaces a model's settings. The API key is kept unless
-	// api_key is set or clear_api_key is true. Unknown name is NotFound.
+	// UpdateModel changes the fields of a model that update_mask names (see
+	// UpdateModelRequest) and keeps the others. The API key is kept unless
+	// api_key is given or clear_api_key is true. Unknown name is NotFound; an
+	// unknown or read-only mask path, or a resulting model that is not valid,
+	// is InvalidArgument naming the field.
 	UpdateModel(context.Context, *UpdateModelRequest) (*UpdateModelResponse, error)
 	// DeleteModel removes a model. FailedPrecondition while a feature setting
 	// or another model's fallback still uses it; NotFound if absent.
