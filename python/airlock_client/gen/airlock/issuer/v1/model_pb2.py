@@ -11,52 +11,53 @@ from google.protobuf import symbol_database as _symbol_database
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61irlock/issuer/v1/model.proto\x12\x11\x61irlock.issuer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x03\n\x05Model\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06\x66\x61mily\x18\x02 \x01(\tR\x06\x66\x61mily\x12\x1a\n\x08provider\x18\x03 \x01(\tR\x08provider\x12\x1a\n\x08\x65ndpoint\x18\x04 \x01(\tR\x08\x65ndpoint\x12\x1e\n\nidentifier\x18\x05 \x01(\tR\nidentifier\x12\x17\n\x07\x61pi_key\x18\x06 \x01(\tR\x06\x61piKey\x12\x1e\n\x0bhas_api_key\x18\x07 \x01(\x08R\thasApiKey\x12)\n\x10trusted_networks\x18\x08 \x03(\tR\x0ftrustedNetworks\x12%\n\x0e\x66\x61llback_model\x18\t \x01(\tR\rfallbackModel\x12;\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12\x1f\n\x0b\x61pi_version\x18\x0c \x01(\tR\napiVersion\"\\\n\x0e\x46\x65\x61tureSetting\x12\x18\n\x07\x66\x65\x61ture\x18\x01 \x01(\tR\x07\x66\x65\x61ture\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12\x1a\n\x08\x64isabled\x18\x03 \x01(\x08R\x08\x64isabled\"D\n\x12\x43reateModelRequest\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x18.airlock.issuer.v1.ModelR\x05model\"E\n\x13\x43reateModelResponse\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x18.airlock.issuer.v1.ModelR\x05model\"h\n\x12UpdateModelRequest\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x18.airlock.issuer.v1.ModelR\x05model\x12\"\n\rclear_api_key\x18\x02 \x01(\x08R\x0b\x63learApiKey\"E\n\x13UpdateModelResponse\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x18.airlock.issuer.v1.ModelR\x05model\"(\n\x12\x44\x65leteModelRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"\x15\n\x13\x44\x65leteModelResponse\"%\n\x0fGetModelRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"B\n\x10GetModelResponse\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x18.airlock.issuer.v1.ModelR\x05model\"\x13\n\x11ListModelsRequest\"F\n\x12ListModelsResponse\x12\x30\n\x06models\x18\x01 \x03(\x0b\x32\x18.airlock.issuer.v1.ModelR\x06models\"W\n\x18SetFeatureSettingRequest\x12;\n\x07setting\x18\x01 \x01(\x0b\x32!.airlock.issuer.v1.FeatureSettingR\x07setting\"X\n\x19SetFeatureSettingResponse\x12;\n\x07setting\x18\x01 \x01(\x0b\x32!.airlock.issuer.v1.FeatureSettingR\x07setting\"\x1c\n\x1aListFeatureSettingsRequest\"\\\n\x1bListFeatureSettingsResponse\x12=\n\x08settings\x18\x01 \x03(\x0b\x32!.airlock.issuer.v1.FeatureSettingR\x08settings\";\n\x12WatchModelsRequest\x12%\n\x0eknown_revision\x18\x01 \x01(\x04R\rknownRevision\"\xa2\x01\n\x13WatchModelsResponse\x12\x1a\n\x08revision\x18\x01 \x01(\x04R\x08revision\x12\x30\n\x06models\x18\x02 \x03(\x0b\x32\x18.airlock.issuer.v1.ModelR\x06models\x12=\n\x08settings\x18\x03 \x03(\x0b\x32!.airlock.issuer.v1.FeatureSettingR\x08settings2\x9e\x06\n\x0cModelService\x12\\\n\x0b\x43reateModel\x12%.airlock.issuer.v1.CreateModelRequest\x1a&.airlock.issuer.v1.CreateModelResponse\x12\\\n\x0bUpdateModel\x12%.airlock.issuer.v1.UpdateModelRequest\x1a&.airlock.issuer.v1.UpdateModelResponse\x12\\\n\x0b\x44\x65leteModel\x12%.airlock.issuer.v1.DeleteModelRequest\x1a&.airlock.issuer.v1.DeleteModelResponse\x12S\n\x08GetModel\x12\".airlock.issuer.v1.GetModelRequest\x1a#.airlock.issuer.v1.GetModelResponse\x12Y\n\nListModels\x12$.airlock.issuer.v1.ListModelsRequest\x1a%.airlock.issuer.v1.ListModelsResponse\x12n\n\x11SetFeatureSetting\x12+.airlock.issuer.v1.SetFeatureSettingRequest\x1a,.airlock.issuer.v1.SetFeatureSettingResponse\x12t\n\x13ListFeatureSettings\x12-.airlock.issuer.v1.ListFeatureSettingsRequest\x1a..airlock.issuer.v1.ListFeatureSettingsResponse\x12^\n\x0bWatchModels\x12%.airlock.issuer.v1.WatchModelsRequest\x1a&.airlock.issuer.v1.WatchModelsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61irlock/issuer/v1/model.proto\x12\x11\x61irlock.issuer.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x03\n\x05Model\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06\x66\x61mily\x18\x02 \x01(\tR\x06\x66\x61mily\x12\x1a\n\x08provider\x18\x03 \x01(\tR\x08provider\x12\x1a\n\x08\x65ndpoint\x18\x04 \x01(\tR\x08\x65ndpoint\x12\x1e\n\nidentifier\x18\x05 \x01(\tR\nidentifier\x12\x17\n\x07\x61pi_key\x18\x06 \x01(\tR\x06\x61piKey\x12\x1e\n\x0bhas_api_key\x18\x07 \x01(\x08R\thasApiKey\x12)\n\x10trusted_networks\x18\x08 \x03(\tR\x0ftrustedNetworks\x12%\n\x0e\x66\x61llback_model\x18\t \x01(\tR\rfallbackModel\x12;\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12\x1f\n\x0b\x61pi_version\x18\x0c \x01(\tR\napiVersion\"\\\n\x0e\x46\x65\x61tureSetting\x12\x18\n\x07\x66\x65\x61ture\x18\x01 \x01(\tR\x07\x66\x65\x61ture\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12\x1a\n\x08\x64isabled\x18\x03 \x01(\x08R\x08\x64isabled\"D\n\x12\x43reateModelRequest\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x18.airlock.issuer.v1.ModelR\x05model\"E\n\x13\x43reateModelResponse\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x18.airlock.issuer.v1.ModelR\x05model\"\xa5\x01\n\x12UpdateModelRequest\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x18.airlock.issuer.v1.ModelR\x05model\x12\"\n\rclear_api_key\x18\x02 \x01(\x08R\x0b\x63learApiKey\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"E\n\x13UpdateModelResponse\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x18.airlock.issuer.v1.ModelR\x05model\"(\n\x12\x44\x65leteModelRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"\x15\n\x13\x44\x65leteModelResponse\"%\n\x0fGetModelRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"B\n\x10GetModelResponse\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x18.airlock.issuer.v1.ModelR\x05model\"\x13\n\x11ListModelsRequest\"F\n\x12ListModelsResponse\x12\x30\n\x06models\x18\x01 \x03(\x0b\x32\x18.airlock.issuer.v1.ModelR\x06models\"W\n\x18SetFeatureSettingRequest\x12;\n\x07setting\x18\x01 \x01(\x0b\x32!.airlock.issuer.v1.FeatureSettingR\x07setting\"X\n\x19SetFeatureSettingResponse\x12;\n\x07setting\x18\x01 \x01(\x0b\x32!.airlock.issuer.v1.FeatureSettingR\x07setting\"\x1c\n\x1aListFeatureSettingsRequest\"\\\n\x1bListFeatureSettingsResponse\x12=\n\x08settings\x18\x01 \x03(\x0b\x32!.airlock.issuer.v1.FeatureSettingR\x08settings\";\n\x12WatchModelsRequest\x12%\n\x0eknown_revision\x18\x01 \x01(\x04R\rknownRevision\"\xa2\x01\n\x13WatchModelsResponse\x12\x1a\n\x08revision\x18\x01 \x01(\x04R\x08revision\x12\x30\n\x06models\x18\x02 \x03(\x0b\x32\x18.airlock.issuer.v1.ModelR\x06models\x12=\n\x08settings\x18\x03 \x03(\x0b\x32!.airlock.issuer.v1.FeatureSettingR\x08settings2\x9e\x06\n\x0cModelService\x12\\\n\x0b\x43reateModel\x12%.airlock.issuer.v1.CreateModelRequest\x1a&.airlock.issuer.v1.CreateModelResponse\x12\\\n\x0bUpdateModel\x12%.airlock.issuer.v1.UpdateModelRequest\x1a&.airlock.issuer.v1.UpdateModelResponse\x12\\\n\x0b\x44\x65leteModel\x12%.airlock.issuer.v1.DeleteModelRequest\x1a&.airlock.issuer.v1.DeleteModelResponse\x12S\n\x08GetModel\x12\".airlock.issuer.v1.GetModelRequest\x1a#.airlock.issuer.v1.GetModelResponse\x12Y\n\nListModels\x12$.airlock.issuer.v1.ListModelsRequest\x1a%.airlock.issuer.v1.ListModelsResponse\x12n\n\x11SetFeatureSetting\x12+.airlock.issuer.v1.SetFeatureSettingRequest\x1a,.airlock.issuer.v1.SetFeatureSettingResponse\x12t\n\x13ListFeatureSettings\x12-.airlock.issuer.v1.ListFeatureSettingsRequest\x1a..airlock.issuer.v1.ListFeatureSettingsResponse\x12^\n\x0bWatchModels\x12%.airlock.issuer.v1.WatchModelsRequest\x1a&.airlock.issuer.v1.WatchModelsResponse0\x01\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'airlock.issuer.v1.model_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _MODEL._serialized_start=86
-  _MODEL._serialized_end=519
-  _FEATURESETTING._serialized_start=521
-  _FEATURESETTING._serialized_end=613
-  _CREATEMODELREQUEST._serialized_start=615
-  _CREATEMODELREQUEST._serialized_end=683
-  _CREATEMODELRESPONSE._serialized_start=685
-  _CREATEMODELRESPONSE._serialized_end=754
-  _UPDATEMODELREQUEST._serialized_start=756
-  _UPDATEMODELREQUEST._serialized_end=860
-  _UPDATEMODELRESPONSE._serialized_start=862
-  _UPDATEMODELRESPONSE._serialized_end=931
-  _DELETEMODELREQUEST._serialized_start=933
-  _DELETEMODELREQUEST._serialized_end=973
-  _DELETEMODELRESPONSE._serialized_start=975
-  _DELETEMODELRESPONSE._serialized_end=996
-  _GETMODELREQUEST._serialized_start=998
-  _GETMODELREQUEST._serialized_end=1035
-  _GETMODELRESPONSE._serialized_start=1037
-  _GETMODELRESPONSE._serialized_end=1103
-  _LISTMODELSREQUEST._serialized_start=1105
-  _LISTMODELSREQUEST._serialized_end=1124
-  _LISTMODELSRESPONSE._serialized_start=1126
-  _LISTMODELSRESPONSE._serialized_end=1196
-  _SETFEATURESETTINGREQUEST._serialized_start=1198
-  _SETFEATURESETTINGREQUEST._serialized_end=1285
-  _SETFEATURESETTINGRESPONSE._serialized_start=1287
-  _SETFEATURESETTINGRESPONSE._serialized_end=1375
-  _LISTFEATURESETTINGSREQUEST._serialized_start=1377
-  _LISTFEATURESETTINGSREQUEST._serialized_end=1405
-  _LISTFEATURESETTINGSRESPONSE._serialized_start=1407
-  _LISTFEATURESETTINGSRESPONSE._serialized_end=1499
-  _WATCHMODELSREQUEST._serialized_start=1501
-  _WATCHMODELSREQUEST._serialized_end=1560
-  _WATCHMODELSRESPONSE._serialized_start=1563
-  _WATCHMODELSRESPONSE._serialized_end=1725
-  _MODELSERVICE._serialized_start=1728
-  _MODELSERVICE._serialized_end=2526
+  _MODEL._serialized_start=120
+  _MODEL._serialized_end=553
+  _FEATURESETTING._serialized_start=555
+  _FEATURESETTING._serialized_end=647
+  _CREATEMODELREQUEST._serialized_start=649
+  _CREATEMODELREQUEST._serialized_end=717
+  _CREATEMODELRESPONSE._serialized_start=719
+  _CREATEMODELRESPONSE._serialized_end=788
+  _UPDATEMODELREQUEST._serialized_start=791
+  _UPDATEMODELREQUEST._serialized_end=956
+  _UPDATEMODELRESPONSE._serialized_start=958
+  _UPDATEMODELRESPONSE._serialized_end=1027
+  _DELETEMODELREQUEST._serialized_start=1029
+  _DELETEMODELREQUEST._serialized_end=1069
+  _DELETEMODELRESPONSE._serialized_start=1071
+  _DELETEMODELRESPONSE._serialized_end=1092
+  _GETMODELREQUEST._serialized_start=1094
+  _GETMODELREQUEST._serialized_end=1131
+  _GETMODELRESPONSE._serialized_start=1133
+  _GETMODELRESPONSE._serialized_end=1199
+  _LISTMODELSREQUEST._serialized_start=1201
+  _LISTMODELSREQUEST._serialized_end=1220
+  _LISTMODELSRESPONSE._serialized_start=1222
+  _LISTMODELSRESPONSE._serialized_end=1292
+  _SETFEATURESETTINGREQUEST._serialized_start=1294
+  _SETFEATURESETTINGREQUEST._serialized_end=1381
+  _SETFEATURESETTINGRESPONSE._serialized_start=1383
+  _SETFEATURESETTINGRESPONSE._serialized_end=1471
+  _LISTFEATURESETTINGSREQUEST._serialized_start=1473
+  _LISTFEATURESETTINGSREQUEST._serialized_end=1501
+  _LISTFEATURESETTINGSRESPONSE._serialized_start=1503
+  _LISTFEATURESETTINGSRESPONSE._serialized_end=1595
+  _WATCHMODELSREQUEST._serialized_start=1597
+  _WATCHMODELSREQUEST._serialized_end=1656
+  _WATCHMODELSRESPONSE._serialized_start=1659
+  _WATCHMODELSRESPONSE._serialized_end=1821
+  _MODELSERVICE._serialized_start=1824
+  _MODELSERVICE._serialized_end=2622
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -111,12 +112,14 @@ class SetFeatureSettingResponse(_message.Message):
     def __init__(self, setting: _Optional[_Union[FeatureSetting, _Mapping]] = ...) -> None: ...
 
 class UpdateModelRequest(_message.Message):
-    __slots__ = ["clear_api_key", "model"]
+    __slots__ = ["clear_api_key", "model", "update_mask"]
     CLEAR_API_KEY_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
     clear_api_key: bool
     model: Model
-    def __init__(self, model: _Optional[_Union[Model, _Mapping]] = ..., clear_api_key: bool = ...) -> None: ...
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, model: _Optional[_Union[Model, _Mapping]] = ..., clear_api_key: bool = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
 
 class UpdateModelResponse(_message.Message):
     __slots__ = ["model"]

@@ -76,8 +76,11 @@ class ModelServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def UpdateModel(self, request, context):
-        """UpdateModel replaces a model's settings. The API key is kept unless
-        api_key is set or clear_api_key is true. Unknown name is NotFound.
+        """UpdateModel changes the fields of a model that update_mask names (see
+        UpdateModelRequest) and keeps the others. The API key is kept unless
+        api_key is given or clear_api_key is true. Unknown name is NotFound; an
+        unknown or read-only mask path, or a resulting model that is not valid,
+        is InvalidArgument naming the field.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
