@@ -79,11 +79,15 @@ func TestModelUpdateAgainstTheRealService(t *testing.T) {
 				return m.FallbackModel == "spare" && m.Family == "mistral" && m.Identifier == "m7b" && m.HasApiKey && len(m.TrustedNetworks) == 1
 			}},
 		{"another flag keeps the fallback", []string{"--identifier", "m8b"},
-			func(m *issuerv1.Model) bool { return m.FallbackModel == "spare" && m.Identifier == "m8b" && m.HasApiKey }},
+			func(m *issuerv1.Model) bool {
+				return m.FallbackModel == "spare" && m.Identifier == "m8b" && m.HasApiKey
+			}},
 		{"an empty --fallback removes it", []string{"--fallback", ""},
 			func(m *issuerv1.Model) bool { return m.FallbackModel == "" && m.Identifier == "m8b" && m.HasApiKey }},
 		{"--clear-api-key alone removes only the key", []string{"--clear-api-key"},
-			func(m *issuerv1.Model) bool { return !m.HasApiKey && m.Identifier == "m8b" && m.Endpoint == "http://10.1.2.3:8000/v1" }},
+			func(m *issuerv1.Model) bool {
+				return !m.HasApiKey && m.Identifier == "m8b" && m.Endpoint == "http://10.1.2.3:8000/v1"
+			}},
 	}
 	for _, s := range steps {
 		run(append([]string{"model", "update", "--name", "main"}, s.args...)...)
