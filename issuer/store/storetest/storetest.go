@@ -1,5 +1,8 @@
 // Package storetest is the conformance suite every store.Store backend
-// passes: the contract in package store's doc comments, as tests.
+// passes: the contract in package store's doc comments, as tests. It uses
+// only the Store interface, so any backend (embedded or networked) runs it
+// unchanged. The concurrent cases race goroutines against one store: a
+// backend that checks an invariant outside its write transaction fails them.
 package storetest
 
 import (
