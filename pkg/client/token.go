@@ -77,17 +77,6 @@ func tokenFromResponse(resp *issuerv1.MintTokenResponse) (*Token, error) {
 	}, nil
 }
 
-// jwtClaims are the claims TokenFromJWT reads. Numbers are float64 as in
-// RFC 7519 NumericDate.
-type jwtClaims struct {
-	ID         string   `json:"jti"`
-	Subject    string   `json:"sub"`
-	Expiry     *float64 `json:"exp"`
-	Realm      string   `json:"gitlab_realm"`
-	InstanceID string   `json:"gitlab_instance_id"`
-	Scopes     []string `json:"scopes"`
-}
-
 // TokenFromJWT builds a Token from a JWT obtained elsewhere (for example
 // `airlockctl token mint`), deriving the forwarded metadata from its claims:
 // x-gitlab-instance-id from gitlab_instance_id (else sub), x-gitlab-realm
@@ -95,7 +84,8 @@ type jwtClaims struct {
 // cannot be derived (the token has no user id claim) and is left out. The
 // signature is NOT verified: the gateway does that; this only reads what
 // to forward. It returns an InvalidArgument *Error for anything that is
-// not a compact JWS with a JSON object payload and a numeric exp.
+// not a compact JWS whose payload decodes as token.Claims (so a claim of the
+// wrong JSON type is refused) with an exp in range.
 func TokenFromJWT(jwt string) (*Token, error) {
 	jwt = strings.TrimSpace(jwt)
 	if len(jwt) > maxJWTLen {
@@ -109,11 +99,12 @@ func TokenFromJWT(jwt string) (*Token, error) {
 	if err != nil {
 		return nil, newError(codes.InvalidArgument, "jwt: payload is not base64url")
 	}
-	var c jwtClaims
+	var c token.Claims
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, newError(codes.InvalidArgument, "jwt: payload is not a JSON object of claims")
 	}
-	if c.Expiry == nil || *c.Expiry < 1 || *c.Expiry > 1<<40 {
+	// An absent or null exp decodes as zero, which the range refuses too.
+	if c.Expiry < 1 || c.Expiry > 1<<40 {
 		return nil, newError(codes.InvalidArgument, "jwt: exp claim missing or out of range")
 	}
 	md := map[string]string{token.MDAuthType: token.AuthTypeOIDC}
@@ -127,11 +118,10 @@ func TokenFromJWT(jwt string) (*Token, error) {
 	if c.Realm != "" {
 		md[token.MDRealm] = c.Realm
 	}
-	sec := int64(*c.Expiry)
 	return &Token{
 		AccessToken: jwt,
 		ID:          c.ID,
-		Expiry:      time.Unix(sec, 0),
+		Expiry:      time.Unix(int64(c.Expiry), 0),
 		Scopes:      c.Scopes,
 		Metadata:    md,
 	}, nil

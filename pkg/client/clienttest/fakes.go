@@ -186,9 +186,9 @@ func (i *Issuer) MintToken(ctx context.Context, req *issuerv1.MintTokenRequest) 
 // that read claims (client.TokenFromJWT) work, but signs nothing: only this
 // package's Gateway accepts it, by lookup.
 func fakeJWT(m minted, n int) string {
-	claims, _ := json.Marshal(map[string]any{
-		"jti": m.jti, "aud": token.Audience, "sub": InstanceID, "iss": "https://gitlab.example.test",
-		"exp": m.exp.Unix(), "gitlab_realm": token.RealmSelfManaged, "scopes": m.scopes,
+	claims, _ := json.Marshal(token.Claims{
+		ID: m.jti, Audience: token.Audiences{token.Audience}, Subject: InstanceID, Issuer: "https://gitlab.example.test",
+		Expiry: token.NewNumericDate(m.exp), Realm: token.RealmSelfManaged, Scopes: m.scopes, InstanceID: InstanceID,
 	})
 	enc := base64.RawURLEncoding.EncodeToString
 	return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc(claims) + "." + enc(fmt.Appendf(nil, "fake-signature-%d", n))
