@@ -14,10 +14,11 @@ import (
 	"github.com/airlock-dev/airlock/gateway/adapter/internal/oaistream"
 	"github.com/airlock-dev/airlock/gateway/adapter/internal/upstream"
 	"github.com/airlock-dev/airlock/gateway/adapter/prompt"
+	"github.com/airlock-dev/airlock/pkg/model"
 )
 
 // Provider is the provider name this package serves.
-const Provider = "azure_openai"
+const Provider = model.AzureOpenAI
 
 // DefaultAPIVersion is used when the model has no APIVersion: the GA
 // version that supports stream_options.include_usage.

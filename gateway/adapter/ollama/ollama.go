@@ -14,10 +14,11 @@ import (
 	"github.com/airlock-dev/airlock/gateway/adapter/internal/upstream"
 	"github.com/airlock-dev/airlock/gateway/adapter/prompt"
 	"github.com/airlock-dev/airlock/gateway/adapter/sse"
+	"github.com/airlock-dev/airlock/pkg/model"
 )
 
 // Provider is the provider name this package serves.
-const Provider = "ollama"
+const Provider = model.Ollama
 
 // Adapter streams completions from Ollama. The model's Endpoint is the
 // Ollama base URL (e.g. http://host:11434).

@@ -13,10 +13,11 @@ import (
 	"github.com/airlock-dev/airlock/gateway/adapter/internal/oaistream"
 	"github.com/airlock-dev/airlock/gateway/adapter/internal/upstream"
 	"github.com/airlock-dev/airlock/gateway/adapter/prompt"
+	"github.com/airlock-dev/airlock/pkg/model"
 )
 
 // Provider is the provider name this package serves.
-const Provider = "openai_compatible"
+const Provider = model.OpenAICompatible
 
 // Adapter streams completions from an OpenAI-compatible server. The model's
 // Endpoint is the API base URL including its version path (vLLM: ends in

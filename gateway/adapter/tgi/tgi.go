@@ -13,10 +13,11 @@ import (
 	"github.com/airlock-dev/airlock/gateway/adapter/internal/upstream"
 	"github.com/airlock-dev/airlock/gateway/adapter/prompt"
 	"github.com/airlock-dev/airlock/gateway/adapter/sse"
+	"github.com/airlock-dev/airlock/pkg/model"
 )
 
 // Provider is the provider name this package serves.
-const Provider = "tgi"
+const Provider = model.TGI
 
 // Adapter streams raw-prompt generations from TGI. The model's Endpoint is
 // the TGI base URL; requests go to {Endpoint}/generate_stream. TGI serves one
