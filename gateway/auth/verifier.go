@@ -34,6 +34,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/airlock-dev/airlock/gateway/keyset"
+	"github.com/airlock-dev/airlock/pkg/bearer"
 	"github.com/airlock-dev/airlock/pkg/keypolicy"
 	"github.com/airlock-dev/airlock/pkg/token"
 )
@@ -286,8 +287,8 @@ func (v *Verifier) readMetadata(md metadata.MD, r *requestMD) *rejection {
 	if len(authz) != 1 {
 		return rejBadAuthorization
 	}
-	scheme, tok, ok := strings.Cut(authz[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t") {
+	tok, ok := bearer.Parse(authz[0])
+	if !ok {
 		return rejBadAuthorization
 	}
 	if t := md.Get(token.MDAuthType); len(t) != 1 || t[0] != token.AuthTypeOIDC {

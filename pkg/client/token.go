@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/bearer"
 	"github.com/airlock-dev/airlock/pkg/token"
 )
 
@@ -48,7 +49,7 @@ func (t *Token) GoString() string { return t.String() }
 func (t *Token) requestMetadata() map[string]string {
 	md := make(map[string]string, len(t.Metadata)+1)
 	maps.Copy(md, t.Metadata)
-	md[token.MDAuthorization] = "Bearer " + t.AccessToken
+	md[token.MDAuthorization] = bearer.Format(t.AccessToken)
 	return md
 }
 

@@ -10,6 +10,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/airlock-dev/airlock/pkg/bearer"
 )
 
 // Fixed values of the real system (GitLab self-managed → AI gateway).
@@ -58,7 +60,6 @@ const (
 	MDGlobalUserID  = "x-gitlab-global-user-id"
 	MDHostName      = "x-gitlab-host-name"
 	MDVersion       = "x-gitlab-version"
-	MDRequestID     = "x-request-id"
 )
 
 // Claims are the claims of a self-issued token, and their JSON encoding is
@@ -140,7 +141,7 @@ func GlobalUserID(instanceID string, userID uint64) string {
 // Metadata returns the gRPC metadata a caller forwards with tok.
 func Metadata(tok, instanceID, globalUserID string) map[string]string {
 	return map[string]string{
-		MDAuthorization: "Bearer " + tok,
+		MDAuthorization: bearer.Format(tok),
 		MDAuthType:      AuthTypeOIDC,
 		MDInstanceID:    instanceID,
 		MDRealm:         RealmSelfManaged,

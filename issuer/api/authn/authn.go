@@ -19,7 +19,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/airlock-dev/airlock/issuer/store"
+	"github.com/airlock-dev/airlock/pkg/bearer"
 	"github.com/airlock-dev/airlock/pkg/tlsconfig"
+	"github.com/airlock-dev/airlock/pkg/token"
 )
 
 // SecretPrefix starts every PAT so secret scanners can recognise a leaked one.
@@ -91,7 +93,8 @@ func WithGatewayCertificate(identity string) Option {
 }
 
 // New returns an AuthFunc for pkg/rpcserver: it reads `authorization:
-// Bearer <pat>`, and returns a context carrying the Identity, or
+// Bearer <pat>` in pkg/bearer's form (one space, no white space around the
+// PAT; anything else counts as no PAT), and returns a context carrying the Identity, or
 // Unauthenticated. A store failure is Unavailable (fail closed, but tell the
 // caller to retry rather than that its credentials are bad). A bearer token,
 // when present, always decides; the gateway certificate counts only without
@@ -102,7 +105,7 @@ func New(l Lookup, now func() time.Time, opts ...Option) auth.AuthFunc {
 		opt(&o)
 	}
 	return func(ctx context.Context) (context.Context, error) {
-		secret, ok := bearer(ctx)
+		secret, ok := bearerPAT(ctx)
 		if !ok {
 			if o.gatewayCert != "" {
 				if id, ok := tlsconfig.PeerIdentity(ctx); ok && id == o.gatewayCert {
@@ -135,18 +138,14 @@ func New(l Lookup, now func() time.Time, opts ...Option) auth.AuthFunc {
 	}
 }
 
-func bearer(ctx context.Context) (string, bool) {
+// bearerPAT returns the PAT of the one authorization value, if it is one.
+func bearerPAT(ctx context.Context) (string, bool) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
+	vals := md.Get(token.MDAuthorization)
 	if len(vals) != 1 {
 		return "", false
 	}
-	scheme, tok, ok := strings.Cut(vals[0], " ")
-	tok = strings.TrimSpace(tok)
-	if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" {
-		return "", false
-	}
-	return tok, true
+	return bearer.Parse(vals[0])
 }
 
 // RoleName returns the API name of a role, for messages.
