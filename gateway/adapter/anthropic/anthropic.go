@@ -35,7 +35,7 @@ type Adapter struct {
 
 // New returns an Adapter using cfg's HTTP client, timeouts and bounds.
 func New(cfg adapter.Config) (adapter.Adapter, error) {
-	return &Adapter{up: upstream.New(cfg)}, nil
+	return &Adapter{up: upstream.New(cfg, upstream.HeaderKey("X-Api-Key"))}, nil
 }
 
 type message struct {
@@ -95,15 +95,12 @@ func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(st
 		"Accept":            {"text/event-stream"},
 		"Anthropic-Version": {Version},
 	}
-	if req.Model.APIKey != "" {
-		h.Set("X-Api-Key", req.Model.APIKey)
-	}
-	resp, err := a.up.Start(ctx, upstream.Request{URL: URL(req.Model.Endpoint), Header: h, Body: body, Secret: req.Model.APIKey})
+	resp, err := a.up.Start(ctx, upstream.Request{URL: URL(req.Model.Endpoint), Header: h, Body: body, APIKey: req.Model.APIKey})
 	if err != nil {
 		return adapter.Result{}, err
 	}
 	defer resp.Close()
-	return decode(resp, a.up.MaxEventBytes(), req.Model.APIKey, emit)
+	return decode(resp, a.up.MaxEventBytes(), emit)
 }
 
 type usage struct {
@@ -135,7 +132,7 @@ type event struct {
 }
 
 // decode reads the event stream until message_stop.
-func decode(resp *upstream.Response, maxEvent int, secret string, emit func(string) error) (adapter.Result, error) {
+func decode(resp *upstream.Response, maxEvent int, emit func(string) error) (adapter.Result, error) {
 	dec := sse.NewDecoder(resp, maxEvent)
 	var (
 		raw            string
@@ -148,7 +145,7 @@ func decode(resp *upstream.Response, maxEvent int, secret string, emit func(stri
 			return adapter.Result{}, upstream.DecodeError(resp, err, maxEvent)
 		}
 		if ev.Error || string(ev.Name) == "error" {
-			return adapter.Result{}, upstream.StreamError(ev.Data, secret)
+			return adapter.Result{}, resp.StreamError(ev.Data)
 		}
 		data := bytes.TrimSpace(ev.Data)
 		if len(data) == 0 {
@@ -162,7 +159,7 @@ func decode(resp *upstream.Response, maxEvent int, secret string, emit func(stri
 			e.Type = string(ev.Name)
 		}
 		if e.Type == "error" || upstream.HasError(e.Error) {
-			return adapter.Result{}, upstream.StreamError(data, secret)
+			return adapter.Result{}, resp.StreamError(data)
 		}
 		switch e.Type {
 		case "message_start":
