@@ -4,7 +4,7 @@
 // RSA key of at least 2048 bits, ES256 with an ECDSA P-256 key, EdDSA with an
 // Ed25519 key. Each algorithm is bound to exactly one key type, which rules
 // out algorithm confusion ("none", HMAC keyed with a public key's bytes, an
-// RSA key used for ES256). It is stdlib only and does no I/O.
+// RSA key used for ES256). It depends only on the standard library.
 package keypolicy
 
 import (
