@@ -31,8 +31,8 @@ type Adapter interface {
 // Model is the configured model an adapter talks to.
 type Model struct {
 	Name       string // configured name (for logs and results)
-	Family     string // mistral, codestral, codellama, deepseekcoder, codegemma, qwen, llama3, claude_3, gpt, general, ...
-	Provider   string // openai_compatible, ollama, anthropic, azure_openai
+	Family     string // a pkg/model family name (model.Families)
+	Provider   string // a pkg/model provider name (model.Providers)
 	Endpoint   string // base URL (vLLM: ends in /v1)
 	Identifier string // model name at the server (Azure: deployment)
 	APIKey     string // secret: attach to requests, never log or echo

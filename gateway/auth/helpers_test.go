@@ -162,16 +162,16 @@ func (f *fakeKeys) set(ks ...*testKey) {
 func goodClaims() map[string]any {
 	iat := testNow.Add(-time.Minute)
 	return map[string]any{
-		"jti":                "0b6e2c1a-7f3d-4e8a-9c2b-5d4f3e2a1b0c",
-		"aud":                []string{token.Audience},
-		"sub":                testInstance,
-		"iss":                testIssuer,
-		"iat":                iat.Unix(),
-		"nbf":                iat.Add(-token.NotBeforeSkew).Unix(),
-		"exp":                iat.Add(token.DefaultTTL).Unix(),
-		"gitlab_realm":       token.RealmSelfManaged,
-		"scopes":             []string{"complete_code", "duo_chat"},
-		"gitlab_instance_id": testInstance,
+		token.ClaimID:         "0b6e2c1a-7f3d-4e8a-9c2b-5d4f3e2a1b0c",
+		token.ClaimAudience:   []string{token.Audience},
+		token.ClaimSubject:    testInstance,
+		token.ClaimIssuer:     testIssuer,
+		token.ClaimIssuedAt:   iat.Unix(),
+		token.ClaimNotBefore:  iat.Add(-token.NotBeforeSkew).Unix(),
+		token.ClaimExpiry:     iat.Add(token.DefaultTTL).Unix(),
+		token.ClaimRealm:      token.RealmSelfManaged,
+		token.ClaimScopes:     []string{"complete_code", "duo_chat"},
+		token.ClaimInstanceID: testInstance,
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/airlock-dev/airlock/pkg/token"
 )
 
 // The token is parsed here rather than by jwx because the verifier needs
@@ -94,8 +96,10 @@ func parseHeader(data []byte, h *jwsHeader) error {
 	})
 }
 
-// claims are the payload members the verifier reads. Presence flags keep
-// "absent" apart from "zero".
+// claims are the payload members the verifier reads, named by the token.Claim*
+// constants (the names token.Claims encodes). Presence flags keep "absent"
+// apart from "zero". It is not token.Claims: this parser is stricter than
+// encoding/json and keeps fractional dates and presence.
 type claims struct {
 	iss, sub, jti, realm, instanceID string
 	aud, scopes                      []string
@@ -109,18 +113,18 @@ func parseClaims(data []byte) (*claims, error) {
 	err := members(data, func(key string, val []byte) error {
 		var err error
 		switch key {
-		case "iss":
+		case token.ClaimIssuer:
 			c.iss, err = jsonString(val)
-		case "sub":
+		case token.ClaimSubject:
 			c.sub, err = jsonString(val)
-		case "jti":
+		case token.ClaimID:
 			c.jti, err = jsonString(val)
-		case "gitlab_realm":
+		case token.ClaimRealm:
 			c.realm, err = jsonString(val)
-		case "gitlab_instance_id":
+		case token.ClaimInstanceID:
 			c.instanceID, err = jsonString(val)
 			c.hasInstanceID = true
-		case "aud":
+		case token.ClaimAudience:
 			// RFC 7519 §4.1.3: a single string or an array of strings.
 			if len(val) > 0 && val[0] == '"' {
 				var s string
@@ -129,15 +133,15 @@ func parseClaims(data []byte) (*claims, error) {
 			} else {
 				c.aud, err = jsonStrings(val)
 			}
-		case "scopes":
+		case token.ClaimScopes:
 			c.scopes, err = jsonStrings(val)
-		case "exp":
+		case token.ClaimExpiry:
 			c.exp, err = numericDate(val)
 			c.hasExp = true
-		case "nbf":
+		case token.ClaimNotBefore:
 			c.nbf, err = numericDate(val)
 			c.hasNbf = true
-		case "iat":
+		case token.ClaimIssuedAt:
 			c.iat, err = numericDate(val)
 			c.hasIat = true
 		}

@@ -20,10 +20,6 @@ package auth
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"strings"
@@ -38,6 +34,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/airlock-dev/airlock/gateway/keyset"
+	"github.com/airlock-dev/airlock/pkg/bearer"
+	"github.com/airlock-dev/airlock/pkg/keypolicy"
 	"github.com/airlock-dev/airlock/pkg/token"
 )
 
@@ -108,12 +106,6 @@ type Verifier struct {
 	rawN    atomic.Int32
 }
 
-// allowedAlgs binds each accepted JWS algorithm to the one key type that
-// may verify it. Anything else (none, HS*, PS*, ES384, ...) is refused,
-// which rules out the classic confusions: "none", and an HMAC keyed with a
-// public key's bytes.
-var allowedAlgs = []jwa.SignatureAlgorithm{jwa.RS256, jwa.ES256, jwa.EdDSA}
-
 // NewVerifier checks cfg, applies the defaults and returns a Verifier.
 func NewVerifier(cfg Config) (*Verifier, error) {
 	switch {
@@ -147,13 +139,17 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if cfg.Revoked == nil {
 		cfg.Revoked = func(string) bool { return false }
 	}
-	v := &Verifier{cfg: cfg, verifiers: make(map[string]jws.Verifier, len(allowedAlgs))}
-	for _, alg := range allowedAlgs {
-		jv, err := jws.NewVerifier(alg)
+	// Only keypolicy's algorithms get a verifier; anything else (none, HS*,
+	// PS*, ES384, ...) finds none and is refused, which rules out the
+	// classic confusions: "none", and an HMAC keyed with a public key's bytes.
+	algs := keypolicy.Algs()
+	v := &Verifier{cfg: cfg, verifiers: make(map[string]jws.Verifier, len(algs))}
+	for _, alg := range algs {
+		jv, err := jws.NewVerifier(jwa.SignatureAlgorithm(alg))
 		if err != nil {
 			return nil, fmt.Errorf("auth: %s verifier: %w", alg, err)
 		}
-		v.verifiers[alg.String()] = jv
+		v.verifiers[alg] = jv
 	}
 	if cfg.CacheSize > 0 {
 		v.cache = newTokenCache(cfg.CacheSize)
@@ -291,8 +287,8 @@ func (v *Verifier) readMetadata(md metadata.MD, r *requestMD) *rejection {
 	if len(authz) != 1 {
 		return rejBadAuthorization
 	}
-	scheme, tok, ok := strings.Cut(authz[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t") {
+	tok, ok := bearer.Parse(authz[0])
+	if !ok {
 		return rejBadAuthorization
 	}
 	if t := md.Get(token.MDAuthType); len(t) != 1 || t[0] != token.AuthTypeOIDC {
@@ -392,22 +388,17 @@ func (v *Verifier) checkSignature(ctx context.Context, p *jwsParts) (string, *re
 }
 
 // keyFor returns key's public key if it may verify alg: the key's own alg
-// (when it declares one) must match, and its type must be the one alg is
-// bound to. This is what stops algorithm confusion.
+// (when it declares one) must match, and its type and size must be the ones
+// keypolicy binds alg to. This is what stops algorithm confusion.
 func (v *Verifier) keyFor(key jwk.Key, alg string) (crypto.PublicKey, bool) {
 	if ka := key.Algorithm(); ka != nil && ka.String() != "" && ka.String() != alg {
 		return nil, false
 	}
 	pub := v.raw(key)
-	switch p := pub.(type) {
-	case *rsa.PublicKey:
-		return pub, alg == jwa.RS256.String() && p.N.BitLen() >= keyset.MinRSABits
-	case *ecdsa.PublicKey:
-		return pub, alg == jwa.ES256.String() && p.Curve == elliptic.P256()
-	case ed25519.PublicKey:
-		return pub, alg == jwa.EdDSA.String()
+	if pub == nil || !keypolicy.Matches(alg, pub) {
+		return nil, false
 	}
-	return nil, false
+	return pub, true
 }
 
 func (v *Verifier) raw(key jwk.Key) crypto.PublicKey {

@@ -15,10 +15,6 @@ package keyset
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"sync"
@@ -28,6 +24,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/airlock-dev/airlock/pkg/keypolicy"
 )
 
 // Errors returned by Lookup. Callers map them to a status once, at the RPC
@@ -53,8 +51,6 @@ const (
 	DefaultMaxBackoff      = 30 * time.Second
 	DefaultMinRefresh      = time.Minute
 	DefaultMaxRefresh      = time.Hour
-	// MinRSABits is the smallest RSA modulus accepted into a key set.
-	MinRSABits = 2048
 )
 
 // Options configure a Cache. Zero values take the defaults above.
@@ -310,7 +306,7 @@ func (c *Cache) install(s *snapshot, force bool) {
 }
 
 // parseSet parses an RFC 7517 JWK Set and keeps only public signature keys
-// of the supported types (RSA ≥ 2048 bits, EC P-256, Ed25519). Private key
+// keypolicy accepts (RSA ≥ 2048 bits, EC P-256, Ed25519). Private key
 // material is reduced to the public key so it can never be used or logged.
 // A set with no usable key is an error: an empty set must never replace a
 // good one.
@@ -349,13 +345,5 @@ func supported(k jwk.Key) bool {
 	if err := k.Raw(&raw); err != nil {
 		return false
 	}
-	switch p := raw.(type) {
-	case *rsa.PublicKey:
-		return p.N.BitLen() >= MinRSABits
-	case *ecdsa.PublicKey:
-		return p.Curve == elliptic.P256()
-	case ed25519.PublicKey:
-		return len(p) == ed25519.PublicKeySize
-	}
-	return false
+	return keypolicy.Supported(raw)
 }

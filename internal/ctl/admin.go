@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/model"
 )
 
 // envModelAPIKey holds a model's API key when --api-key-file is not given.
@@ -32,14 +33,14 @@ type modelFlags struct {
 func registerModelFlags(fs *flag.FlagSet, update bool) *modelFlags {
 	m := &modelFlags{}
 	fs.StringVar(&m.name, "name", "", "unique model name")
-	fs.StringVar(&m.family, "family", "", "model family: mistral, mixtral, llama3, codegemma, codestral, codellama, deepseekcoder, qwen, claude_3, gpt, general")
-	fs.StringVar(&m.provider, "provider", "", "provider API: openai_compatible, ollama, anthropic, azure_openai")
+	fs.StringVar(&m.family, "family", "", "model family: "+model.FamilyList())
+	fs.StringVar(&m.provider, "provider", "", "provider API: "+model.ProviderList())
 	fs.StringVar(&m.endpoint, "endpoint", "", "endpoint URL (vLLM: ends in /v1)")
 	fs.StringVar(&m.identifier, "identifier", "", "model identifier at the server")
 	fs.StringVar(&m.apiKeyFile, "api-key-file", "", "file holding the model's API key (or env "+envModelAPIKey+")")
 	fs.Var(&m.trusted, "trusted-network", "CIDR the endpoint must resolve into; repeatable or comma-separated")
 	fs.StringVar(&m.fallback, "fallback", "", "model to fall back to")
-	fs.StringVar(&m.apiVersion, "api-version", "", "API version (azure_openai)")
+	fs.StringVar(&m.apiVersion, "api-version", "", "API version ("+model.AzureOpenAI+")")
 	if update {
 		m.clearKey = fs.Bool("clear-api-key", false, "remove the stored API key")
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/airlock-dev/airlock/issuer/keys"
 	"github.com/airlock-dev/airlock/pkg/flagenv"
+	"github.com/airlock-dev/airlock/pkg/keypolicy"
 	"github.com/airlock-dev/airlock/pkg/token"
 
 	"github.com/airlock-dev/airlock/pkg/telemetry"
@@ -68,7 +69,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&c.Dev, "dev", false, "dev defaults: generate <data-dir>/kek if no KEK is given, and bootstrap users")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", false, "on first start create users admin, demo and gateway and write their tokens to <data-dir>/credentials")
 	fs.StringVar(&c.KEKFile, "kek-file", "", "file holding the key-encryption key (base64 of 32 bytes, mode 0600); else env "+EnvKEK)
-	fs.StringVar(&c.KeyAlg, "key-alg", keys.RS256, "signing algorithm of new keys: RS256, ES256 or EdDSA")
+	fs.StringVar(&c.KeyAlg, "key-alg", keys.RS256, "signing algorithm of new keys: "+keypolicy.AlgList())
 	fs.DurationVar(&c.RotationPeriod, "rotation-period", keys.DefaultRotationPeriod, "how long a key signs before the prepared one takes over")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", token.DefaultTTL, "default token lifetime")
 	fs.DurationVar(&c.MaxTokenTTL, "max-token-ttl", token.DefaultTTL, "longest token lifetime a caller may ask for")
@@ -108,11 +109,7 @@ func (c Config) Validate() error {
 	check(c.GRPCAddr == "", "--grpc-addr: required")
 	check(c.HTTPAddr == "", "--http-addr: required")
 	check(c.DataDir == "", "--data-dir: required")
-	switch c.KeyAlg {
-	case keys.RS256, keys.ES256, keys.EdDSA:
-	default:
-		check(true, "--key-alg %q: want RS256, ES256 or EdDSA", c.KeyAlg)
-	}
+	check(!keypolicy.Allowed(c.KeyAlg), "--key-alg %q: want %s", c.KeyAlg, keypolicy.AlgList())
 	check(c.MaxTokenTTL <= 0, "--max-token-ttl: must be positive")
 	check(c.TokenTTL <= 0, "--token-ttl: must be positive")
 	check(c.TokenTTL > c.MaxTokenTTL, "--token-ttl %v exceeds --max-token-ttl %v", c.TokenTTL, c.MaxTokenTTL)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/issuer/keys"
+	"github.com/airlock-dev/airlock/pkg/token"
 )
 
 // Paths served.
@@ -77,7 +78,7 @@ func Handler(cfg Config) http.Handler {
 			"id_token_signing_alg_values_supported": list,
 			"subject_types_supported":               []string{"public"},
 			"response_types_supported":              []string{"id_token"},
-			"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "gitlab_realm", "scopes", "gitlab_instance_id"},
+			"claims_supported":                      token.ClaimNames(),
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "max-age=3600")

@@ -18,11 +18,6 @@ package keys
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -41,13 +36,14 @@ import (
 	"github.com/airlock-dev/airlock/issuer/broadcast"
 	"github.com/airlock-dev/airlock/issuer/kek"
 	"github.com/airlock-dev/airlock/issuer/store"
+	"github.com/airlock-dev/airlock/pkg/keypolicy"
 )
 
-// Supported algorithms.
+// Supported algorithms: the ones pkg/keypolicy accepts.
 const (
-	RS256 = "RS256"
-	ES256 = "ES256"
-	EdDSA = "EdDSA"
+	RS256 = keypolicy.RS256
+	ES256 = keypolicy.ES256
+	EdDSA = keypolicy.EdDSA
 )
 
 // Defaults of the rotation schedule.
@@ -183,15 +179,10 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 }
 
 func jwaAlg(alg string) (jwa.SignatureAlgorithm, error) {
-	switch alg {
-	case RS256:
-		return jwa.RS256, nil
-	case ES256:
-		return jwa.ES256, nil
-	case EdDSA:
-		return jwa.EdDSA, nil
+	if !keypolicy.Allowed(alg) {
+		return "", fmt.Errorf("keys: %w", keypolicy.Unsupported(alg))
 	}
-	return "", fmt.Errorf("keys: unsupported algorithm %q: want RS256, ES256 or EdDSA", alg)
+	return jwa.SignatureAlgorithm(alg), nil
 }
 
 func aad(kid string) []byte { return []byte("airlock/signing-key/" + kid) }
@@ -220,11 +211,15 @@ func (m *Manager) unseal(sk store.SigningKey) (*key, error) {
 	return k, nil
 }
 
-// newKey builds the public JWK (kid = RFC 7638 thumbprint) for signer.
+// newKey builds the public JWK (kid = RFC 7638 thumbprint) for signer. The
+// key must be the type and size keypolicy binds alg to.
 func newKey(signer crypto.Signer, alg string) (*key, error) {
 	a, err := jwaAlg(alg)
 	if err != nil {
 		return nil, err
+	}
+	if !keypolicy.Matches(alg, signer.Public()) {
+		return nil, fmt.Errorf("keys: a %T key does not meet the %s key policy", signer, alg)
 	}
 	pub, err := jwk.FromRaw(signer.Public())
 	if err != nil {
@@ -243,21 +238,8 @@ func newKey(signer crypto.Signer, alg string) (*key, error) {
 	return &key{meta: store.SigningKey{KID: kid, Alg: alg}, signer: signer, pub: pub, verified: new(atomic.Bool)}, nil
 }
 
-func generate(alg string) (crypto.Signer, error) {
-	switch alg {
-	case RS256:
-		return rsa.GenerateKey(rand.Reader, 2048)
-	case ES256:
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case EdDSA:
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		return priv, err
-	}
-	return nil, fmt.Errorf("keys: unsupported algorithm %q", alg)
-}
-
 func (m *Manager) newKey(now, activate time.Time, state store.KeyState) (*key, error) {
-	signer, err := generate(m.cfg.Alg)
+	signer, err := keypolicy.Generate(m.cfg.Alg)
 	if err != nil {
 		return nil, fmt.Errorf("keys: generate: %w", err)
 	}

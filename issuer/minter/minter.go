@@ -72,21 +72,6 @@ type Token struct {
 	Metadata map[string]string
 }
 
-// claims is the JWT payload, field for field as GitLab writes it (aud is a
-// string, times are NumericDate seconds).
-type claims struct {
-	JTI        string   `json:"jti"`
-	Aud        string   `json:"aud"`
-	Sub        string   `json:"sub"`
-	Iss        string   `json:"iss"`
-	Iat        int64    `json:"iat"`
-	Nbf        int64    `json:"nbf"`
-	Exp        int64    `json:"exp"`
-	Realm      string   `json:"gitlab_realm"`
-	Scopes     []string `json:"scopes"`
-	InstanceID string   `json:"gitlab_instance_id"`
-}
-
 // Mint issues a token for u. features empty means every feature u is
 // entitled to; ttl zero means the default, and is capped at MaxTTL.
 // ErrInvalid (wrapped, with the reason) for an unknown feature or a negative
@@ -134,19 +119,15 @@ func (m *Minter) Mint(ctx context.Context, u store.User, features []string, ttl 
 		ID:         jti.String(),
 		Issuer:     m.cfg.Issuer,
 		Subject:    m.cfg.InstanceID,
-		Audience:   []string{token.Audience},
-		IssuedAt:   now,
-		NotBefore:  now.Add(-token.NotBeforeSkew),
-		Expiry:     now.Add(ttl.Truncate(time.Second)),
+		Audience:   token.Audiences{token.Audience},
+		IssuedAt:   token.NewNumericDate(now),
+		NotBefore:  token.NewNumericDate(now.Add(-token.NotBeforeSkew)),
+		Expiry:     token.NewNumericDate(now.Add(ttl.Truncate(time.Second))),
 		Realm:      token.RealmSelfManaged,
 		Scopes:     feature.Scopes(granted),
 		InstanceID: m.cfg.InstanceID,
 	}
-	payload, err := json.Marshal(claims{
-		JTI: c.ID, Aud: token.Audience, Sub: c.Subject, Iss: c.Issuer,
-		Iat: c.IssuedAt.Unix(), Nbf: c.NotBefore.Unix(), Exp: c.Expiry.Unix(),
-		Realm: c.Realm, Scopes: c.Scopes, InstanceID: c.InstanceID,
-	})
+	payload, err := json.Marshal(c)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +136,7 @@ func (m *Minter) Mint(ctx context.Context, u store.User, features []string, ttl 
 		return nil, err
 	}
 	// Record before answering: a token its owner cannot revoke must not exist.
-	if err := m.cfg.Recorder.RecordToken(ctx, store.IssuedToken{JTI: c.ID, UserID: u.ID, ExpireTime: c.Expiry}); err != nil {
+	if err := m.cfg.Recorder.RecordToken(ctx, store.IssuedToken{JTI: c.ID, UserID: u.ID, ExpireTime: c.Expiry.Time()}); err != nil {
 		return nil, fmt.Errorf("minter: record token: %w", err)
 	}
 	md := token.Metadata(jwt, m.cfg.InstanceID, token.GlobalUserID(m.cfg.InstanceID, u.ID))

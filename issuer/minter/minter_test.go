@@ -50,7 +50,7 @@ func TestMintRecordsOwnerAndTruncatesTimes(t *testing.T) {
 		t.Fatalf("recorded %+v", r.seen)
 	}
 	// Default TTL above the maximum is capped; times are whole seconds.
-	if want := now.Truncate(time.Second).Add(time.Hour); !tok.Claims.Expiry.Equal(want) || !r.seen[0].ExpireTime.Equal(want) {
+	if want := now.Truncate(time.Second).Add(time.Hour); !tok.Claims.Expiry.Time().Equal(want) || !r.seen[0].ExpireTime.Equal(want) {
 		t.Fatalf("expiry %v, want %v", tok.Claims.Expiry, want)
 	}
 	if tok.Metadata["authorization"] != "Bearer h.p.s" {

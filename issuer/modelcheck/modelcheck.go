@@ -1,5 +1,6 @@
 // Package modelcheck validates a self-hosted model's configuration before it
-// is stored, with messages that name the field and say what is wanted.
+// is stored, with messages that name the field and say what is wanted. The
+// family and provider names are pkg/model's.
 package modelcheck
 
 import (
@@ -10,13 +11,8 @@ import (
 	"strings"
 
 	"github.com/airlock-dev/airlock/issuer/store"
+	"github.com/airlock-dev/airlock/pkg/model"
 )
-
-// Families are the model families the gateway has prompt templates for.
-var Families = []string{"mistral", "mixtral", "llama3", "codegemma", "codestral", "codellama", "deepseekcoder", "qwen", "claude_3", "gpt", "general"}
-
-// Providers are the provider APIs the gateway has adapters for.
-var Providers = []string{"openai_compatible", "ollama", "anthropic", "azure_openai", "tgi"}
 
 // MaxAPIKeyLen bounds an API key; real keys are far shorter.
 const MaxAPIKeyLen = 4096
@@ -30,15 +26,6 @@ type FieldError struct {
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
-
-func oneOf(v string, set []string) bool {
-	for _, s := range set {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
 
 // ValidName reports whether name is a valid model name.
 func ValidName(name string) error {
@@ -55,11 +42,11 @@ func Validate(m store.Model, apiKey string) error {
 	if err := ValidName(m.Name); err != nil {
 		return err
 	}
-	if !oneOf(m.Family, Families) {
-		return &FieldError{"family", fmt.Sprintf("unknown model family %q: want one of %s", m.Family, strings.Join(Families, ", "))}
+	if !model.IsFamily(m.Family) {
+		return &FieldError{"family", fmt.Sprintf("unknown model family %q: want one of %s", m.Family, model.FamilyList())}
 	}
-	if !oneOf(m.Provider, Providers) {
-		return &FieldError{"provider", fmt.Sprintf("unknown provider %q: want one of %s", m.Provider, strings.Join(Providers, ", "))}
+	if !model.IsProvider(m.Provider) {
+		return &FieldError{"provider", fmt.Sprintf("unknown provider %q: want one of %s", m.Provider, model.ProviderList())}
 	}
 	nets := make([]netip.Prefix, 0, len(m.TrustedNetworks))
 	for i, n := range m.TrustedNetworks {

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc/credentials"
 
+	"github.com/airlock-dev/airlock/pkg/bearer"
 	"github.com/airlock-dev/airlock/pkg/token"
 )
 
@@ -70,7 +71,7 @@ func (c *tokenCredentials) RequireTransportSecurity() bool { return !c.opts.allo
 // as a token file's trailing newline, is removed. The same transport
 // security rule as NewPerRPCCredentials applies.
 func PATCredentials(pat string, opts ...CredentialsOption) credentials.PerRPCCredentials {
-	return &patCredentials{md: "Bearer " + strings.TrimSpace(pat), opts: applyCredOptions(opts)}
+	return &patCredentials{md: bearer.Format(strings.TrimSpace(pat)), opts: applyCredOptions(opts)}
 }
 
 type patCredentials struct {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/bearer"
 	"github.com/airlock-dev/airlock/pkg/token"
 )
 
@@ -48,7 +49,7 @@ func (t *Token) GoString() string { return t.String() }
 func (t *Token) requestMetadata() map[string]string {
 	md := make(map[string]string, len(t.Metadata)+1)
 	maps.Copy(md, t.Metadata)
-	md[token.MDAuthorization] = "Bearer " + t.AccessToken
+	md[token.MDAuthorization] = bearer.Format(t.AccessToken)
 	return md
 }
 
@@ -77,17 +78,6 @@ func tokenFromResponse(resp *issuerv1.MintTokenResponse) (*Token, error) {
 	}, nil
 }
 
-// jwtClaims are the claims TokenFromJWT reads. Numbers are float64 as in
-// RFC 7519 NumericDate.
-type jwtClaims struct {
-	ID         string   `json:"jti"`
-	Subject    string   `json:"sub"`
-	Expiry     *float64 `json:"exp"`
-	Realm      string   `json:"gitlab_realm"`
-	InstanceID string   `json:"gitlab_instance_id"`
-	Scopes     []string `json:"scopes"`
-}
-
 // TokenFromJWT builds a Token from a JWT obtained elsewhere (for example
 // `airlockctl token mint`), deriving the forwarded metadata from its claims:
 // x-gitlab-instance-id from gitlab_instance_id (else sub), x-gitlab-realm
@@ -95,7 +85,8 @@ type jwtClaims struct {
 // cannot be derived (the token has no user id claim) and is left out. The
 // signature is NOT verified: the gateway does that; this only reads what
 // to forward. It returns an InvalidArgument *Error for anything that is
-// not a compact JWS with a JSON object payload and a numeric exp.
+// not a compact JWS whose payload decodes as token.Claims (so a claim of the
+// wrong JSON type is refused) with an exp in range.
 func TokenFromJWT(jwt string) (*Token, error) {
 	jwt = strings.TrimSpace(jwt)
 	if len(jwt) > maxJWTLen {
@@ -109,11 +100,12 @@ func TokenFromJWT(jwt string) (*Token, error) {
 	if err != nil {
 		return nil, newError(codes.InvalidArgument, "jwt: payload is not base64url")
 	}
-	var c jwtClaims
+	var c token.Claims
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, newError(codes.InvalidArgument, "jwt: payload is not a JSON object of claims")
 	}
-	if c.Expiry == nil || *c.Expiry < 1 || *c.Expiry > 1<<40 {
+	// An absent or null exp decodes as zero, which the range refuses too.
+	if c.Expiry < 1 || c.Expiry > 1<<40 {
 		return nil, newError(codes.InvalidArgument, "jwt: exp claim missing or out of range")
 	}
 	md := map[string]string{token.MDAuthType: token.AuthTypeOIDC}
@@ -127,11 +119,10 @@ func TokenFromJWT(jwt string) (*Token, error) {
 	if c.Realm != "" {
 		md[token.MDRealm] = c.Realm
 	}
-	sec := int64(*c.Expiry)
 	return &Token{
 		AccessToken: jwt,
 		ID:          c.ID,
-		Expiry:      time.Unix(sec, 0),
+		Expiry:      time.Unix(int64(c.Expiry), 0),
 		Scopes:      c.Scopes,
 		Metadata:    md,
 	}, nil

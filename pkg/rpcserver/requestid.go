@@ -11,7 +11,9 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-// RequestIDKey is the metadata key of a call's request id.
+// RequestIDKey is the metadata key of a call's request id, which a caller
+// may send and every response echoes. It is the module's only spelling of
+// x-request-id.
 const RequestIDKey = "x-request-id"
 
 // requestID returns the caller's x-request-id if it is a sane token (at

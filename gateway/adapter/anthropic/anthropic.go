@@ -13,10 +13,11 @@ import (
 	"github.com/airlock-dev/airlock/gateway/adapter/internal/upstream"
 	"github.com/airlock-dev/airlock/gateway/adapter/prompt"
 	"github.com/airlock-dev/airlock/gateway/adapter/sse"
+	"github.com/airlock-dev/airlock/pkg/model"
 )
 
 // Provider is the provider name this package serves.
-const Provider = "anthropic"
+const Provider = model.Anthropic
 
 // Version is the anthropic-version header value sent with every request.
 const Version = "2023-06-01"
@@ -34,7 +35,7 @@ type Adapter struct {
 
 // New returns an Adapter using cfg's HTTP client, timeouts and bounds.
 func New(cfg adapter.Config) (adapter.Adapter, error) {
-	return &Adapter{up: upstream.New(cfg)}, nil
+	return &Adapter{up: upstream.New(cfg, upstream.HeaderKey("X-Api-Key"))}, nil
 }
 
 type message struct {
@@ -94,15 +95,12 @@ func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(st
 		"Accept":            {"text/event-stream"},
 		"Anthropic-Version": {Version},
 	}
-	if req.Model.APIKey != "" {
-		h.Set("X-Api-Key", req.Model.APIKey)
-	}
-	resp, err := a.up.Start(ctx, upstream.Request{URL: URL(req.Model.Endpoint), Header: h, Body: body, Secret: req.Model.APIKey})
+	resp, err := a.up.Start(ctx, upstream.Request{URL: URL(req.Model.Endpoint), Header: h, Body: body, APIKey: req.Model.APIKey})
 	if err != nil {
 		return adapter.Result{}, err
 	}
 	defer resp.Close()
-	return decode(resp, a.up.MaxEventBytes(), req.Model.APIKey, emit)
+	return decode(resp, a.up.MaxEventBytes(), emit)
 }
 
 type usage struct {
@@ -134,7 +132,7 @@ type event struct {
 }
 
 // decode reads the event stream until message_stop.
-func decode(resp *upstream.Response, maxEvent int, secret string, emit func(string) error) (adapter.Result, error) {
+func decode(resp *upstream.Response, maxEvent int, emit func(string) error) (adapter.Result, error) {
 	dec := sse.NewDecoder(resp, maxEvent)
 	var (
 		raw            string
@@ -147,7 +145,7 @@ func decode(resp *upstream.Response, maxEvent int, secret string, emit func(stri
 			return adapter.Result{}, upstream.DecodeError(resp, err, maxEvent)
 		}
 		if ev.Error || string(ev.Name) == "error" {
-			return adapter.Result{}, upstream.StreamError(ev.Data, secret)
+			return adapter.Result{}, resp.StreamError(ev.Data)
 		}
 		data := bytes.TrimSpace(ev.Data)
 		if len(data) == 0 {
@@ -161,7 +159,7 @@ func decode(resp *upstream.Response, maxEvent int, secret string, emit func(stri
 			e.Type = string(ev.Name)
 		}
 		if e.Type == "error" || upstream.HasError(e.Error) {
-			return adapter.Result{}, upstream.StreamError(data, secret)
+			return adapter.Result{}, resp.StreamError(data)
 		}
 		switch e.Type {
 		case "message_start":

@@ -14,10 +14,11 @@ import (
 	"github.com/airlock-dev/airlock/gateway/adapter/internal/oaistream"
 	"github.com/airlock-dev/airlock/gateway/adapter/internal/upstream"
 	"github.com/airlock-dev/airlock/gateway/adapter/prompt"
+	"github.com/airlock-dev/airlock/pkg/model"
 )
 
 // Provider is the provider name this package serves.
-const Provider = "azure_openai"
+const Provider = model.AzureOpenAI
 
 // DefaultAPIVersion is used when the model has no APIVersion: the GA
 // version that supports stream_options.include_usage.
@@ -32,7 +33,7 @@ type Adapter struct {
 
 // New returns an Adapter using cfg's HTTP client, timeouts and bounds.
 func New(cfg adapter.Config) (adapter.Adapter, error) {
-	return &Adapter{up: upstream.New(cfg)}, nil
+	return &Adapter{up: upstream.New(cfg, upstream.HeaderKey("Api-Key"))}, nil
 }
 
 // URL returns the chat completions URL for model m.
@@ -61,15 +62,12 @@ func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(st
 		"Content-Type": {"application/json"},
 		"Accept":       {"text/event-stream"},
 	}
-	if req.Model.APIKey != "" {
-		h.Set("Api-Key", req.Model.APIKey)
-	}
-	resp, err := a.up.Start(ctx, upstream.Request{URL: URL(req.Model), Header: h, Body: body, Secret: req.Model.APIKey})
+	resp, err := a.up.Start(ctx, upstream.Request{URL: URL(req.Model), Header: h, Body: body, APIKey: req.Model.APIKey})
 	if err != nil {
 		return adapter.Result{}, err
 	}
 	defer resp.Close()
-	return oaistream.NewDecoder(oaistream.Chat, req.Model.APIKey).Decode(resp, a.up.MaxEventBytes(), emit)
+	return oaistream.NewDecoder(oaistream.Chat).Decode(resp, a.up.MaxEventBytes(), emit)
 }
 
 var _ adapter.Adapter = (*Adapter)(nil)

@@ -14,10 +14,11 @@ import (
 	"github.com/airlock-dev/airlock/gateway/adapter/internal/upstream"
 	"github.com/airlock-dev/airlock/gateway/adapter/prompt"
 	"github.com/airlock-dev/airlock/gateway/adapter/sse"
+	"github.com/airlock-dev/airlock/pkg/model"
 )
 
 // Provider is the provider name this package serves.
-const Provider = "ollama"
+const Provider = model.Ollama
 
 // Adapter streams completions from Ollama. The model's Endpoint is the
 // Ollama base URL (e.g. http://host:11434).
@@ -27,7 +28,7 @@ type Adapter struct {
 
 // New returns an Adapter using cfg's HTTP client, timeouts and bounds.
 func New(cfg adapter.Config) (adapter.Adapter, error) {
-	return &Adapter{up: upstream.New(cfg)}, nil
+	return &Adapter{up: upstream.New(cfg, upstream.BearerKey)}, nil
 }
 
 type message struct {
@@ -86,16 +87,13 @@ func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(st
 		"Content-Type": {"application/json"},
 		"Accept":       {"application/x-ndjson"},
 	}
-	if req.Model.APIKey != "" {
-		h.Set("Authorization", "Bearer "+req.Model.APIKey)
-	}
 	url := strings.TrimRight(req.Model.Endpoint, "/") + path
-	resp, err := a.up.Start(ctx, upstream.Request{URL: url, Header: h, Body: body, Secret: req.Model.APIKey})
+	resp, err := a.up.Start(ctx, upstream.Request{URL: url, Header: h, Body: body, APIKey: req.Model.APIKey})
 	if err != nil {
 		return adapter.Result{}, err
 	}
 	defer resp.Close()
-	return decode(resp, a.up.MaxEventBytes(), req.Model.APIKey, emit)
+	return decode(resp, a.up.MaxEventBytes(), emit)
 }
 
 type line struct {
@@ -111,7 +109,7 @@ type line struct {
 }
 
 // decode reads NDJSON lines until the done:true line.
-func decode(resp *upstream.Response, maxEvent int, secret string, emit func(string) error) (adapter.Result, error) {
+func decode(resp *upstream.Response, maxEvent int, emit func(string) error) (adapter.Result, error) {
 	lr := sse.NewLineReader(resp, maxEvent)
 	var l line
 	for {
@@ -128,7 +126,7 @@ func decode(resp *upstream.Response, maxEvent int, secret string, emit func(stri
 			return adapter.Result{}, upstream.Malformed("invalid JSON line", err)
 		}
 		if upstream.HasError(l.Error) {
-			return adapter.Result{}, upstream.StreamError(raw, secret)
+			return adapter.Result{}, resp.StreamError(raw)
 		}
 		text := l.Message.Content
 		if text == "" {

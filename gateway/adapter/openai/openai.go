@@ -13,10 +13,11 @@ import (
 	"github.com/airlock-dev/airlock/gateway/adapter/internal/oaistream"
 	"github.com/airlock-dev/airlock/gateway/adapter/internal/upstream"
 	"github.com/airlock-dev/airlock/gateway/adapter/prompt"
+	"github.com/airlock-dev/airlock/pkg/model"
 )
 
 // Provider is the provider name this package serves.
-const Provider = "openai_compatible"
+const Provider = model.OpenAICompatible
 
 // Adapter streams completions from an OpenAI-compatible server. The model's
 // Endpoint is the API base URL including its version path (vLLM: ends in
@@ -27,7 +28,7 @@ type Adapter struct {
 
 // New returns an Adapter using cfg's HTTP client, timeouts and bounds.
 func New(cfg adapter.Config) (adapter.Adapter, error) {
-	return &Adapter{up: upstream.New(cfg)}, nil
+	return &Adapter{up: upstream.New(cfg, upstream.BearerKey)}, nil
 }
 
 // Stream implements adapter.Adapter. It asks for the final usage chunk
@@ -55,15 +56,12 @@ func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(st
 		"Content-Type": {"application/json"},
 		"Accept":       {"text/event-stream"},
 	}
-	if req.Model.APIKey != "" {
-		h.Set("Authorization", "Bearer "+req.Model.APIKey)
-	}
-	resp, err := a.up.Start(ctx, upstream.Request{URL: url, Header: h, Body: body, Secret: req.Model.APIKey})
+	resp, err := a.up.Start(ctx, upstream.Request{URL: url, Header: h, Body: body, APIKey: req.Model.APIKey})
 	if err != nil {
 		return adapter.Result{}, err
 	}
 	defer resp.Close()
-	return oaistream.NewDecoder(mode, req.Model.APIKey).Decode(resp, a.up.MaxEventBytes(), emit)
+	return oaistream.NewDecoder(mode).Decode(resp, a.up.MaxEventBytes(), emit)
 }
 
 // fimPrompt returns the FIM prompt and stop sequences for a code completion

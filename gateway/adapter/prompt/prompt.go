@@ -9,6 +9,7 @@ import (
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
 	"github.com/airlock-dev/airlock/pkg/feature"
+	"github.com/airlock-dev/airlock/pkg/model"
 )
 
 // Cursor marks the caret in code shown to chat models.
@@ -22,25 +23,26 @@ type template struct {
 	stop                   []string
 }
 
+// templates are keyed by pkg/model family names (a test checks each key).
 var templates = map[string]template{
 	// Codestral (Mistral FIM): [SUFFIX]{below}[PREFIX]{above}
-	"codestral": {prefix: "[SUFFIX]", middle: "[PREFIX]", swapped: true},
+	model.Codestral: {prefix: "[SUFFIX]", middle: "[PREFIX]", swapped: true},
 	// Code Llama infilling: "<PRE> {above} <SUF>{below} <MID>", ends with <EOT>.
-	"codellama": {prefix: "<PRE> ", middle: " <SUF>", suffix: " <MID>", stop: []string{"<EOT>"}},
+	model.CodeLlama: {prefix: "<PRE> ", middle: " <SUF>", suffix: " <MID>", stop: []string{"<EOT>"}},
 	// DeepSeek Coder: full-width bars and U+2581 in the special tokens.
-	"deepseekcoder": {prefix: "<｜fim▁begin｜>", middle: "<｜fim▁hole｜>", suffix: "<｜fim▁end｜>"},
+	model.DeepSeekCoder: {prefix: "<｜fim▁begin｜>", middle: "<｜fim▁hole｜>", suffix: "<｜fim▁end｜>"},
 	// CodeGemma: stops at the next file separator.
-	"codegemma": {prefix: "<|fim_prefix|>", middle: "<|fim_suffix|>", suffix: "<|fim_middle|>", stop: []string{"<|file_separator|>"}},
+	model.CodeGemma: {prefix: "<|fim_prefix|>", middle: "<|fim_suffix|>", suffix: "<|fim_middle|>", stop: []string{"<|file_separator|>"}},
 	// Qwen2.5-Coder.
-	"qwen": {prefix: "<|fim_prefix|>", middle: "<|fim_suffix|>", suffix: "<|fim_middle|>", stop: []string{"<|endoftext|>", "<|fim_pad|>"}},
+	model.Qwen: {prefix: "<|fim_prefix|>", middle: "<|fim_suffix|>", suffix: "<|fim_middle|>", stop: []string{"<|endoftext|>", "<|fim_pad|>"}},
 }
 
 // aliases maps spellings administrators use to the template names.
 var aliases = map[string]string{
-	"deepseek-coder": "deepseekcoder", "deepseek_coder": "deepseekcoder",
-	"code-llama": "codellama", "code_llama": "codellama",
-	"code-gemma": "codegemma", "code_gemma": "codegemma",
-	"qwen-coder": "qwen", "qwen2.5-coder": "qwen", "qwen_coder": "qwen", "qwencoder": "qwen",
+	"deepseek-coder": model.DeepSeekCoder, "deepseek_coder": model.DeepSeekCoder,
+	"code-llama": model.CodeLlama, "code_llama": model.CodeLlama,
+	"code-gemma": model.CodeGemma, "code_gemma": model.CodeGemma,
+	"qwen-coder": model.Qwen, "qwen2.5-coder": model.Qwen, "qwen_coder": model.Qwen, "qwencoder": model.Qwen,
 }
 
 func lookup(family string) (template, bool) {

@@ -13,7 +13,8 @@ import (
 )
 
 // Registry returns a new map from provider name (adapter.Model.Provider) to
-// its constructor: openai_compatible, ollama, anthropic, azure_openai, tgi.
+// its constructor, with exactly one entry for each of model.Providers (a
+// test checks it).
 func Registry() map[string]adapter.Constructor {
 	return map[string]adapter.Constructor{
 		openai.Provider:    openai.New,

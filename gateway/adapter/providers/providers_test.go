@@ -6,11 +6,12 @@ import (
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
 	"github.com/airlock-dev/airlock/gateway/adapter/providers"
+	"github.com/airlock-dev/airlock/pkg/model"
 )
 
 func TestRegistryHasEveryProviderAndEachConstructs(t *testing.T) {
 	reg := providers.Registry()
-	for _, name := range []string{"openai_compatible", "ollama", "anthropic", "azure_openai", "tgi"} {
+	for _, name := range model.Providers() {
 		ctor, ok := reg[name]
 		if !ok {
 			t.Errorf("provider %q missing from the registry", name)
@@ -21,8 +22,8 @@ func TestRegistryHasEveryProviderAndEachConstructs(t *testing.T) {
 			t.Errorf("%s: constructor = %v, %v; want an adapter", name, a, err)
 		}
 	}
-	if len(reg) != 5 {
-		t.Errorf("registry has %d providers, want 5", len(reg))
+	if len(reg) != len(model.Providers()) {
+		t.Errorf("registry has %d providers, want the %d of pkg/model: %s", len(reg), len(model.Providers()), model.ProviderList())
 	}
 }
 

@@ -13,10 +13,11 @@ import (
 	"github.com/airlock-dev/airlock/gateway/adapter/internal/upstream"
 	"github.com/airlock-dev/airlock/gateway/adapter/prompt"
 	"github.com/airlock-dev/airlock/gateway/adapter/sse"
+	"github.com/airlock-dev/airlock/pkg/model"
 )
 
 // Provider is the provider name this package serves.
-const Provider = "tgi"
+const Provider = model.TGI
 
 // Adapter streams raw-prompt generations from TGI. The model's Endpoint is
 // the TGI base URL; requests go to {Endpoint}/generate_stream. TGI serves one
@@ -27,7 +28,7 @@ type Adapter struct {
 
 // New returns an Adapter using cfg's HTTP client, timeouts and bounds.
 func New(cfg adapter.Config) (adapter.Adapter, error) {
-	return &Adapter{up: upstream.New(cfg)}, nil
+	return &Adapter{up: upstream.New(cfg, upstream.BearerKey)}, nil
 }
 
 type parameters struct {
@@ -80,16 +81,13 @@ func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(st
 		"Content-Type": {"application/json"},
 		"Accept":       {"text/event-stream"},
 	}
-	if req.Model.APIKey != "" {
-		h.Set("Authorization", "Bearer "+req.Model.APIKey)
-	}
 	url := strings.TrimRight(req.Model.Endpoint, "/") + "/generate_stream"
-	resp, err := a.up.Start(ctx, upstream.Request{URL: url, Header: h, Body: body, Secret: req.Model.APIKey})
+	resp, err := a.up.Start(ctx, upstream.Request{URL: url, Header: h, Body: body, APIKey: req.Model.APIKey})
 	if err != nil {
 		return adapter.Result{}, err
 	}
 	defer resp.Close()
-	return decode(resp, a.up.MaxEventBytes(), req.Model.APIKey, emit)
+	return decode(resp, a.up.MaxEventBytes(), emit)
 }
 
 type event struct {
@@ -106,10 +104,10 @@ type event struct {
 }
 
 // decode reads token events until the one with details.
-func decode(resp *upstream.Response, maxEvent int, secret string, emit func(string) error) (adapter.Result, error) {
+func decode(resp *upstream.Response, maxEvent int, emit func(string) error) (adapter.Result, error) {
 	dec := sse.NewDecoder(resp, maxEvent)
 	for {
-		data, err := upstream.NextData(dec, resp, maxEvent, secret)
+		data, err := upstream.NextData(dec, resp, maxEvent)
 		if err != nil {
 			return adapter.Result{}, err
 		}
@@ -118,7 +116,7 @@ func decode(resp *upstream.Response, maxEvent int, secret string, emit func(stri
 			return adapter.Result{}, upstream.Malformed("invalid JSON event", err)
 		}
 		if upstream.HasError(e.Error) {
-			return adapter.Result{}, upstream.StreamError(data, secret)
+			return adapter.Result{}, resp.StreamError(data)
 		}
 		if e.Token != nil && !e.Token.Special && e.Token.Text != "" {
 			if err := emit(e.Token.Text); err != nil {

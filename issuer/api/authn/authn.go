@@ -17,7 +17,9 @@ import (
 
 	"github.com/airlock-dev/airlock/issuer/pat"
 	"github.com/airlock-dev/airlock/issuer/store"
+	"github.com/airlock-dev/airlock/pkg/bearer"
 	"github.com/airlock-dev/airlock/pkg/tlsconfig"
+	"github.com/airlock-dev/airlock/pkg/token"
 )
 
 // Messages of authentication failures. Every invalid PAT (unknown, expired,
@@ -71,8 +73,10 @@ func WithGatewayCertificate(identity string) Option {
 }
 
 // New returns an AuthFunc for pkg/rpcserver: it reads `authorization:
-// Bearer <pat>`, and returns a context carrying the Identity, or
-// Unauthenticated (a malformed token without a store lookup). A store failure is Unavailable (fail closed, but tell the
+// Bearer <pat>` in pkg/bearer's form (one space, no white space around the
+// PAT; anything else counts as no PAT), and returns a context carrying the
+// Identity, or Unauthenticated (a malformed PAT is refused without a store
+// lookup). A store failure is Unavailable (fail closed, but tell the
 // caller to retry rather than that its credentials are bad). A bearer token,
 // when present, always decides; the gateway certificate counts only without
 // one.
@@ -82,7 +86,7 @@ func New(l Lookup, now func() time.Time, opts ...Option) auth.AuthFunc {
 		opt(&o)
 	}
 	return func(ctx context.Context) (context.Context, error) {
-		presented, ok := bearer(ctx)
+		presented, ok := bearerPAT(ctx)
 		if !ok {
 			if o.gatewayCert != "" {
 				if id, ok := tlsconfig.PeerIdentity(ctx); ok && id == o.gatewayCert {
@@ -118,18 +122,14 @@ func New(l Lookup, now func() time.Time, opts ...Option) auth.AuthFunc {
 	}
 }
 
-func bearer(ctx context.Context) (string, bool) {
+// bearerPAT returns the PAT of the one authorization value, if it is one.
+func bearerPAT(ctx context.Context) (string, bool) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
+	vals := md.Get(token.MDAuthorization)
 	if len(vals) != 1 {
 		return "", false
 	}
-	scheme, tok, ok := strings.Cut(vals[0], " ")
-	tok = strings.TrimSpace(tok)
-	if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" {
-		return "", false
-	}
-	return tok, true
+	return bearer.Parse(vals[0])
 }
 
 // RoleName returns the API name of a role, for messages.

@@ -52,6 +52,8 @@ func TestPATAuthentication(t *testing.T) {
 		{"missing authorization", ctx, codes.Unauthenticated, authn.MsgMissing},
 		{"not a bearer scheme", withMD("authorization", "Basic "+e.User), codes.Unauthenticated, authn.MsgMissing},
 		{"empty bearer", withMD("authorization", "Bearer "), codes.Unauthenticated, authn.MsgMissing},
+		{"white space after the token", withMD("authorization", "Bearer "+e.User+" "), codes.Unauthenticated, authn.MsgMissing},
+		{"two spaces after the scheme", withMD("authorization", "Bearer  "+e.User), codes.Unauthenticated, authn.MsgMissing},
 		{"two authorization values", withMD("authorization", "Bearer "+e.User, "authorization", "Bearer "+e.Admin), codes.Unauthenticated, authn.MsgMissing},
 		{"wrong token", testenv.Ctx(pat.Prefix + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), codes.Unauthenticated, authn.MsgInvalid},
 		{"malformed token", testenv.Ctx(pat.Prefix + "short"), codes.Unauthenticated, authn.MsgInvalid},

@@ -139,7 +139,7 @@ func (s *Service) MintToken(ctx context.Context, req *issuerv1.MintTokenRequest)
 	}
 	zerolog.Ctx(ctx).Debug().Str("jti", tok.Claims.ID).Str("user", id.Username).Msg("token minted")
 	return &issuerv1.MintTokenResponse{
-		Token: tok.JWT, Jti: tok.Claims.ID, ExpireTime: ts(tok.Claims.Expiry),
+		Token: tok.JWT, Jti: tok.Claims.ID, ExpireTime: ts(tok.Claims.Expiry.Time()),
 		Scopes: tok.Claims.Scopes, Metadata: tok.Metadata,
 	}, nil
 }

@@ -19,6 +19,7 @@ import (
 
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/bearer"
 	"github.com/airlock-dev/airlock/pkg/feature"
 	"github.com/airlock-dev/airlock/pkg/token"
 )
@@ -130,7 +131,7 @@ func (i *Issuer) MintToken(ctx context.Context, req *issuerv1.MintTokenRequest) 
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
-	pat, err := bearer(ctx)
+	pat, err := patFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -186,9 +187,9 @@ func (i *Issuer) MintToken(ctx context.Context, req *issuerv1.MintTokenRequest) 
 // that read claims (client.TokenFromJWT) work, but signs nothing: only this
 // package's Gateway accepts it, by lookup.
 func fakeJWT(m minted, n int) string {
-	claims, _ := json.Marshal(map[string]any{
-		"jti": m.jti, "aud": token.Audience, "sub": InstanceID, "iss": "https://gitlab.example.test",
-		"exp": m.exp.Unix(), "gitlab_realm": token.RealmSelfManaged, "scopes": m.scopes,
+	claims, _ := json.Marshal(token.Claims{
+		ID: m.jti, Audience: token.Audiences{token.Audience}, Subject: InstanceID, Issuer: "https://gitlab.example.test",
+		Expiry: token.NewNumericDate(m.exp), Realm: token.RealmSelfManaged, Scopes: m.scopes, InstanceID: InstanceID,
 	})
 	enc := base64.RawURLEncoding.EncodeToString
 	return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc(claims) + "." + enc(fmt.Appendf(nil, "fake-signature-%d", n))
@@ -196,7 +197,7 @@ func fakeJWT(m minted, n int) string {
 
 // RevokeToken implements issuerv1.TokenServiceServer for any known PAT.
 func (i *Issuer) RevokeToken(ctx context.Context, req *issuerv1.RevokeTokenRequest) (*issuerv1.RevokeTokenResponse, error) {
-	pat, err := bearer(ctx)
+	pat, err := patFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -346,8 +347,8 @@ func (g *Gateway) authenticate(ctx context.Context) ([]string, error) {
 	if len(auth) == 0 {
 		return nil, status.Error(codes.Unauthenticated, "No authorization header presented")
 	}
-	tok, ok := strings.CutPrefix(auth[0], "Bearer ")
-	if !ok {
+	tok, ok := bearer.Parse(auth[0])
+	if len(auth) != 1 || !ok {
 		return nil, status.Error(codes.Unauthenticated, "Invalid authorization header")
 	}
 	if v := md.Get(token.MDAuthType); len(v) == 0 || v[0] != token.AuthTypeOIDC {
@@ -377,14 +378,15 @@ func RateLimited(retryAfter time.Duration) error {
 	return st.Err()
 }
 
-func bearer(ctx context.Context) (string, error) {
+// patFrom returns the caller's PAT, read as the real issuer reads it.
+func patFrom(ctx context.Context) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	v := md.Get(token.MDAuthorization)
 	if len(v) == 0 {
 		return "", status.Error(codes.Unauthenticated, "missing personal access token")
 	}
-	pat, ok := strings.CutPrefix(v[0], "Bearer ")
-	if !ok || pat == "" {
+	pat, ok := bearer.Parse(v[0])
+	if len(v) != 1 || !ok {
 		return "", status.Error(codes.Unauthenticated, "invalid authorization header")
 	}
 	return pat, nil

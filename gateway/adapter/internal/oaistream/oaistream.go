@@ -177,16 +177,15 @@ const unset = -1
 // Decoder decodes one OpenAI-compatible stream. Its buffers are reused across
 // chunks, so a steady stream costs only the text strings it emits.
 type Decoder struct {
-	mode   Mode
-	secret string
-	c      chunk
-	u      usage
+	mode Mode
+	c    chunk
+	u    usage
 }
 
-// NewDecoder returns a decoder for mode; secret is the configured API key,
-// scrubbed from any in-stream error message.
-func NewDecoder(mode Mode, secret string) *Decoder {
-	return &Decoder{mode: mode, secret: secret}
+// NewDecoder returns a decoder for mode. In-stream error messages are
+// scrubbed by the Body (upstream.Body.StreamError), which knows the key.
+func NewDecoder(mode Mode) *Decoder {
+	return &Decoder{mode: mode}
 }
 
 // Decode reads resp to the end of the stream, calling emit with each
@@ -200,14 +199,14 @@ func (d *Decoder) Decode(resp upstream.Body, maxEvent int, emit func(string) err
 	var raw string
 	var last *usage
 	for {
-		data, err := upstream.NextData(dec, resp, maxEvent, d.secret)
+		data, err := upstream.NextData(dec, resp, maxEvent)
 		if err != nil {
 			return adapter.Result{}, err
 		}
 		if string(data) == "[DONE]" {
 			break
 		}
-		text, finish, u, err := d.parse(data)
+		text, finish, u, err := d.parse(data, resp)
 		if err != nil {
 			return adapter.Result{}, err
 		}
@@ -255,7 +254,7 @@ func decodeChunk(data []byte, c *chunk) error {
 }
 
 // parse decodes one chunk into the reusable buffers.
-func (d *Decoder) parse(data []byte) (text, finish string, u *usage, err error) {
+func (d *Decoder) parse(data []byte, resp upstream.Body) (text, finish string, u *usage, err error) {
 	c := &d.c
 	// encoding/json reuses slice elements without zeroing them; clear them
 	// so no field leaks from one chunk into the next.
@@ -268,7 +267,7 @@ func (d *Decoder) parse(data []byte) (text, finish string, u *usage, err error) 
 		return "", "", nil, upstream.Malformed("invalid JSON chunk", err)
 	}
 	if upstream.HasError(c.Error) {
-		return "", "", nil, upstream.StreamError(data, d.secret)
+		return "", "", nil, resp.StreamError(data)
 	}
 	if c.Usage != nil && (d.u.PromptTokens != unset || d.u.CompletionTokens != unset) {
 		u = &d.u

@@ -1,7 +1,11 @@
 // Package upstream is the HTTP plumbing every model adapter shares: it sends
 // one request to a model server with the configured timeouts and body bound,
+// attaches the model's API key the way the provider wants it (Credential),
 // turns every failure into an *adapter.Error (or the caller's context error),
-// and makes upstream messages safe to show (Scrub).
+// and makes upstream messages safe to show (Scrub). Adapters hand the key to
+// Start and never touch it again: the client writes the header and scrubs
+// the key from every error the call returns, in-stream ones included
+// (Response.StreamError).
 package upstream
 
 import (
@@ -16,6 +20,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
+	"github.com/airlock-dev/airlock/pkg/bearer"
 )
 
 // Defaults for the bounds in adapter.Config.
@@ -44,8 +49,23 @@ var (
 	causeDone      = errors.New("upstream call finished")
 )
 
+// Credential is how a provider's API takes the model's API key: the header
+// that carries it and what precedes the key in that header's value.
+type Credential struct {
+	Header string // e.g. "Authorization", "X-Api-Key", "Api-Key"
+	Prefix string // e.g. "Bearer "; empty sends the key alone
+}
+
+// BearerKey is `Authorization: Bearer <key>` (OpenAI-compatible servers, TGI,
+// the proxies in front of Ollama).
+var BearerKey = Credential{Header: "Authorization", Prefix: bearer.Scheme + " "}
+
+// HeaderKey is `<name>: <key>`, the key alone in a provider's own header.
+func HeaderKey(name string) Credential { return Credential{Header: name} }
+
 // Client sends requests to model servers. It is safe for concurrent use.
 type Client struct {
+	cred     Credential
 	hc       *http.Client
 	timeouts adapter.Timeouts
 	maxBody  int64
@@ -53,11 +73,12 @@ type Client struct {
 	now      func() time.Time
 }
 
-// New returns a Client for cfg, filling in default bounds. A nil HTTPClient
-// means http.DefaultClient (tests and tools only: the gateway always passes
-// its egress-guarded client).
-func New(cfg adapter.Config) *Client {
-	c := &Client{hc: cfg.HTTPClient, timeouts: cfg.Timeouts, maxBody: cfg.MaxBodyBytes, maxEvent: cfg.MaxEventBytes, now: time.Now}
+// New returns a Client for cfg that sends each request's API key as cred
+// says, filling in default bounds. A nil HTTPClient means
+// http.DefaultClient (tests and tools only: the gateway always passes its
+// egress-guarded client). A cred without a Header never sends the key.
+func New(cfg adapter.Config, cred Credential) *Client {
+	c := &Client{cred: cred, hc: cfg.HTTPClient, timeouts: cfg.Timeouts, maxBody: cfg.MaxBodyBytes, maxEvent: cfg.MaxEventBytes, now: time.Now}
 	if c.hc == nil {
 		c.hc = http.DefaultClient
 	}
@@ -84,11 +105,12 @@ func (c *Client) MaxEventBytes() int { return c.maxEvent }
 // Request is one call to a model server.
 type Request struct {
 	URL    string
-	Header http.Header // sent as is; include the credential header here
+	Header http.Header // sent as is, except the Credential header, which Start sets
 	Body   []byte      // JSON, sent with POST
-	// Secret is the configured API key: it is scrubbed from every message
-	// the call returns.
-	Secret string
+	// APIKey is the model's configured key (empty: none). Start sends it in
+	// the client's Credential header and scrubs it from every message the
+	// call returns.
+	APIKey string
 }
 
 // Start sends r and returns the streaming body once a 2xx response's headers
@@ -98,7 +120,7 @@ type Request struct {
 // if ctx ends first, ctx.Err() is returned instead.
 func (c *Client) Start(ctx context.Context, r Request) (*Response, error) {
 	cctx, cancel := context.WithCancelCause(ctx)
-	resp := &Response{parent: ctx, ctx: cctx, cancel: cancel, max: c.maxBody, secret: r.Secret, idleDur: c.timeouts.Idle}
+	resp := &Response{parent: ctx, ctx: cctx, cancel: cancel, max: c.maxBody, secret: r.APIKey, idleDur: c.timeouts.Idle}
 	if d := c.timeouts.Total; d > 0 {
 		resp.total = time.AfterFunc(d, func() { cancel(causeTotal) })
 	}
@@ -114,6 +136,13 @@ func (c *Client) Start(ctx context.Context, r Request) (*Response, error) {
 	for k, v := range r.Header {
 		req.Header[k] = v
 	}
+	if c.cred.Header != "" {
+		// Never let a caller's header stand in for (or sit beside) the key.
+		req.Header.Del(c.cred.Header)
+		if r.APIKey != "" {
+			req.Header.Set(c.cred.Header, c.cred.Prefix+r.APIKey)
+		}
+	}
 	hr, err := c.hc.Do(req)
 	if fb != nil {
 		fb.Stop()
@@ -125,7 +154,7 @@ func (c *Client) Start(ctx context.Context, r Request) (*Response, error) {
 	if hr.StatusCode < 200 || hr.StatusCode > 299 {
 		defer resp.stop()
 		defer hr.Body.Close()
-		e := HTTPError(hr, r.Secret, c.now)
+		e := HTTPError(hr, r.APIKey, c.now)
 		if cerr := resp.ctxError(); cerr != nil {
 			// The error body was cut short by a deadline; still report it.
 			e.Err = cerr
@@ -242,6 +271,10 @@ func (r *Response) Fail(err error) error {
 	}
 	return err
 }
+
+// StreamError is StreamError for an error frame of this response, with the
+// call's API key scrubbed.
+func (r *Response) StreamError(data []byte) *adapter.Error { return StreamError(data, r.secret) }
 
 // Close stops the timers, cancels the request (so the transport drops the
 // connection at once instead of draining it) and closes the body.

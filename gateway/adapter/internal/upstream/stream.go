@@ -22,12 +22,15 @@ func Malformed(what string, err error) *adapter.Error {
 	return &adapter.Error{Kind: adapter.KindMalformed, Message: "malformed stream: " + what, Err: err}
 }
 
-// Body is a streaming response body that classifies its own read failures;
-// *Response is the production one.
+// Body is a streaming response body that classifies its own read failures
+// and in-stream errors; *Response is the production one.
 type Body interface {
 	io.Reader
 	// Fail classifies err (see Response.Fail).
 	Fail(err error) error
+	// StreamError builds the error for an in-stream error frame with the
+	// call's API key scrubbed (see Response.StreamError).
+	StreamError(data []byte) *adapter.Error
 }
 
 // DecodeError classifies an error from an sse.Decoder or sse.LineReader
@@ -48,16 +51,16 @@ func DecodeError(r Body, err error, maxEvent int) error {
 // with empty or blank data are keep-alives and skipped), trimmed of
 // surrounding white space. Decoder failures become adapter errors as in
 // DecodeError; an `event: error` frame or llama.cpp's `error:` field line is
-// a StreamError (secret scrubbed from its message). The returned slice is
+// r.StreamError (the key scrubbed from its message). The returned slice is
 // valid until the next call.
-func NextData(dec *sse.Decoder, r Body, maxEvent int, secret string) ([]byte, error) {
+func NextData(dec *sse.Decoder, r Body, maxEvent int) ([]byte, error) {
 	for {
 		ev, err := dec.Next()
 		if err != nil {
 			return nil, DecodeError(r, err, maxEvent)
 		}
 		if ev.Error || string(ev.Name) == "error" {
-			return nil, StreamError(ev.Data, secret)
+			return nil, r.StreamError(ev.Data)
 		}
 		if data := bytes.TrimSpace(ev.Data); len(data) > 0 {
 			return data, nil

@@ -203,7 +203,7 @@ func TestResponseEnforcesMaxBody(t *testing.T) {
 	defer srv.Close()
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
-	c := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}, MaxBodyBytes: 1000})
+	c := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}, MaxBodyBytes: 1000}, BearerKey)
 	r, err := c.Start(context.Background(), Request{URL: srv.URL})
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +222,7 @@ func TestResponseEnforcesMaxBody(t *testing.T) {
 func TestStartReportsCallerCancellationAsContextError(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	c := New(adapter.Config{HTTPClient: &http.Client{}})
+	c := New(adapter.Config{HTTPClient: &http.Client{}}, BearerKey)
 	_, err := c.Start(ctx, Request{URL: "http://127.0.0.1:1"})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
@@ -233,9 +233,93 @@ func TestStartReportsCallerCancellationAsContextError(t *testing.T) {
 }
 
 func TestStartRejectsBadURL(t *testing.T) {
-	c := New(adapter.Config{})
+	c := New(adapter.Config{}, BearerKey)
 	_, err := c.Start(context.Background(), Request{URL: "://nope"})
 	if e, ok := adapter.AsError(err); !ok || e.Kind != adapter.KindBadRequest {
 		t.Fatalf("err = %v, want KindBadRequest", err)
+	}
+}
+
+// TestStartSendsTheCredential: the client, not the adapter, writes the key
+// into the provider's header, and nothing a caller puts in Header can stand
+// in for it or travel beside it.
+func TestStartSendsTheCredential(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cred   Credential
+		key    string
+		header http.Header
+		want   map[string]string // header → value the server must see ("" = absent)
+	}{
+		{name: "bearer key", cred: BearerKey, key: "k1",
+			want: map[string]string{"Authorization": "Bearer k1"}},
+		{name: "key in its own header", cred: HeaderKey("X-Api-Key"), key: "k1",
+			want: map[string]string{"X-Api-Key": "k1", "Authorization": ""}},
+		{name: "no key sends no header", cred: BearerKey,
+			want: map[string]string{"Authorization": ""}},
+		{name: "caller's credential header is replaced", cred: HeaderKey("Api-Key"), key: "k1",
+			header: http.Header{"Api-Key": {"smuggled"}, "Accept": {"text/event-stream"}},
+			want:   map[string]string{"Api-Key": "k1", "Accept": "text/event-stream"}},
+		{name: "caller's credential header is dropped without a key", cred: BearerKey,
+			header: http.Header{"Authorization": {"Bearer smuggled"}},
+			want:   map[string]string{"Authorization": ""}},
+		{name: "a credential without a header never sends the key", key: "k1",
+			want: map[string]string{"Authorization": ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan http.Header, 1)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got <- r.Header.Clone()
+			}))
+			defer srv.Close()
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			r, err := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}}, tc.cred).
+				Start(context.Background(), Request{URL: srv.URL, Header: tc.header, APIKey: tc.key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = r.Close()
+			h := <-got
+			for name, want := range tc.want {
+				if vs := h.Values(name); (want == "" && len(vs) != 0) || (want != "" && (len(vs) != 1 || vs[0] != want)) {
+					t.Errorf("%s = %q, want %q", name, vs, want)
+				}
+			}
+		})
+	}
+}
+
+// TestTheKeyIsScrubbedFromEveryError: what the server echoes back, in an
+// error status or inside a 200 stream, never carries the key.
+func TestTheKeyIsScrubbedFromEveryError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		msg := `{"error":{"message":"bad key ` + r.Header.Get("X-Api-Key") + `","type":"invalid_request_error"}}`
+		if r.URL.Path == "/status" {
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+		_, _ = w.Write([]byte(msg))
+	}))
+	defer srv.Close()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}}, HeaderKey("X-Api-Key"))
+
+	_, err := c.Start(context.Background(), Request{URL: srv.URL + "/status", APIKey: secret})
+	if e, ok := adapter.AsError(err); !ok || strings.Contains(e.Error(), secret) || e.Message != "bad key [redacted]" {
+		t.Fatalf("status error = %v, want the key redacted", err)
+	}
+
+	r, err := c.Start(context.Background(), Request{URL: srv.URL + "/stream", APIKey: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	frame, err := io.ReadAll(r)
+	if err != nil || !strings.Contains(string(frame), secret) {
+		t.Fatalf("the test server did not echo the key: %q, %v", frame, err)
+	}
+	if e := r.StreamError(frame); strings.Contains(e.Error(), secret) || e.Message != "bad key [redacted]" {
+		t.Fatalf("StreamError = %+v, want the key redacted", e)
 	}
 }
