@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/airlock-dev/airlock/internal/stubmodel"
+	"github.com/airlock-dev/airlock/internal/testkit/stubmodel"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 )

@@ -23,7 +23,7 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/airlock-dev/airlock/internal/faultmodel"
+	"github.com/airlock-dev/airlock/internal/testkit/faultmodel"
 	"github.com/airlock-dev/airlock/issuer/kek"
 	"github.com/airlock-dev/airlock/issuer/store/boltstore"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"

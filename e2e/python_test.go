@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/airlock-dev/airlock/internal/needs"
+	"github.com/airlock-dev/airlock/internal/testkit/needs"
 )
 
 // TestPythonClientInterop runs python/interop_test.py with Debian's

@@ -1,7 +1,7 @@
 // Package loadtest drives the real binaries (issuer, gateway, stub model)
 // on loopback with a bounded, mixed load: valid tokens on healthy models,
 // valid tokens on a model server that fails intermittently
-// (internal/faultmodel's Flaky: 503s and connection resets), and forged,
+// (internal/testkit/faultmodel's Flaky: 503s and connection resets), and forged,
 // expired, wrong-instance and revoked tokens, across all three features,
 // while the issuer rotates its keys. Afterwards it checks that every
 // request got the outcome it should and that the gateway's goroutines and
@@ -31,8 +31,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/airlock-dev/airlock/internal/faultmodel"
-	"github.com/airlock-dev/airlock/internal/stubmodel"
+	"github.com/airlock-dev/airlock/internal/testkit/faultmodel"
+	"github.com/airlock-dev/airlock/internal/testkit/stubmodel"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 )
