@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/airlock-dev/airlock/bench/cluster"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 	"github.com/airlock-dev/airlock/bench/load"
 	gwapp "github.com/airlock-dev/airlock/gateway/app"
 )

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/airlock-dev/airlock/bench/cluster"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 	"github.com/airlock-dev/airlock/bench/load"
 	"github.com/airlock-dev/airlock/bench/stats"
 )
