@@ -313,9 +313,15 @@ func (c *Cluster) LaunchGateway(extraArgs ...string) error {
 }
 
 // WaitGateway waits until the gateway reports SERVING (it holds the
-// issuer's keys), or fails when it exits or StartTimeout passes.
+// issuer's keys), or fails when it exits or StartTimeout passes. The
+// cluster's gateway connection then retries at once if a call made while
+// the gateway was starting left it backing off.
 func (c *Cluster) WaitGateway(ctx context.Context) error {
-	return c.waitGRPC(ctx, c.Gateway, c.GatewayGRPC)
+	if err := c.waitGRPC(ctx, c.Gateway, c.GatewayGRPC); err != nil {
+		return err
+	}
+	c.GatewayConn().ResetConnectBackoff()
+	return nil
 }
 
 // IssuerConn is the cluster's connection to the issuer (replaced when the
