@@ -11,8 +11,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 	"github.com/airlock-dev/airlock/bench/stats"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 )
 

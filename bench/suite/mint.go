@@ -18,8 +18,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
-	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 	"github.com/airlock-dev/airlock/bench/stats"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 )
 

@@ -11,10 +11,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 	"github.com/airlock-dev/airlock/bench/load"
 	"github.com/airlock-dev/airlock/bench/rpcproxy"
 	"github.com/airlock-dev/airlock/bench/stats"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
 )
 

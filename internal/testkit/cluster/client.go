@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 	"github.com/airlock-dev/airlock/pkg/client"
 	"github.com/airlock-dev/airlock/pkg/token"
@@ -161,9 +160,3 @@ func (c *Cluster) configureStub(ctx context.Context) error {
 
 // Ensure the minter satisfies the interface pkg/client consumes.
 var _ client.Minter = patMinter{}
-
-// Request is the StreamCompletion request Chat sends, for callers that
-// drive the raw API with the same prompt.
-func Request(feature string) *gatewayv1.StreamCompletionRequest {
-	return &gatewayv1.StreamCompletionRequest{Feature: feature, Messages: []*gatewayv1.Message{client.User("Say hello")}}
-}

@@ -110,10 +110,12 @@ type Cluster struct {
 	DataDir string
 	// Addresses. GatewayHTTP is empty unless Config.GatewayHTTP,
 	// GatewayHealth unless Config.MutualTLS, StubAddr under Config.NoStub.
-	IssuerGRPC, IssuerHTTP             string
-	GatewayGRPC, GatewayHTTP           string
-	GatewayHealth, StubAddr            string
-	Issuer, Gateway, Stub              *Proc
+	IssuerGRPC, IssuerHTTP   string
+	GatewayGRPC, GatewayHTTP string
+	GatewayHealth, StubAddr  string
+	// The current processes (Stub nil under Config.NoStub, Gateway under
+	// Config.NoGateway).
+	Issuer, Gateway, Stub *Proc
 	// Faults is the fault model server under Config.FaultModel, else nil.
 	Faults *faultmodel.Server
 
