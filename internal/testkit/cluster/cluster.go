@@ -151,20 +151,8 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
 		return nil, err
 	}
-	addrs := []*string{&c.IssuerGRPC, &c.IssuerHTTP, &c.GatewayGRPC}
-	if cfg.GatewayHTTP {
-		addrs = append(addrs, &c.GatewayHTTP)
-	}
-	if cfg.MutualTLS {
-		addrs = append(addrs, &c.GatewayHealth)
-	}
-	if !cfg.NoStub {
-		addrs = append(addrs, &c.StubAddr)
-	}
-	for _, a := range addrs {
-		if *a, err = FreeAddr(); err != nil {
-			return nil, err
-		}
+	if err := c.pickAddrs(); err != nil {
+		return nil, err
 	}
 	if cfg.MutualTLS {
 		if err := c.makePKI(); err != nil {
@@ -177,12 +165,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		}
 	}
 	if !cfg.NoStub {
-		c.Stub, err = StartProc("stubmodel", []string{filepath.Join(cfg.BinDir, "stubmodel"), "--addr", c.StubAddr,
-			"--tokens", strconv.Itoa(cfg.StubTokens), "--delay", cfg.StubDelay.String()}, c.logPath("stubmodel"))
-		if err != nil {
-			return nil, err
-		}
-		if err := c.waitHTTP(ctx, c.Stub, "http://"+c.StubAddr+"/healthz"); err != nil {
+		if err := c.startStub(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -207,6 +190,36 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// pickAddrs chooses a free loopback port for every listener the
+// configuration asks for.
+func (c *Cluster) pickAddrs() (err error) {
+	addrs := []*string{&c.IssuerGRPC, &c.IssuerHTTP, &c.GatewayGRPC}
+	if c.cfg.GatewayHTTP {
+		addrs = append(addrs, &c.GatewayHTTP)
+	}
+	if c.cfg.MutualTLS {
+		addrs = append(addrs, &c.GatewayHealth)
+	}
+	if !c.cfg.NoStub {
+		addrs = append(addrs, &c.StubAddr)
+	}
+	for _, a := range addrs {
+		if *a, err = FreeAddr(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) startStub(ctx context.Context) (err error) {
+	c.Stub, err = StartProc("stubmodel", []string{filepath.Join(c.cfg.BinDir, "stubmodel"), "--addr", c.StubAddr,
+		"--tokens", strconv.Itoa(c.cfg.StubTokens), "--delay", c.cfg.StubDelay.String()}, c.logPath("stubmodel"))
+	if err != nil {
+		return err
+	}
+	return c.waitHTTP(ctx, c.Stub, "http://"+c.StubAddr+"/healthz")
 }
 
 // Close closes the cluster's client connections and stops the processes,
