@@ -122,7 +122,7 @@ func (c *testCluster) asUser(ctx context.Context, user string) context.Context {
 	return ctx
 }
 
-// mint mints a token for the demo user (pkg/client's TokenSource).
+// mint mints a token for the demo user.
 func (c *testCluster) mint(features []string, ttl time.Duration) *client.Token {
 	c.t.Helper()
 	tok, err := c.Mint(context.Background(), "demo", features, ttl)

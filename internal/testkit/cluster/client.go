@@ -11,9 +11,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 	"github.com/airlock-dev/airlock/pkg/client"
@@ -45,31 +45,27 @@ func (c *Cluster) AsUser(ctx context.Context, user string) (context.Context, err
 	return metadata.AppendToOutgoingContext(ctx, token.MDAuthorization, "Bearer "+pat), nil
 }
 
-// Mint mints one token for user with pkg/client's TokenSource over the
-// user's personal access token: for the given features (nil: every feature
-// the user may use) and lifetime (zero: the issuer's default). Errors are
-// *client.Error values.
+// Mint mints one token for user over the user's personal access token
+// (pkg/client's PATCredentials and TokenFromResponse): for the given
+// features (nil: every feature the user may use) and lifetime (zero: the
+// issuer's default). The token is returned even if it has expired by the
+// time it arrives (a one-second token may have). Errors are *client.Error
+// values, or the error reading the user's token file.
 func (c *Cluster) Mint(ctx context.Context, user string, features []string, ttl time.Duration) (*client.Token, error) {
 	pat, err := c.PAT(user)
 	if err != nil {
 		return nil, err
 	}
-	m := patMinter{tokens: issuerv1.NewTokenServiceClient(c.IssuerConn()),
-		creds: client.PATCredentials(pat, client.AllowInsecure())}
-	src := client.NewTokenSource(m, client.WithFeatures(features...), client.WithTTL(ttl))
-	defer src.Close()
-	return src.Token(ctx)
-}
-
-// patMinter sends a personal access token with each MintToken call, so the
-// cluster's one issuer connection serves every user.
-type patMinter struct {
-	tokens issuerv1.TokenServiceClient
-	creds  credentials.PerRPCCredentials
-}
-
-func (m patMinter) MintToken(ctx context.Context, in *issuerv1.MintTokenRequest, opts ...grpc.CallOption) (*issuerv1.MintTokenResponse, error) {
-	return m.tokens.MintToken(ctx, in, append(opts, grpc.PerRPCCredentials(m.creds))...)
+	req := &issuerv1.MintTokenRequest{Features: features}
+	if ttl > 0 {
+		req.Ttl = durationpb.New(ttl)
+	}
+	resp, err := issuerv1.NewTokenServiceClient(c.IssuerConn()).MintToken(ctx, req,
+		grpc.PerRPCCredentials(client.PATCredentials(pat, client.AllowInsecure())))
+	if err != nil {
+		return nil, client.FromError(err)
+	}
+	return client.TokenFromResponse(resp)
 }
 
 // Metadata returns everything a client sends to the gateway with tok: its
@@ -157,6 +153,3 @@ func (c *Cluster) configureStub(ctx context.Context) error {
 	}
 	return nil
 }
-
-// Ensure the minter satisfies the interface pkg/client consumes.
-var _ client.Minter = patMinter{}

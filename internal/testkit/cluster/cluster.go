@@ -8,9 +8,9 @@
 // plaintext HTTP listener on the gateway, extra flags, and a front (proxy)
 // between gateway and issuer; methods restart or kill -9 a process.
 //
-// Clients of the cluster go through pkg/client: tokens are minted with a
-// client.TokenSource over the user's personal access token, and answers
-// are read with client.Stream.
+// Clients of the cluster go through pkg/client: tokens are minted over the
+// user's personal access token (client.PATCredentials) into client.Token
+// values, and answers are read with client.Stream.
 //
 // It never asserts anything: every method returns an error, so a test, the
 // load test and the benchmarks decide what a failure means.

@@ -187,9 +187,9 @@ func TestMetadataAddsAuthorizationToAFreshMap(t *testing.T) {
 
 // fakeCluster is a Cluster whose connections reach pkg/client's fake issuer
 // and gateway, and whose data directory holds the demo user's token file.
-func fakeCluster(t *testing.T) (*Cluster, *clienttest.Issuer, *clienttest.Gateway) {
+func fakeCluster(t *testing.T, issuerClock func() time.Time) (*Cluster, *clienttest.Issuer, *clienttest.Gateway) {
 	t.Helper()
-	iss := clienttest.NewIssuer(nil)
+	iss := clienttest.NewIssuer(issuerClock)
 	iss.AddUser("glpat-demo")
 	iss.AddUser("glpat-chat", feature.DuoChat)
 	gw := clienttest.NewGateway(iss)
@@ -216,7 +216,7 @@ func fakeCluster(t *testing.T) (*Cluster, *clienttest.Issuer, *clienttest.Gatewa
 }
 
 func TestMintAndChatGoThroughPkgClient(t *testing.T) {
-	c, iss, gw := fakeCluster(t)
+	c, iss, gw := fakeCluster(t, nil)
 	gw.SetReply("one two three")
 	ctx := context.Background()
 
@@ -240,7 +240,7 @@ func TestMintAndChatGoThroughPkgClient(t *testing.T) {
 }
 
 func TestMintAndChatReportTheServersStatus(t *testing.T) {
-	c, _, gw := fakeCluster(t)
+	c, _, gw := fakeCluster(t, nil)
 	ctx := context.Background()
 	if _, err := c.Mint(ctx, "stranger", nil, 0); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("Mint with an unknown PAT = %v, want Unauthenticated", err)
@@ -264,5 +264,15 @@ func TestMintAndChatReportTheServersStatus(t *testing.T) {
 	text, _, err := c.Chat(Outgoing(ctx, Metadata(chat)), "duo_chat")
 	if st, _ := status.FromError(err); st.Code() != codes.Unavailable || st.Message() != "model server unavailable" || text != "partial " {
 		t.Fatalf("Chat = %q, %v; want the first delta and Unavailable", text, err)
+	}
+}
+
+func TestMintReturnsATokenThatExpiredOnTheWay(t *testing.T) {
+	// The issuer's clock runs an hour behind: its one-minute tokens have
+	// expired when they arrive, as a one-second token may on a busy machine.
+	c, _, _ := fakeCluster(t, func() time.Time { return time.Now().Add(-time.Hour) })
+	tok, err := c.Mint(context.Background(), "demo", nil, time.Minute)
+	if err != nil || tok.AccessToken == "" || time.Until(tok.Expiry) > -50*time.Minute {
+		t.Fatalf("Mint = %v, %v; want the expired token itself", tok, err)
 	}
 }
