@@ -40,7 +40,9 @@ import (
 type Config struct {
 	BinDir      string        // directory holding issuer, gateway and stubmodel (required)
 	Duration    time.Duration // length of the measured load (60 s)
-	RotateEvery time.Duration // key rotation period during the load (10 s)
+	// RotateEvery is the key rotation period during the load (10 s, or a
+	// third of a shorter Duration so that a short run still rotates).
+	RotateEvery time.Duration
 	Workers     int           // concurrent client loops (8)
 	// Settle is how long the gateway gets after the load to return to its
 	// baseline goroutines and heap (20 s).
@@ -57,7 +59,7 @@ func (c Config) withDefaults() Config {
 		c.Duration = 60 * time.Second
 	}
 	if c.RotateEvery <= 0 {
-		c.RotateEvery = 10 * time.Second
+		c.RotateEvery = min(10*time.Second, c.Duration/3)
 	}
 	if c.Workers <= 0 {
 		c.Workers = 8
@@ -348,7 +350,9 @@ func (l *load) run(ctx context.Context, cfg Config) (*Report, error) {
 			// Tokens from the newly active key join the pool at once.
 			md, _, err := l.mint(loadCtx, 0)
 			if err != nil {
-				sideErr = err
+				if loadCtx.Err() == nil { // else the run ended during the call
+					sideErr = err
+				}
 				return
 			}
 			l.mu.Lock()

@@ -42,6 +42,27 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
+func TestShortRunsStillRotate(t *testing.T) {
+	tests := []struct {
+		name           string
+		duration, want time.Duration
+	}{
+		{"default run", 0, 10 * time.Second},
+		{"long run", 5 * time.Minute, 10 * time.Second},
+		{"LOADTEST_DURATION=5s", 5 * time.Second, 5 * time.Second / 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := (Config{Duration: tt.duration}).withDefaults().RotateEvery; got != tt.want {
+				t.Fatalf("RotateEvery = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if got := (Config{Duration: 5 * time.Second, RotateEvery: time.Second}).withDefaults().RotateEvery; got != time.Second {
+		t.Fatalf("an explicit period was replaced: %v", got)
+	}
+}
+
 func TestReportFlagsEveryDefect(t *testing.T) {
 	cfg := Config{}.withDefaults()
 	r := &Report{Tallies: map[Kind]*Tally{}, Rotations: 0,

@@ -30,7 +30,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	fs.StringVar(&cfg.BinDir, "bin-dir", "bin", "directory holding the issuer, gateway and stubmodel binaries")
 	fs.DurationVar(&cfg.Duration, "duration", def, "length of the load (env LOADTEST_DURATION)")
-	fs.DurationVar(&cfg.RotateEvery, "rotate-every", 10*time.Second, "key rotation period during the load")
+	fs.DurationVar(&cfg.RotateEvery, "rotate-every", 0, "key rotation period during the load (default 10s, or a third of a shorter duration)")
 	fs.IntVar(&cfg.Workers, "workers", 8, "concurrent client loops")
 	fs.DurationVar(&cfg.Settle, "settle", 20*time.Second, "time the gateway gets to return to its baseline after the load")
 	if err := fs.Parse(args); err != nil {
