@@ -38,12 +38,12 @@ import (
 
 // Config bounds one run. Zero fields take the defaults noted.
 type Config struct {
-	BinDir      string        // directory holding issuer, gateway and stubmodel (required)
-	Duration    time.Duration // length of the measured load (60 s)
+	BinDir   string        // directory holding issuer, gateway and stubmodel (required)
+	Duration time.Duration // length of the measured load (60 s)
 	// RotateEvery is the key rotation period during the load (10 s, or a
 	// third of a shorter Duration so that a short run still rotates).
 	RotateEvery time.Duration
-	Workers     int           // concurrent client loops (8)
+	Workers     int // concurrent client loops (8)
 	// Settle is how long the gateway gets after the load to return to its
 	// baseline goroutines and heap (20 s).
 	Settle time.Duration
