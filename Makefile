@@ -94,5 +94,5 @@ bench:
 
 ## loadtest: bounded mixed load on loopback against the real binaries (~60 s; LOADTEST_DURATION=5s for a quick run)
 loadtest: build
-	$(GO) build -o $(BIN)/ ./cmd/airlock-load
-	$(BIN)/airlock-load --bin $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/airlock-bench
+	$(BIN)/airlock-bench loadtest --bin-dir $(BIN)
