@@ -285,7 +285,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 		}()
 	}
 	wg.Add(4)
-	go func() { defer wg.Done(); km.Run(ctx, 30*time.Second) }()
+	go func() { defer wg.Done(); _ = keys.NewRotator(km, keys.RotatorConfig{Now: now, Logger: log}).Run(ctx) }()
 	go func() { defer wg.Done(); tokens.Run(ctx, time.Minute) }()
 	go func() {
 		defer wg.Done()
