@@ -1,8 +1,8 @@
 // Package rpcserver builds the gRPC server both Airlock services run: one
 // interceptor chain (metrics → caller's first interceptors → request id →
-// logging → auth → caller's after-auth interceptors → recovery, unary and
-// stream), the standard health service, server
-// reflection, and graceful shutdown.
+// logging → auth → caller's after-auth interceptors → drain of long-lived
+// streams → recovery, unary and stream), the standard health service,
+// server reflection, and graceful shutdown.
 package rpcserver
 
 import (
@@ -47,6 +47,14 @@ type Options struct {
 	// see the caller's identity (per-caller limits).
 	UnaryAfterAuth  []grpc.UnaryServerInterceptor
 	StreamAfterAuth []grpc.StreamServerInterceptor
+	// LongLived reports methods (full names) whose streams do not end by
+	// themselves: watches. Once Stopping is closed their streams end at once
+	// with Unavailable, and new ones are refused the same way, so clients
+	// reconnect and a graceful stop waits only for calls that finish.
+	// Other streams (a completion in flight) keep the grace period.
+	LongLived func(fullMethod string) bool
+	// Stopping is closed when shutdown begins (see LongLived); nil never.
+	Stopping <-chan struct{}
 	// ServerOptions are appended (TLS credentials, size limits, keepalive).
 	ServerOptions []grpc.ServerOption
 	// Registerer, if set, receives the standard gRPC server metrics
@@ -88,6 +96,9 @@ func New(o Options) (*grpc.Server, *health.Server) {
 	}
 	unary = append(unary, o.UnaryAfterAuth...)
 	stream = append(stream, o.StreamAfterAuth...)
+	if o.LongLived != nil {
+		stream = append(stream, drainStream(o.LongLived, o.Stopping))
+	}
 	unary = append(unary, recovery.UnaryServerInterceptor(rec))
 	stream = append(stream, recovery.StreamServerInterceptor(rec))
 
