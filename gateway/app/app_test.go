@@ -143,8 +143,8 @@ func TestBuildWithoutListeners(t *testing.T) {
 			t.Errorf("GET %s = %d, want %d", path, rec.Code, want)
 		}
 	}
-	if got := len(g.tasks(listeners{})); got != 5 {
-		t.Errorf("%d tasks without HTTP and health listeners, want 5 (grpc, three watches, health)", got)
+	if got := len(g.tasks(listeners{})); got != 6 {
+		t.Errorf("%d tasks without HTTP and health listeners, want 6 (grpc, three watches, health, drain)", got)
 	}
 }
 

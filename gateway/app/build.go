@@ -40,7 +40,9 @@ type gateway struct {
 	models  *catalog.Catalog
 	grpc    *grpc.Server
 	health  *health.Server
-	http    *http.Server // nil when --http-addr is empty
+	// stopping is closed when shutdown begins: it ends health watches.
+	stopping chan struct{}
+	http     *http.Server // nil when --http-addr is empty
 }
 
 // build validates cfg and wires the gateway: the issuer connection (not
@@ -53,7 +55,7 @@ func build(cfg Config, log zerolog.Logger) (_ *gateway, err error) {
 	}
 	reg := prometheus.NewRegistry() // per gateway: tests run several in one process
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	g := &gateway{cfg: cfg, log: log, metrics: newMetrics(reg)}
+	g := &gateway{cfg: cfg, log: log, metrics: newMetrics(reg), stopping: make(chan struct{})}
 	if g.issuer, err = dialIssuer(cfg, log, telemetry.DialOptions(cfg.Telemetry)...); err != nil {
 		return nil, err
 	}
@@ -174,6 +176,7 @@ func (g *gateway) buildGRPC(v *auth.Verifier, reg prometheus.Registerer) error {
 		StreamFirst:   []grpc.StreamServerInterceptor{g.metrics.stream},
 		Registerer:    reg,
 		ServerOptions: serverOpts,
+		Stopping:      g.stopping,
 	})
 	svc.Register(g.grpc)
 	return nil

@@ -56,7 +56,8 @@ func (g *gateway) listen() (l listeners, err error) {
 }
 
 // tasks are everything the gateway runs: its servers, the three watches
-// of the issuer, and the health watcher. A new listener is one more task.
+// of the issuer, the health watcher, and the start of the shutdown (health
+// NOT_SERVING for everyone while draining). A new listener is one more task.
 func (g *gateway) tasks(l listeners) []lifecycle.Task {
 	grace := g.cfg.ShutdownGrace
 	loop := func(name string, run func(context.Context)) lifecycle.Task {
@@ -68,6 +69,10 @@ func (g *gateway) tasks(l listeners) []lifecycle.Task {
 		loop("revocations", g.revoked.Run),
 		loop("models", g.models.Run),
 		loop("health", g.watchHealth),
+		lifecycle.OnStop("drain", func() {
+			g.health.Shutdown() // later status changes are ignored
+			close(g.stopping)
+		}),
 	}
 	if l.http != nil {
 		tasks = append(tasks, lifecycle.HTTP("http", g.http, l.http, grace))
@@ -105,7 +110,7 @@ func (g *gateway) serve(ctx context.Context, ready func(Addrs)) error {
 // watchHealth flips the health service to SERVING only while the gateway
 // can really serve: it holds a key set (before the first arrives it cannot
 // verify anything) and the model configuration (without it, it cannot
-// route). When ctx ends it turns NOT_SERVING for everyone while draining.
+// route).
 func (g *gateway) watchHealth(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
@@ -128,7 +133,6 @@ func (g *gateway) watchHealth(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			g.health.Shutdown()
 			return
 		case <-t.C:
 		}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -128,5 +129,37 @@ func TestLongLivedStreamOpenedWhileStoppingIsRefused(t *testing.T) {
 	err := in(nil, nil, &grpc.StreamServerInfo{FullMethod: "/x/Watch"}, func(any, grpc.ServerStream) error { called = true; return nil })
 	if called || status.Code(err) != codes.Unavailable {
 		t.Fatalf("handler called %v, err %v; want refused with Unavailable", called, err)
+	}
+}
+
+func TestHealthWatchEndsWhenStopping(t *testing.T) {
+	stopping := make(chan struct{})
+	srv, hs := New(Options{Logger: zerolog.Nop(), Stopping: stopping})
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	lis := bufconn.Listen(1 << 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, srv, lis, 10*time.Second) }()
+	cc, err := grpc.NewClient("passthrough:///buf", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	w, err := healthpb.NewHealthClient(cc).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	close(stopping)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
+	if took := time.Since(begin); took > time.Second {
+		t.Fatalf("stop took %v with a health Watch open, want at once", took)
 	}
 }

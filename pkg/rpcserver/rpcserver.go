@@ -47,14 +47,16 @@ type Options struct {
 	// see the caller's identity (per-caller limits).
 	UnaryAfterAuth  []grpc.UnaryServerInterceptor
 	StreamAfterAuth []grpc.StreamServerInterceptor
-	// LongLived reports methods (full names) whose streams do not end by
-	// themselves: watches. Once Stopping is closed their streams end at once
-	// with Unavailable, and new ones are refused the same way, so clients
-	// reconnect and a graceful stop waits only for calls that finish.
-	// Other streams (a completion in flight) keep the grace period.
-	LongLived func(fullMethod string) bool
-	// Stopping is closed when shutdown begins (see LongLived); nil never.
+	// Stopping is closed when shutdown begins. Streams that do not end by
+	// themselves (the health service's Watch, and LongLived methods) then
+	// end at once with Unavailable, and new ones are refused the same way,
+	// so clients reconnect and a graceful stop waits only for calls that
+	// finish. Other streams (a completion in flight) keep the grace period.
+	// nil: never.
 	Stopping <-chan struct{}
+	// LongLived reports the service's own watch methods (full names); see
+	// Stopping.
+	LongLived func(fullMethod string) bool
 	// ServerOptions are appended (TLS credentials, size limits, keepalive).
 	ServerOptions []grpc.ServerOption
 	// Registerer, if set, receives the standard gRPC server metrics
@@ -96,8 +98,10 @@ func New(o Options) (*grpc.Server, *health.Server) {
 	}
 	unary = append(unary, o.UnaryAfterAuth...)
 	stream = append(stream, o.StreamAfterAuth...)
-	if o.LongLived != nil {
-		stream = append(stream, drainStream(o.LongLived, o.Stopping))
+	if o.Stopping != nil {
+		stream = append(stream, drainStream(func(m string) bool {
+			return m == healthpb.Health_Watch_FullMethodName || (o.LongLived != nil && o.LongLived(m))
+		}, o.Stopping))
 	}
 	unary = append(unary, recovery.UnaryServerInterceptor(rec))
 	stream = append(stream, recovery.StreamServerInterceptor(rec))
