@@ -84,7 +84,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.IssuerCert, "issuer-cert", "", "client certificate presented to the issuer (mTLS)")
 	fs.StringVar(&c.IssuerKey, "issuer-key", "", "client key for --issuer-cert")
 	fs.StringVar(&c.IssuerServerName, "issuer-server-name", "", "expected name in the issuer's certificate (default: host of --issuer-addr)")
-	fs.StringVar(&c.JWKSURL, "jwks-url", "", "take verification keys from this HTTP JWKS URL (e.g. a GitLab instance's /oauth/discovery/keys) instead of the issuer's KeyService")
+	fs.StringVar(&c.JWKSURL, "jwks-url", "", "take verification keys from this HTTP JWKS URL (e.g. a GitLab instance's /oauth/discovery/keys) instead of the issuer's KeyService; models and revocations still come from --issuer-addr")
 	fs.StringVar(&c.ExpectedIssuer, "expected-issuer", "http://127.0.0.1:9441", "required iss claim (the issuer's --issuer-url)")
 	fs.StringVar(&c.Audience, "audience", token.Audience, "required aud claim")
 	fs.DurationVar(&c.Leeway, "leeway", 30*time.Second, "clock leeway for exp, nbf and iat")
