@@ -163,3 +163,12 @@ func TestHealthWatchEndsWhenStopping(t *testing.T) {
 		t.Fatalf("stop took %v with a health Watch open, want at once", took)
 	}
 }
+
+// TestKeepaliveAgrees: a client pinging more often than the server allows
+// is sent too_many_pings and loses every stream (the issuer did that to the
+// gateway every ~10 min when they disagreed).
+func TestKeepaliveAgrees(t *testing.T) {
+	if ClientPingInterval < MinPingInterval {
+		t.Fatalf("clients ping every %v, servers allow every %v at most", ClientPingInterval, MinPingInterval)
+	}
+}

@@ -177,7 +177,9 @@ func Serve(ctx context.Context, srv *grpc.Server, lis net.Listener, grace time.D
 // certificate (the kubelet's gRPC probe) when the main port requires mutual
 // TLS: it answers SERVING or NOT_SERVING and nothing else.
 func ServeHealth(ctx context.Context, lis net.Listener, hs healthpb.HealthServer) error {
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.StreamInterceptor(drainStream(func(m string) bool {
+		return m == healthpb.Health_Watch_FullMethodName // ends at once when ctx does
+	}, ctx.Done())))
 	healthpb.RegisterHealthServer(srv, hs)
 	return Serve(ctx, srv, lis, time.Second)
 }
