@@ -60,10 +60,13 @@ var watchMethods = map[string]bool{
 	issuerv1.ModelService_WatchModels_FullMethodName:      true,
 }
 
-// build opens the store, loads (or creates) the keys, bootstraps users when
-// asked, and wires the gRPC services and the HTTP handler, without
-// listening. cfg must be valid. On error nothing stays open.
+// build validates cfg, opens the store, loads (or creates) the keys,
+// bootstraps users when asked, and wires the gRPC services and the HTTP
+// handler, without listening. On error nothing stays open.
 func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Time) (_ *issuer, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	devDir := ""
 	if cfg.Dev {
 		devDir = cfg.DataDir

@@ -96,6 +96,15 @@ func TestBuildFailureClosesTheStore(t *testing.T) {
 	}
 }
 
+func TestBuildRefusesAnInvalidConfig(t *testing.T) {
+	kekEnv(t, 7)
+	cfg := testConfig(t, t.TempDir())
+	cfg.RotationPeriod = time.Minute
+	if _, err := build(context.Background(), cfg, NewLogger(io.Discard, "info"), time.Now); err == nil || !strings.Contains(err.Error(), "--rotation-period 1m0s is shorter than --max-token-ttl") {
+		t.Fatalf("build = %v, want the --rotation-period error", err)
+	}
+}
+
 func TestServeFailsOnABusyPort(t *testing.T) {
 	kekEnv(t, 7)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
