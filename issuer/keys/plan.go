@@ -54,14 +54,14 @@ func (p Plan) Changed() bool {
 }
 
 // plan decides the next state of keys at now. It is pure: the same inputs
-// always give the same Plan, and it touches no key material. It keeps these
+// always give the same Plan, and it never reads key material. It keeps these
 // invariants, whatever state it starts from (first start, an interrupted
 // rotation, an issuer that was off for several periods):
 //
 //   - exactly one key is active afterwards, and one prepared;
-//   - the prepared key activates no earlier than MaxTokenTTL after now (it
-//     is published from now on), normally one RotationPeriod after the
-//     active key activated;
+//   - a newly prepared key activates one RotationPeriod after the active key
+//     activated, and never earlier than MaxTokenTTL after now (it is
+//     published from now on);
 //   - the prepared key activates when its time has come, or at once when
 //     force is set (RotateKeys); the active key it replaces is retired and
 //     stays published until retire + MaxTokenTTL + Leeway;
@@ -69,9 +69,9 @@ func (p Plan) Changed() bool {
 //
 // An issuer that was off for longer than a period catches up in one step:
 // the prepared key (already published) activates now, and the next one is
-// scheduled a period from now. Keys in a state this package never writes
-// twice (a second active or prepared key) are retired, so they stay
-// published for as long as tokens they may have signed live.
+// scheduled a period from now. A second active or prepared key (this
+// package never stores one) is retired, so it stays published as long as
+// tokens it may have signed live.
 func plan(keys []store.SigningKey, now time.Time, s Schedule, force bool) Plan {
 	var p Plan
 	var active, prepared *store.SigningKey
