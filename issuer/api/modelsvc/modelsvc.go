@@ -173,7 +173,7 @@ func (s *Service) CreateModel(ctx context.Context, req *issuerv1.CreateModelRequ
 	if _, err := authn.Require(ctx, store.RoleAdmin); err != nil {
 		return nil, err
 	}
-	m := fromProto(req.GetModel())
+	m := modelcheck.Normalize(fromProto(req.GetModel()))
 	if err := modelcheck.Validate(m, req.GetModel().GetApiKey()); err != nil {
 		return nil, apierr.Status(s.cfg.Logger, err)
 	}
@@ -206,7 +206,7 @@ func (s *Service) UpdateModel(ctx context.Context, req *issuerv1.UpdateModelRequ
 	if _, err := authn.Require(ctx, store.RoleAdmin); err != nil {
 		return nil, err
 	}
-	m := fromProto(req.GetModel())
+	m := modelcheck.Normalize(fromProto(req.GetModel()))
 	apiKey := req.GetModel().GetApiKey()
 	if apiKey != "" && req.GetClearApiKey() {
 		return nil, status.Error(codes.InvalidArgument, "clear_api_key: cannot be combined with a new api_key")
