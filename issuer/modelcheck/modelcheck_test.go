@@ -42,7 +42,11 @@ func TestValidate(t *testing.T) {
 		{name: "azure deployment path of another deployment", edit: func(m *store.Model) { azure(m); m.Endpoint += "/openai/deployments/other" }, field: "endpoint"},
 		{name: "openai_compatible without a version path", edit: func(m *store.Model) { openai(m); m.Endpoint = "http://127.0.0.1:8000" }, field: "endpoint"},
 		{name: "openai_compatible chat path without a version", edit: func(m *store.Model) { openai(m); m.Endpoint = "http://127.0.0.1:8000/chat/completions" }, field: "endpoint"},
-		{name: "openai_compatible with a beta version path", edit: func(m *store.Model) { openai(m); m.Endpoint = "https://models.internal/v1beta/openai"; m.TrustedNetworks = nil }},
+		{name: "openai_compatible with a beta version path", edit: func(m *store.Model) {
+			openai(m)
+			m.Endpoint = "https://models.internal/v1beta/openai"
+			m.TrustedNetworks = nil
+		}},
 		{name: "ollama's /v1 with the native provider", edit: func(m *store.Model) { m.Endpoint = "http://127.0.0.1:11434/v1" }, field: "endpoint"},
 		{name: "tgi's /v1 with the native provider", edit: func(m *store.Model) { m.Provider = "tgi"; m.Endpoint = "http://127.0.0.1:8080/v1" }, field: "endpoint"},
 		{name: "huge api key", edit: func(*store.Model) {}, apiKey: strings.Repeat("k", modelcheck.MaxAPIKeyLen+1), field: "api_key"},
