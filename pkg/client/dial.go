@@ -212,4 +212,3 @@ func transportHint(msg string) string {
 	}
 	return ""
 }
-
