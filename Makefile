@@ -12,7 +12,7 @@ GRPCURL_VERSION            ?= v1.9.3
 BINARIES := issuer gateway stubmodel airlockctl
 
 .PHONY: all build run demo test unit-test lint generate check-generated tools fuzz-short validate-deploy \
-        compose-test images dist bench loadtest clean
+        compose-test compose-up compose-down images dist bench loadtest clean grpcurl
 
 all: build
 
@@ -80,6 +80,9 @@ $(BIN)/protoc-gen-go-grpc:
 	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 $(BIN)/grpcurl:
 	GOBIN=$(BIN) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+## grpcurl: install grpcurl into ./bin (the `make run` banner's second example uses it)
+grpcurl: $(BIN)/grpcurl
 
 ## compose-test: build images and run the docker compose integration suite
 compose-test: $(BIN)/grpcurl

@@ -164,6 +164,8 @@ func TestMixedUpTransportSaysWhatToDo(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
+			// The gateway call fails in its token source (the mint at the
+			// issuer): the hint must survive that wrapping too.
 			_, err = conn.Complete(context.Background(), "duo_chat", client.User("hi"))
 			var ce *client.Error
 			if !errors.As(err, &ce) || ce.Code != codes.Unavailable || !strings.Contains(ce.Hint, tc.wantHint) || !strings.Contains(err.Error(), "hint: ") {
