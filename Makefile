@@ -88,6 +88,16 @@ grpcurl: $(BIN)/grpcurl
 compose-test: $(BIN)/grpcurl
 	./scripts/compose-test.sh
 
+## compose-up: issuer + gateway + stub under docker compose with mutual TLS: builds the images,
+## makes a private CA, certificates and KEK, registers the stub, prints how to use it.
+## AIRLOCK_PROJECT=name (default airlock-<user>) picks the compose project.
+compose-up:
+	./scripts/compose-test.sh up
+
+## compose-down: stop the compose project and delete its volume and generated secrets
+compose-down:
+	./scripts/compose-test.sh down
+
 clean:
 	rm -rf $(BIN) dist data
 

@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "../cmd/issuer", "../cmd/gateway", "../cmd/stubmodel")
+	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "../cmd/issuer", "../cmd/gateway", "../cmd/stubmodel", "../cmd/airlockctl")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building binaries:", err)
