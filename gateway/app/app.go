@@ -189,7 +189,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		if err != nil {
 			return err
 		}
-		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tc)))
+		serverOpts = append(serverOpts, grpc.Creds(rpcserver.TLSCredentials(tc, log)))
 	}
 	srv, health := rpcserver.New(rpcserver.Options{
 		Logger:        log,

@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/airlock-dev/airlock/issuer/api/authn"
@@ -213,7 +212,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 	}()
 	srvOpts := telemetry.ServerOptions(cfg.Telemetry)
 	if grpcTLS != nil {
-		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(grpcTLS)))
+		srvOpts = append(srvOpts, grpc.Creds(rpcserver.TLSCredentials(grpcTLS, log)))
 	} else {
 		log.Warn().Str("addr", cfg.GRPCAddr).Bool("loopback", isLoopback(cfg.GRPCAddr)).
 			Msg("serving gRPC in plaintext (--plaintext or --dev): personal access tokens and tokens cross the network in clear; use only for local development")
