@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/airlock-dev/airlock/issuer/store"
@@ -138,7 +139,7 @@ func checkProviderEndpoint(m store.Model, u *url.URL) error {
 			return want(fmt.Sprintf("endpoint %q has no API version path such as /v1 (requests would go to %s/chat/completions)", u.Redacted(), strings.TrimRight(u.Redacted(), "/")))
 		}
 	case "azure_openai":
-		if strings.Contains(path, "/openai") {
+		if slices.Contains(strings.Split(path, "/"), "openai") {
 			return want(fmt.Sprintf("endpoint %q holds a deployment path that does not match identifier %q", u.Redacted(), m.Identifier))
 		}
 	}
