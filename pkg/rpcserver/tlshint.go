@@ -58,5 +58,4 @@ func (h *hintingTLS) Clone() credentials.TransportCredentials {
 	return &hintingTLS{TransportCredentials: h.TransportCredentials.Clone(), log: h.log}
 }
 
-
 var _ credentials.TransportCredentials = (*hintingTLS)(nil)
