@@ -200,6 +200,11 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	})
 	svc.Register(srv)
 
+	serveAPI, err := apiHTTPTask(cfg, v, svc, reg, log)
+	if err != nil {
+		return err
+	}
+
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("--grpc-addr: %w", err)
@@ -233,9 +238,22 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		}
 		defer httpSrv.Close()
 	}
-	log.Info().Str("grpc_addr", lis.Addr().String()).Str("http_addr", cfg.HTTPAddr).Str("issuer", cfg.IssuerAddr).
-		Str("expected_issuer", cfg.ExpectedIssuer).Msg("gateway started")
+	apiDone := make(chan error, 1)
+	go func() {
+		err := serveAPI(ctx)
+		if err != nil {
+			log.Error().Err(err).Msg("HTTP API listener failed; stopping the gateway")
+			cancel()
+		}
+		apiDone <- err
+	}()
+	log.Info().Str("grpc_addr", lis.Addr().String()).Str("http_addr", cfg.HTTPAddr).Str("api_http_addr", cfg.APIHTTPAddr).
+		Str("issuer", cfg.IssuerAddr).Str("expected_issuer", cfg.ExpectedIssuer).Msg("gateway started")
 	err = rpcserver.Serve(ctx, srv, lis, cfg.ShutdownGrace)
+	cancel()
+	if apiErr := <-apiDone; err == nil {
+		err = apiErr
+	}
 	log.Info().Msg("gateway stopped")
 	return err
 }
