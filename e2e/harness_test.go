@@ -153,13 +153,14 @@ type cluster struct {
 	dataDir                string
 	issuerGRPC, issuerHTTP string
 	gatewayGRPC, stubAddr  string
+	gatewayAPI             string // the HTTP API (--api-http-addr)
 	issuer, gateway, stub  *proc
 	gatewayArgs            []string
 }
 
 func newCluster(t *testing.T, gatewayArgs ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dataDir: t.TempDir(), issuerGRPC: freeAddr(t), issuerHTTP: freeAddr(t), gatewayGRPC: freeAddr(t), stubAddr: freeAddr(t), gatewayArgs: gatewayArgs}
+	c := &cluster{t: t, dataDir: t.TempDir(), issuerGRPC: freeAddr(t), issuerHTTP: freeAddr(t), gatewayGRPC: freeAddr(t), gatewayAPI: freeAddr(t), stubAddr: freeAddr(t), gatewayArgs: gatewayArgs}
 	c.stub = startProc(t, "stubmodel", "--addr", c.stubAddr, "--tokens", "12", "--delay", "1ms")
 	c.startIssuer()
 	c.startGateway()
@@ -176,7 +177,7 @@ func (c *cluster) startIssuer() {
 }
 
 func (c *cluster) startGateway() {
-	args := append([]string{"--plaintext", "--grpc-addr", c.gatewayGRPC, "--http-addr", "",
+	args := append([]string{"--plaintext", "--grpc-addr", c.gatewayGRPC, "--http-addr", "", "--api-http-addr", c.gatewayAPI,
 		"--issuer-addr", c.issuerGRPC, "--issuer-token-file", c.credential("gateway"),
 		"--expected-issuer", c.issuerURL()}, c.gatewayArgs...)
 	c.gateway = startProc(c.t, "gateway", args...)

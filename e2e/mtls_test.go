@@ -51,7 +51,7 @@ func TestMutualTLSEverywhere(t *testing.T) {
 	}
 	waitTLSHealthy(t, c.issuer, c.issuerGRPC, toolTLS)
 	healthAddr := freeAddr(t)
-	c.gateway = startProc(t, "gateway", "--grpc-addr", c.gatewayGRPC, "--http-addr", "", "--health-addr", healthAddr,
+	c.gateway = startProc(t, "gateway", "--grpc-addr", c.gatewayGRPC, "--http-addr", "", "--api-http-addr", "", "--health-addr", healthAddr,
 		"--tls-cert", crt("gateway"), "--tls-key", key("gateway"), "--tls-client-ca", ca,
 		"--issuer-addr", c.issuerGRPC, "--issuer-ca", ca, "--issuer-cert", crt("gateway"), "--issuer-key", key("gateway"),
 		"--expected-issuer", "https://"+c.issuerHTTP)

@@ -121,7 +121,7 @@ func TestGatewayWithoutIssuerFailsClosed(t *testing.T) {
 	c.issuer.kill()
 	c.gateway.stop()
 	// A fresh gateway with no key set: NOT_SERVING, and requests Unavailable.
-	args := append([]string{"--plaintext", "--grpc-addr", c.gatewayGRPC, "--http-addr", "",
+	args := append([]string{"--plaintext", "--grpc-addr", c.gatewayGRPC, "--http-addr", "", "--api-http-addr", c.gatewayAPI,
 		"--issuer-addr", c.issuerGRPC, "--issuer-token-file", c.credential("gateway"),
 		"--expected-issuer", c.issuerURL()}, c.gatewayArgs...)
 	c.gateway = startProc(t, "gateway", args...)

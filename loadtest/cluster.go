@@ -150,7 +150,7 @@ func startCluster(ctx context.Context, binDir, dataDir string, stubTokens int, g
 	if err = waitHealthy(ctx, c.issuer, c.issuerGRPC); err != nil {
 		return c, err
 	}
-	args := append([]string{"--plaintext", "--grpc-addr", c.gatewayGRPC, "--http-addr", c.gatewayHTTP,
+	args := append([]string{"--plaintext", "--grpc-addr", c.gatewayGRPC, "--http-addr", c.gatewayHTTP, "--api-http-addr", "",
 		"--issuer-addr", c.issuerGRPC, "--issuer-token-file", c.credential("gateway"),
 		"--expected-issuer", c.issuerURL()}, gatewayArgs...)
 	if c.gateway, err = startProc(binDir, "gateway", args...); err != nil {

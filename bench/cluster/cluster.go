@@ -57,6 +57,7 @@ type Cluster struct {
 	IssuerGRPC, IssuerHTTP string
 	GatewayGRPC            string
 	GatewayHTTP            string
+	GatewayAPI             string // the HTTP API (--api-http-addr)
 	StubAddr               string
 	Issuer, Gateway, Stub  *Proc
 }
@@ -79,7 +80,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			c.Close()
 		}
 	}()
-	for _, a := range []*string{&c.IssuerGRPC, &c.IssuerHTTP, &c.GatewayGRPC, &c.GatewayHTTP, &c.StubAddr} {
+	for _, a := range []*string{&c.IssuerGRPC, &c.IssuerHTTP, &c.GatewayGRPC, &c.GatewayHTTP, &c.GatewayAPI, &c.StubAddr} {
 		if *a, err = FreeAddr(); err != nil {
 			return nil, err
 		}
@@ -127,7 +128,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if len(argv) == 0 {
 		argv = []string{filepath.Join(cfg.BinDir, "gateway")}
 	}
-	argv = append(append([]string{}, argv...), "--plaintext", "--grpc-addr", c.GatewayGRPC, "--http-addr", c.GatewayHTTP,
+	argv = append(append([]string{}, argv...), "--plaintext", "--grpc-addr", c.GatewayGRPC, "--http-addr", c.GatewayHTTP, "--api-http-addr", c.GatewayAPI,
 		"--issuer-addr", issuerAddr, "--issuer-token-file", c.credentialFile("gateway"),
 		"--expected-issuer", c.IssuerURL(), "--log-level", "warn")
 	c.Gateway, err = StartProc("gateway", append(argv, cfg.GatewayArgs...), filepath.Join(cfg.WorkDir, "gateway.log"))

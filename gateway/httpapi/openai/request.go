@@ -121,7 +121,7 @@ func decode(body []byte, v any) *httpapi.Error {
 	case err == nil:
 		return nil
 	case errors.As(err, &typeErr) && typeErr.Field != "":
-		return invalidParam(typeErr.Field, "wrong type (%s), want %s", typeErr.Value, jsonType(typeErr.Type.Kind().String()))
+		return invalidParam(strings.TrimPrefix(typeErr.Field, "common."), "wrong type (%s), want %s", typeErr.Value, jsonType(typeErr.Type.Kind().String()))
 	}
 	return &httpapi.Error{Status: http.StatusBadRequest, Message: "the request body is not valid JSON"}
 }
