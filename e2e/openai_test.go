@@ -16,10 +16,13 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/packages/ssestream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/airlock-dev/airlock/internal/faultmodel"
 	"github.com/airlock-dev/airlock/internal/stubmodel"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/client"
 )
 
 // openAIClient is the official SDK pointed at the gateway's HTTP API with
@@ -75,10 +78,10 @@ func (rec *recorder) last() recorded {
 func TestOpenAISDKAgainstTheGateway(t *testing.T) {
 	c := newCluster(t, "--max-prompt-bytes", "4096")
 	ctx := context.Background()
-	client := c.openAIClient(c.mint(nil, 0).GetToken())
+	sdk := c.openAIClient(c.mint(nil, 0).GetToken())
 
 	t.Run("chat, not streamed", func(t *testing.T) {
-		resp, err := client.Chat.Completions.New(ctx, chatParams("duo_chat"))
+		resp, err := sdk.Chat.Completions.New(ctx, chatParams("duo_chat"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +95,7 @@ func TestOpenAISDKAgainstTheGateway(t *testing.T) {
 	t.Run("chat, streamed with usage", func(t *testing.T) {
 		params := chatParams("duo_chat")
 		params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
-		stream := client.Chat.Completions.NewStreaming(ctx, params)
+		stream := sdk.Chat.Completions.NewStreaming(ctx, params)
 		acc := openai.ChatCompletionAccumulator{}
 		chunks := 0
 		for stream.Next() {
@@ -107,6 +110,25 @@ func TestOpenAISDKAgainstTheGateway(t *testing.T) {
 		}
 	})
 
+	t.Run("a long-running tool on pkg/client's token source", func(t *testing.T) {
+		cc, err := grpc.NewClient(c.issuerGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithPerRPCCredentials(client.PATCredentials(c.pat("demo"), client.AllowInsecure())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		tokens := client.NewTokenSource(issuerv1.NewTokenServiceClient(cc), client.WithFeatures("duo_chat"))
+		defer tokens.Close()
+		tr := &http.Transport{}
+		defer tr.CloseIdleConnections()
+		oai := openai.NewClient(option.WithBaseURL("http://"+c.gatewayAPI+"/v1"), option.WithAPIKey("unused"), option.WithMaxRetries(0),
+			option.WithHTTPClient(&http.Client{Transport: client.NewHTTPTransport(tokens, tr, client.AllowInsecure())}))
+		resp, err := oai.Chat.Completions.New(ctx, chatParams("duo_chat"))
+		if err != nil || resp.Choices[0].Message.Content != stubAnswer {
+			t.Fatalf("chat through the token source: %v", err)
+		}
+	})
+
 	t.Run("models this token may use", func(t *testing.T) {
 		chatOnly := c.openAIClient(c.mint([]string{"duo_chat"}, 0).GetToken())
 		page, err := chatOnly.Models.List(ctx)
@@ -116,7 +138,7 @@ func TestOpenAISDKAgainstTheGateway(t *testing.T) {
 		if len(page.Data) != 1 || page.Data[0].ID != "duo_chat" || page.Data[0].Object != "model" {
 			t.Fatalf("models = %s", page.RawJSON())
 		}
-		all, err := client.Models.List(ctx)
+		all, err := sdk.Models.List(ctx)
 		if err != nil || len(all.Data) != 3 {
 			t.Fatalf("every feature: %v %v", all, err)
 		}
@@ -136,7 +158,7 @@ func TestOpenAISDKAgainstTheGateway(t *testing.T) {
 		wantPrompt := "[SUFFIX]\n\nprint(add(1, 2))\n[PREFIX]def add(a, b):\n    "
 		var got recorded
 		eventually(t, func() error {
-			resp, err := client.Completions.New(ctx, params)
+			resp, err := sdk.Completions.New(ctx, params)
 			if err != nil {
 				return err
 			}
@@ -157,7 +179,7 @@ func TestOpenAISDKAgainstTheGateway(t *testing.T) {
 			t.Fatalf("model server got %s %s, want prompt %q", got.path, got.body, wantPrompt)
 		}
 
-		stream := client.Completions.NewStreaming(ctx, params)
+		stream := sdk.Completions.NewStreaming(ctx, params)
 		var text strings.Builder
 		finish := ""
 		for stream.Next() {
@@ -180,7 +202,7 @@ func TestOpenAISDKErrors(t *testing.T) {
 	c := newCluster(t, append([]string{"--max-prompt-bytes", "4096"}, faultGatewayArgs...)...)
 	ctx := context.Background()
 	jwt := c.mint(nil, 0).GetToken()
-	client := c.openAIClient(jwt)
+	sdk := c.openAIClient(jwt)
 
 	apiError := func(err error) *openai.Error {
 		var e *openai.Error
@@ -200,14 +222,14 @@ func TestOpenAISDKErrors(t *testing.T) {
 		{"401 forged key", c.openAIClient(jwt[:len(jwt)-6] + "AAAAAA"), chatParams("duo_chat"), 401, "authentication_error", ""},
 		{"401 not a JWT", c.openAIClient("sk-not-a-token"), chatParams("duo_chat"), 401, "authentication_error", ""},
 		{"403 feature not granted", c.openAIClient(c.mint([]string{"code_completions"}, 0).GetToken()), chatParams("duo_chat"), 403, "permission_error", ""},
-		{"404 unknown model", client, chatParams("gpt-4o"), 404, "not_found_error", "model"},
-		{"400 n > 1", client, func() openai.ChatCompletionNewParams { p := chatParams("duo_chat"); p.N = openai.Int(2); return p }(), 400, "invalid_request_error", "n"},
-		{"400 tools", client, func() openai.ChatCompletionNewParams {
+		{"404 unknown model", sdk, chatParams("gpt-4o"), 404, "not_found_error", "model"},
+		{"400 n > 1", sdk, func() openai.ChatCompletionNewParams { p := chatParams("duo_chat"); p.N = openai.Int(2); return p }(), 400, "invalid_request_error", "n"},
+		{"400 tools", sdk, func() openai.ChatCompletionNewParams {
 			p := chatParams("duo_chat")
 			p.Tools = []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "lookup"})}
 			return p
 		}(), 400, "invalid_request_error", "tools"},
-		{"413 prompt over --max-prompt-bytes", client, openai.ChatCompletionNewParams{Model: "duo_chat",
+		{"413 prompt over --max-prompt-bytes", sdk, openai.ChatCompletionNewParams{Model: "duo_chat",
 			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(strings.Repeat("x", 5000))}}, 413, "invalid_request_error", ""},
 	}
 	for _, tt := range tests {
@@ -241,7 +263,7 @@ func TestOpenAISDKErrors(t *testing.T) {
 			c.bind("code_generations", name)
 			var e *openai.Error
 			eventually(t, func() error {
-				_, err := client.Chat.Completions.New(ctx, gen)
+				_, err := sdk.Chat.Completions.New(ctx, gen)
 				if err == nil {
 					return errors.New("still routed to the stub")
 				}
@@ -268,7 +290,7 @@ func TestOpenAISDKErrors(t *testing.T) {
 		c.createModel("oai-reset", fm.URL(faultmodel.ResetMidStream), "")
 		c.bind("code_generations", "oai-reset")
 		eventually(t, func() error {
-			stream := client.Chat.Completions.NewStreaming(ctx, gen)
+			stream := sdk.Chat.Completions.NewStreaming(ctx, gen)
 			var text strings.Builder
 			for stream.Next() {
 				for _, ch := range stream.Current().Choices {
@@ -292,11 +314,11 @@ func TestOpenAIDisconnectClosesUpstream(t *testing.T) {
 	fm := startFaultModel(t)
 	c := newCluster(t, "--upstream-idle-timeout", "30s")
 	c.createModel("endless", fm.URL(faultmodel.Endless), "")
-	client := c.openAIClient(c.mint(nil, 0).GetToken())
+	sdk := c.openAIClient(c.mint(nil, 0).GetToken())
 	c.bind(faultFeature, "endless")
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithCancel(context.Background())
-		stream := client.Chat.Completions.NewStreaming(ctx, chatParams(faultFeature))
+		stream := sdk.Chat.Completions.NewStreaming(ctx, chatParams(faultFeature))
 		// The endless model writes as fast as the gateway reads, so the
 		// first chunk may carry many of its words at once.
 		if !stream.Next() || len(stream.Current().Choices) == 0 || !strings.HasPrefix(stream.Current().Choices[0].Delta.Content, faultmodel.Word) {
