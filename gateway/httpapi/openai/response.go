@@ -183,10 +183,13 @@ func (h *handlers) run(w http.ResponseWriter, r *http.Request, req *request, s s
 	}
 	st := newSSE(w)
 	first := true
+	firstFrame, nextFrame := newDeltaFrame(s, hd, true), newDeltaFrame(s, hd, false)
 	done, err := h.c.ServeStream(ctx, req.in, func(t string) error {
-		ev := s.delta(hd, t, first)
-		first = false
-		return st.event(ev)
+		f := nextFrame
+		if first {
+			f, first = firstFrame, false
+		}
+		return st.raw(f.frame(t))
 	})
 	if err != nil {
 		st.fail(ctx, func(started bool) {
@@ -301,4 +304,33 @@ func (s *sse) fail(ctx context.Context, answer func(started bool)) {
 		_ = s.rc.SetWriteDeadline(time.Now().Add(errorWriteTimeout))
 	}
 	answer(s.started)
+}
+
+// deltaFrame is a text chunk's SSE event split around its text, built once
+// per stream from the shape's own encoding: each delta then costs one
+// string escape instead of encoding the whole chunk.
+type deltaFrame struct{ prefix, suffix []byte }
+
+// placeholder is text that encodes to a JSON string found nowhere else in
+// a chunk (a NUL byte), so splitting on it is exact.
+const placeholder = "\x00"
+
+func newDeltaFrame(s shape, h head, first bool) deltaFrame {
+	b, err := json.Marshal(s.delta(h, placeholder, first))
+	if err != nil {
+		panic(err) // plain structs of strings and ints always encode
+	}
+	pre, suf, ok := strings.Cut(string(b), `"\u0000"`)
+	if !ok {
+		panic("openai: placeholder missing from the encoded chunk")
+	}
+	return deltaFrame{prefix: []byte("data: " + pre), suffix: []byte(suf + "\n\n")}
+}
+
+func (f deltaFrame) frame(text string) []byte {
+	q, _ := json.Marshal(text) // a string always encodes
+	out := make([]byte, 0, len(f.prefix)+len(q)+len(f.suffix))
+	out = append(out, f.prefix...)
+	out = append(out, q...)
+	return append(out, f.suffix...)
 }
