@@ -142,6 +142,8 @@ func (c Config) validate() error {
 	if c.APIHTTPAddr != "" {
 		_, _, err := net.SplitHostPort(c.APIHTTPAddr)
 		check(err != nil, "--api-http-addr %q: %v", c.APIHTTPAddr, err)
+		check(c.APIHTTPAddr == c.GRPCAddr || c.APIHTTPAddr == c.HTTPAddr || c.APIHTTPAddr == c.HealthAddr,
+			"--api-http-addr %q is also --grpc-addr, --http-addr or --health-addr: give it its own port (or empty to disable)", c.APIHTTPAddr)
 	}
 	check(c.IssuerAddr == "" && c.JWKSURL == "", "--issuer-addr or --jwks-url is required")
 	check(c.IssuerAddr != "" && c.IssuerTokenFile == "" && c.IssuerCert == "",

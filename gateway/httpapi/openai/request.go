@@ -374,6 +374,9 @@ func parseCompletion(body []byte) (*request, *httpapi.Error) {
 	if e != nil {
 		return nil, e
 	}
+	if prompt == "" && (c.Suffix == nil || *c.Suffix == "") {
+		return nil, invalidParam("prompt", "prompt and suffix are both empty")
+	}
 	in := completion.Input{Feature: string(f), Options: o}
 	if f.IsCode() {
 		in.Code = &gatewayv1.CodeContext{ContentAboveCursor: prompt}
