@@ -20,13 +20,14 @@ import (
 // apiHTTPTask builds the HTTP API (--api-http-addr) and returns the task
 // that binds its listener and serves it until ctx ends: the OpenAI-compatible dialect on
 // the same verifier and completion core as gRPC, with the same TLS, body
-// bound (--max-recv-bytes) and connection limit (--max-connections). With
-// the flag empty the task does nothing.
+// bound (--max-recv-bytes), connection and per-connection stream limits
+// (--max-connections, --max-streams-per-conn) and slow-client bound
+// (--client-send-timeout). With the flag empty the task does nothing.
 func apiHTTPTask(cfg Config, v *auth.Verifier, svc *completion.Service, reg prometheus.Registerer, log zerolog.Logger) (func(context.Context) error, error) {
 	if cfg.APIHTTPAddr == "" {
 		return func(context.Context) error { return nil }, nil
 	}
-	oai, err := openai.New(openai.Config{Completer: svc})
+	oai, err := openai.New(openai.Config{Completer: svc, WriteTimeout: cfg.ClientSendTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -55,6 +56,7 @@ func apiHTTPTask(cfg Config, v *auth.Verifier, svc *completion.Service, reg prom
 		if cfg.MaxConns > 0 {
 			lis = netutil.LimitListener(lis, cfg.MaxConns)
 		}
-		return httpapi.Serve(ctx, lis, h, tc, cfg.ShutdownGrace, alog)
+		return httpapi.Serve(ctx, lis, h, httpapi.ServeOptions{TLS: tc, Grace: cfg.ShutdownGrace,
+			MaxStreamsPerConn: int(cfg.MaxConnStream), Logger: alog})
 	}, nil
 }

@@ -202,7 +202,9 @@ func TestServeStopsWithTheContext(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, lis, http.NotFoundHandler(), nil, time.Second, zerolog.Nop()) }()
+	go func() {
+		done <- Serve(ctx, lis, http.NotFoundHandler(), ServeOptions{Grace: time.Second, Logger: zerolog.Nop()})
+	}()
 	resp, err := http.Get("http://" + lis.Addr().String() + "/")
 	if err != nil {
 		t.Fatal(err)

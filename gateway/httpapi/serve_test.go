@@ -52,7 +52,9 @@ func TestServeRequiresClientCertificatesUnderMutualTLS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(r.Proto)) })
-	go func() { done <- Serve(ctx, lis, ok, tc, time.Second, zerolog.Nop()) }()
+	go func() {
+		done <- Serve(ctx, lis, ok, ServeOptions{TLS: tc, Grace: time.Second, MaxStreamsPerConn: 8, Logger: zerolog.Nop()})
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -42,11 +42,16 @@ type Config struct {
 	Completer Completer
 	// Now is the clock of `created`; nil means time.Now.
 	Now func() time.Time
+	// WriteTimeout bounds writing a whole (non-streamed) answer to a client
+	// that does not read it (default 30 s; the gateway passes
+	// --client-send-timeout, which bounds streams in the core's relay).
+	WriteTimeout time.Duration
 }
 
 type handlers struct {
-	c   Completer
-	now func() time.Time
+	c            Completer
+	now          func() time.Time
+	writeTimeout time.Duration
 }
 
 // New returns the dialect's routes for httpapi. It fails without a Completer.
@@ -57,7 +62,10 @@ func New(cfg Config) (httpapi.Dialect, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &handlers{c: cfg.Completer, now: cfg.Now}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
+	h := &handlers{c: cfg.Completer, now: cfg.Now, writeTimeout: cfg.WriteTimeout}
 	return httpapi.Dialect{
 		Name: Name,
 		Routes: []httpapi.Route{

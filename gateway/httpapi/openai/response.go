@@ -173,6 +173,7 @@ func (h *handlers) run(w http.ResponseWriter, r *http.Request, req *request, s s
 		} else {
 			hd.Object = "text_completion"
 		}
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.writeTimeout))
 		writeJSON(w, http.StatusOK, s.whole(hd, b.String(), finishReason(done.GetFinishReason()), usageOf(done)))
 		return
 	}
