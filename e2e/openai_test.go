@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"strings"
 	"sync"
 	"testing"
@@ -419,4 +421,47 @@ func TestOpenAIRawSSEBytes(t *testing.T) {
 	if !strings.HasPrefix(usage, head) || !strings.HasSuffix(usage, `,"model":"duo_chat","choices":[],"usage":{"prompt_tokens":8,"completion_tokens":12,"total_tokens":20}}`) {
 		t.Fatalf("usage chunk: %s", usage)
 	}
+}
+
+// httpAPIEvidence calls the HTTP API as a curl user would (good's headers
+// for the healthy chat and for the model that echoes its key; each of
+// refused's, which must be refused) and returns every whole response for
+// TestNoSecretLeaks.
+func (c *cluster) httpAPIEvidence(t *testing.T, good map[string]string, refused map[string]map[string]string) map[string][]byte {
+	t.Helper()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	out := map[string][]byte{}
+	call := func(name string, hdr map[string]string, model string, stream bool) int {
+		body := fmt.Sprintf(`{"model":%q,"stream":%v,"messages":[{"role":"user","content":"hello"}]}`, model, stream)
+		req, _ := http.NewRequest(http.MethodPost, "http://"+c.gatewayAPI+"/v1/chat/completions", strings.NewReader(body))
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("HTTP API %s: %v", name, err)
+		}
+		dump, err := httputil.DumpResponse(resp, true)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("HTTP API %s: %v", name, err)
+		}
+		out["HTTP API: "+name] = dump
+		return resp.StatusCode
+	}
+	if code := call("chat", good, "duo_chat", false); code != http.StatusOK {
+		t.Errorf("HTTP API chat: %d", code)
+	}
+	call("chat streamed", good, "duo_chat", true)
+	if code := call("model that echoes its key", good, "code_generations", false); code != http.StatusBadGateway {
+		t.Errorf("HTTP API, model rejecting its key: %d, want 502", code)
+	}
+	for name, md := range refused {
+		if code := call("refused "+name, md, "duo_chat", true); code == http.StatusOK {
+			t.Errorf("HTTP API accepted the %s token", name)
+		}
+	}
+	return out
 }
