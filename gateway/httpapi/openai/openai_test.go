@@ -286,6 +286,7 @@ func TestErrorsInOpenAIsEnvelope(t *testing.T) {
 		{name: "feature not granted", token: "chat", path: "/v1/completions", body: `{"model":"code_completions","prompt":"x"}`, status: 403, errType: "permission_error", msg: "Unauthorized to access code_completions"},
 		{name: "unknown model", token: "good", path: "/v1/chat/completions", body: `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`, status: 404, errType: "not_found_error", param: "model", code: "model_not_found", msg: `The model "gpt-4o" does not exist`},
 		{name: "model missing", token: "good", path: "/v1/chat/completions", body: `{"messages":[]}`, status: 400, errType: "invalid_request_error", param: "model", msg: "model: required"},
+		{name: "JSON but not an object", token: "good", path: "/v1/chat/completions", body: `[1]`, status: 400, errType: "invalid_request_error", msg: "the request body must be a JSON object"},
 		{name: "not JSON", token: "good", path: "/v1/chat/completions", body: `{"model":`, status: 400, errType: "invalid_request_error", msg: "the request body is not valid JSON"},
 		{name: "wrong type", token: "good", path: "/v1/chat/completions", body: `{"model":"duo_chat","stream":"yes","messages":[]}`, status: 400, errType: "invalid_request_error", param: "stream", msg: "stream: wrong type (string), want a boolean"},
 		{name: "no messages", token: "good", path: "/v1/chat/completions", body: `{"model":"duo_chat"}`, status: 400, errType: "invalid_request_error", param: "messages", msg: "messages: at least one message is required"},
@@ -340,5 +341,52 @@ func TestErrorsInOpenAIsEnvelope(t *testing.T) {
 					a.status, a.header.Get("Retry-After"), a.body, tt.status, tt.errType, tt.param, tt.code, tt.msg, tt.retryAfter)
 			}
 		})
+	}
+}
+
+// stuckCompleter streams large deltas from another goroutine, as the
+// core's relay does, and gives up after a while, as the relay does with a
+// client that reads nothing (its send may then still be blocked).
+type stuckCompleter struct {
+	fakeCompleter
+	senderDone chan struct{}
+}
+
+func (s *stuckCompleter) ServeStream(ctx context.Context, _ completion.Input, send func(string) error) (*gatewayv1.CompletionDone, error) {
+	big := strings.Repeat("x", 64<<10)
+	go func() {
+		defer close(s.senderDone)
+		for send(big) == nil {
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	return nil, status.Error(codes.ResourceExhausted, "client is not reading the stream")
+}
+
+// A client that stops reading: the handler makes the relay's blocked
+// write fail and returns, instead of hanging on the connection.
+func TestStreamToAClientThatStopsReadingEnds(t *testing.T) {
+	sc := &stuckCompleter{senderDone: make(chan struct{})}
+	d, err := New(Config{Completer: sc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := httpapi.NewHandler(httpapi.Config{Verifier: fakeVerifier{}, Dialects: []httpapi.Dialect{d}, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(`{"model":"duo_chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Authorization", "Bearer good")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close() // never read
+	select {
+	case <-sc.senderDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the relay's write to a client that stopped reading is still blocked")
 	}
 }

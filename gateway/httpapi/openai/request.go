@@ -122,6 +122,8 @@ func decode(body []byte, v any) *httpapi.Error {
 		return nil
 	case errors.As(err, &typeErr) && typeErr.Field != "":
 		return invalidParam(strings.TrimPrefix(typeErr.Field, "common."), "wrong type (%s), want %s", typeErr.Value, jsonType(typeErr.Type.Kind().String()))
+	case errors.As(err, &typeErr):
+		return &httpapi.Error{Status: http.StatusBadRequest, Message: "the request body must be a JSON object"}
 	}
 	return &httpapi.Error{Status: http.StatusBadRequest, Message: "the request body is not valid JSON"}
 }
