@@ -173,6 +173,10 @@ func TestNoSecretLeaks(t *testing.T) {
 		}
 		ev.addErr("refused "+name, err)
 	}
+	// The same requests over the HTTP API (OpenAI dialect).
+	for where, b := range c.httpAPIEvidence(t, good, refusals) {
+		ev.add(where, b)
+	}
 	// The issuer refusing a bad personal access token.
 	badPAT := metadataPAT(c.pat("demo") + "x")
 	_, err = tokens.MintToken(badPAT, &issuerv1.MintTokenRequest{})

@@ -22,8 +22,8 @@ LOGS=$DATA/logs
 DEMO=false
 [[ "${1:-}" == "--demo" ]] && DEMO=true
 
-# The loopback ports of the defaults: issuer gRPC/HTTP, gateway gRPC/HTTP, stub.
-PORTS=(9440 9441 9450 9451 9460)
+# The loopback ports of the defaults: issuer gRPC/HTTP, gateway gRPC/HTTP/HTTP API, stub.
+PORTS=(9440 9441 9450 9451 9452 9460)
 
 # port_holder PORT prints who listens on 127.0.0.1:PORT, as precisely as
 # this machine lets us see (another user's process may show without a name).
@@ -122,9 +122,14 @@ if $DEMO; then
 	echo "== streaming a completion through the gateway =="
 	out=$("$BIN/airlockctl" $USER_FLAGS complete --feature duo_chat --prompt "Say hello")
 	echo "$out"
-	if [[ -z "${out// /}" ]]; then
-		echo "demo: FAIL, no text streamed back" >&2
-		exit 1
+	if [[ -z "${out// /}" ]]; then echo "demo: FAIL, no text streamed back" >&2; exit 1; fi
+	if command -v curl >/dev/null; then
+		echo "== the same through the OpenAI-compatible HTTP API =="
+		eval "$("$BIN/airlockctl" $USER_FLAGS token mint --format env)"
+		sse=$(curl -sS -N "$OPENAI_BASE_URL/chat/completions" -H "Authorization: Bearer $OPENAI_API_KEY" \
+			-H "Content-Type: application/json" -d '{"model":"duo_chat","stream":true,"messages":[{"role":"user","content":"Say hello"}]}')
+		echo "$sse" | tail -n 4
+		if [[ "$sse" != *'"content":"'* || "$sse" != *"data: [DONE]"* ]]; then echo "demo: FAIL, no SSE answer from the HTTP API" >&2; exit 1; fi
 	fi
 	echo "demo: OK, text streamed back through the gateway"
 	exit 0
@@ -141,7 +146,7 @@ cat <<MSG
 
 Airlock is running (logs in $LOGS/, state in $DATA/issuer/):
   issuer   gRPC 127.0.0.1:9440   HTTP http://127.0.0.1:9441/oauth/discovery/keys
-  gateway  gRPC 127.0.0.1:9450   HTTP http://127.0.0.1:9451/metrics
+  gateway  gRPC 127.0.0.1:9450   HTTP http://127.0.0.1:9451/metrics   HTTP API http://127.0.0.1:9452/v1 (OpenAI-compatible)
   stub     http://127.0.0.1:9460/v1  (test double, bound to every feature)
 Credentials (owner-only files): $DATA/issuer/credentials/{admin,demo,gateway}.token
 Both services serve plaintext on loopback: clients need --plaintext (AIRLOCK_PLAINTEXT=true).
@@ -156,6 +161,12 @@ Or mint a token and call the gateway with grpcurl (install it once with: make gr
       -H "x-gitlab-global-user-id: \$AIRLOCK_GLOBAL_USER_ID" \\
       -d '{"feature":"duo_chat","messages":[{"role":"user","content":"Hello"}]}' \\
       127.0.0.1:9450 airlock.gateway.v1.CompletionService/StreamCompletion
+
+Or through the OpenAI-compatible HTTP API, with curl or any OpenAI SDK (OPENAI_API_KEY and
+OPENAI_BASE_URL come from the same eval):
+    eval "\$($BIN/airlockctl $USER_FLAGS token mint --format env)"
+    curl -sS -N "\$OPENAI_BASE_URL/chat/completions" -H "Authorization: Bearer \$OPENAI_API_KEY" -H "Content-Type: application/json" \\
+      -d '{"model":"duo_chat","stream":true,"messages":[{"role":"user","content":"Hello"}]}'
 
 Press Ctrl-C to stop.
 MSG

@@ -19,6 +19,11 @@ type Direct struct {
 	Client *http.Client
 	// URL is the chat completions endpoint (…/v1/chat/completions).
 	URL string
+	// Body is the request (default: a streamed chat completion of one
+	// short message for the stub's model); Header is added to each request
+	// (the gateway's HTTP API takes the token as Authorization).
+	Body   []byte
+	Header http.Header
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -37,10 +42,17 @@ func (d *Direct) Stream(ctx context.Context, _ int) Stream {
 	}
 	start := now()
 	var s Stream
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader(requestBody))
+	body := d.Body
+	if body == nil {
+		body = requestBody
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader(body))
 	if err != nil {
 		s.Err = err
 		return s
+	}
+	for k, vs := range d.Header {
+		req.Header[k] = vs
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"strings"
 	"time"
 
@@ -46,6 +47,7 @@ type gatewayBench struct {
 	proxy   *rpcproxy.Proxy
 	backend *grpc.ClientConn
 	md      metadata.MD
+	jwt     string
 	conns   []*grpc.ClientConn
 	clients []gatewayv1.CompletionServiceClient
 }
@@ -80,6 +82,7 @@ func startGatewayBench(ctx context.Context, cfg cluster.Config, conns int) (_ *g
 		return nil, err
 	}
 	g.md = metadata.New(cluster.Metadata(tok))
+	g.jwt = tok.AccessToken
 	for range conns {
 		cc, err := cluster.Dial(g.c.GatewayGRPC)
 		if err != nil {
@@ -93,6 +96,14 @@ func startGatewayBench(ctx context.Context, cfg cluster.Config, conns int) (_ *g
 
 func (g *gatewayBench) target() *load.Gateway {
 	return &load.Gateway{Clients: g.clients, MD: g.md, Feature: "duo_chat"}
+}
+
+// httpTarget streams the same chat completion through the gateway's
+// OpenAI-compatible HTTP API, with the same client as the direct baseline.
+func (g *gatewayBench) httpTarget() *load.Direct {
+	return &load.Direct{Client: load.NewDirectClient(512), URL: "http://" + g.c.GatewayAPI + "/v1/chat/completions",
+		Body:   []byte(`{"model":"duo_chat","stream":true,"messages":[{"role":"user","content":"Say hello"}]}`),
+		Header: http.Header{"Authorization": {"Bearer " + g.jwt}}}
 }
 
 func (g *gatewayBench) Close() {
@@ -150,9 +161,10 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 	levels := wireLevels(o.Quick)
 	direct := &load.Direct{Client: load.NewDirectClient(512), URL: "http://" + g.c.StubAddr + "/v1/chat/completions"}
 	gw := g.target()
+	oai := g.httpTarget()
 
-	// Warm both paths (connections, token cache, upstream pool) untimed.
-	for _, t := range []load.Target{direct, gw} {
+	// Warm every path (connections, token cache, upstream pool) untimed.
+	for _, t := range []load.Target{direct, gw, oai} {
 		if n, err := load.Run(ctx, t, 32, 2).Errors(); n > 0 {
 			return fmt.Errorf("warm-up: %d streams failed: %w", n, err)
 		}
@@ -161,8 +173,10 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 
 	var table strings.Builder
 	table.WriteString("| streams | run | direct TTFT p50 | gateway TTFT p50 | added TTFT p50 | added TTFT p99 | total p50 direct / gateway | chunks/s direct | chunks/s gateway | gateway/direct |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	var httpTable strings.Builder
+	httpTable.WriteString("| streams | run | direct TTFT p50 | HTTP API TTFT p50 | added TTFT p50 | added TTFT p99 | chunks/s direct | chunks/s HTTP API | HTTP API/direct |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, lv := range levels {
-		var runs []wireRun
+		var runs, httpRuns []wireRun
 		for i := range o.Runs {
 			// Interleave, and alternate which goes first, so drift in the
 			// machine's load hits both sides alike.
@@ -183,6 +197,17 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 			}
 			w := pairOf(d, gr)
 			runs = append(runs, w)
+			// The HTTP API against a direct round of its own, taken right
+			// before it, so both see the same machine load.
+			hd := load.Run(ctx, direct, lv.concurrency, lv.perWorker)
+			hr := load.Run(ctx, oai, lv.concurrency, lv.perWorker)
+			if n, err := hr.Errors(); n > 0 {
+				return fmt.Errorf("%d streams, HTTP API: %d failed: %w", lv.concurrency, n, err)
+			}
+			h := pairOf(hd, hr)
+			httpRuns = append(httpRuns, h)
+			fmt.Fprintf(&httpTable, "| %d | %d | %.3f ms | %.3f ms | %.3f ms | %.3f ms | %.0f | %.0f | %.1f %% |\n",
+				lv.concurrency, i+1, h.ttftP50D, h.ttftP50G, stats.Ms(h.addP50), stats.Ms(h.addP99), h.rateD, h.rateG, 100*h.rateG/h.rateD)
 			fmt.Fprintf(&table, "| %d | %d | %.3f ms | %.3f ms | %.3f ms | %.3f ms | %.2f / %.2f ms | %.0f | %.0f | %.1f %% |\n",
 				lv.concurrency, i+1, w.ttftP50D, w.ttftP50G, stats.Ms(w.addP50), stats.Ms(w.addP99),
 				stats.Ms(w.totP50D), stats.Ms(w.totP50G), w.rateD, w.rateG, 100*w.rateG/w.rateD)
@@ -200,9 +225,15 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 			r.add(Figure{section, name + ": added TTFT p50 / p99", addP50.Format("%.3f") + " / " + fmt.Sprintf("%.3f", addP99.Median) + " ms", "(reported)", Info})
 		}
 		r.add(Figure{section, name + ": relay throughput vs direct", ratio.Format("%.1f") + " %", "≥ 80 %", verdict(ratio.Median >= 80)})
+		hAdd50 := stats.Of(mapRuns(httpRuns, func(w wireRun) float64 { return stats.Ms(w.addP50) }))
+		hAdd99 := stats.Of(mapRuns(httpRuns, func(w wireRun) float64 { return stats.Ms(w.addP99) }))
+		hRatio := stats.Of(mapRuns(httpRuns, func(w wireRun) float64 { return 100 * w.rateG / w.rateD }))
+		r.add(Figure{section, name + ": HTTP API (OpenAI) added TTFT p50 / p99", hAdd50.Format("%.3f") + " / " + fmt.Sprintf("%.3f", hAdd99.Median) + " ms", "(reported)", Info})
+		r.add(Figure{section, name + ": HTTP API (OpenAI) relay throughput vs direct", hRatio.Format("%.1f") + " %", "(reported)", Info})
 	}
 	r.detail(section, "Stub model at zero delay, %d tokens per answer; each run is a direct round and a gateway round back to back (order alternating), the same number of streams each. \"added\" = gateway percentile − direct percentile of the same run. Throughput = model chunks relayed per second of round wall time (completed answers × %d chunks each): the gateway coalesces deltas into fewer gRPC messages while its client lags, so counting received messages would undercount it; the text delivered is the same.\n\n%s",
 		wireStubTokens, wireStubTokens, table.String())
+	r.detail(section, "The same streams through the gateway's OpenAI-compatible HTTP API (`/v1/chat/completions`, SSE), each run against a direct round taken just before it, with the same HTTP client as the direct baseline.\n\n%s", httpTable.String())
 
 	// Issuer RPCs caused by completions: everything the proxy saw during the
 	// timed rounds (the gateway's watches were opened before them).

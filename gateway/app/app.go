@@ -72,6 +72,7 @@ func NewLogger(w io.Writer, level string) zerolog.Logger {
 type Addrs struct {
 	GRPC string
 	HTTP string // empty when --http-addr is
+	API  string // the HTTP API; empty when --api-http-addr is
 }
 
 // Run runs the gateway until ctx is done, then shuts down gracefully, and

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"time"
@@ -42,6 +43,10 @@ type gateway struct {
 	// stopping is closed when shutdown begins: it ends health watches.
 	stopping chan struct{}
 	http     *http.Server // nil when --http-addr is empty
+	// api serves the HTTP API dialects (nil when --api-http-addr is
+	// empty), over apiTLS unless --plaintext.
+	api    http.Handler
+	apiTLS *tls.Config
 }
 
 // build validates cfg and wires the gateway: the issuer connection (not
@@ -67,7 +72,11 @@ func build(cfg Config, log zerolog.Logger) (_ *gateway, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := g.buildGRPC(v, reg); err != nil {
+	svc, err := g.buildGRPC(v, reg)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.buildAPI(v, svc, reg); err != nil {
 		return nil, err
 	}
 	if cfg.HTTPAddr != "" {
@@ -123,8 +132,9 @@ func (g *gateway) buildSources(reg prometheus.Registerer) (*auth.Verifier, error
 	return v, err
 }
 
-// buildGRPC makes the completion service and the gRPC server it runs on.
-func (g *gateway) buildGRPC(v *auth.Verifier, reg prometheus.Registerer) error {
+// buildGRPC makes the completion service and the gRPC server it runs on,
+// and returns the service for the HTTP API to share.
+func (g *gateway) buildGRPC(v *auth.Verifier, reg prometheus.Registerer) (*completion.Service, error) {
 	cfg := g.cfg
 	svc, err := completion.New(completion.Config{
 		Router:    g.models,
@@ -153,7 +163,7 @@ func (g *gateway) buildGRPC(v *auth.Verifier, reg prometheus.Registerer) error {
 		WrapTransport: telemetry.HTTPTransport(cfg.Telemetry),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	serverOpts := append(telemetry.ServerOptions(cfg.Telemetry),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
@@ -165,7 +175,7 @@ func (g *gateway) buildGRPC(v *auth.Verifier, reg prometheus.Registerer) error {
 	} else {
 		tc, err := tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		serverOpts = append(serverOpts, grpc.Creds(rpcserver.TLSCredentials(tc, g.log)))
 	}
@@ -178,7 +188,7 @@ func (g *gateway) buildGRPC(v *auth.Verifier, reg prometheus.Registerer) error {
 		Stopping:      g.stopping,
 	})
 	svc.Register(g.grpc)
-	return nil
+	return svc, nil
 }
 
 // httpHandler serves metrics, a liveness view of the key set, and with

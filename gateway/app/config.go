@@ -19,6 +19,8 @@ const EnvPrefix = "AIRLOCK_GATEWAY"
 // Config is the gateway's whole configuration.
 type Config struct {
 	GRPCAddr, HTTPAddr string
+	// APIHTTPAddr serves the HTTP API (OpenAI-compatible dialect); empty: off.
+	APIHTTPAddr string
 
 	// Where keys and the model configuration come from.
 	IssuerAddr       string
@@ -78,6 +80,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9450", "gRPC listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9451", "HTTP listen address (metrics, health); empty disables")
+	fs.StringVar(&c.APIHTTPAddr, "api-http-addr", "127.0.0.1:9452", "HTTP API listen address (OpenAI-compatible /v1/...; TLS as --tls-cert/--tls-key/--tls-client-ca); empty disables")
 	fs.StringVar(&c.IssuerAddr, "issuer-addr", "127.0.0.1:9440", "issuer gRPC address (keys, revocations, model configuration)")
 	fs.StringVar(&c.IssuerTokenFile, "issuer-token-file", "", "file holding the gateway's personal access token at the issuer (or authenticate with --issuer-cert)")
 	fs.StringVar(&c.IssuerCA, "issuer-ca", "", "CA bundle that verifies the issuer's certificate (TLS to the issuer)")
@@ -137,6 +140,12 @@ func (c Config) Validate() error {
 	}
 	_, _, err := net.SplitHostPort(c.GRPCAddr)
 	check(err != nil, "--grpc-addr %q: %v", c.GRPCAddr, err)
+	if c.APIHTTPAddr != "" {
+		_, _, err := net.SplitHostPort(c.APIHTTPAddr)
+		check(err != nil, "--api-http-addr %q: %v", c.APIHTTPAddr, err)
+		check(c.APIHTTPAddr == c.GRPCAddr || c.APIHTTPAddr == c.HTTPAddr || c.APIHTTPAddr == c.HealthAddr,
+			"--api-http-addr %q is also --grpc-addr, --http-addr or --health-addr: give it its own port (or empty to disable)", c.APIHTTPAddr)
+	}
 	check(c.IssuerAddr == "", "--issuer-addr is required: the gateway reads the model configuration and revocations from the issuer (--jwks-url replaces only the source of verification keys)")
 	check(c.IssuerTokenFile == "" && c.IssuerCert == "",
 		"--issuer-token-file or --issuer-cert (mutual TLS) is required: the gateway authenticates to the issuer to read models and revocations")

@@ -9,14 +9,15 @@ import (
 	"golang.org/x/net/netutil"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/airlock-dev/airlock/gateway/httpapi"
 	"github.com/airlock-dev/airlock/pkg/lifecycle"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
 )
 
-// listeners are the gateway's bound sockets; http and health are nil when
-// their address is empty.
+// listeners are the gateway's bound sockets; http, api and health are nil
+// when their address is empty.
 type listeners struct {
-	grpc, http, health net.Listener
+	grpc, http, api, health net.Listener
 }
 
 // listen binds every configured address, or none.
@@ -49,6 +50,12 @@ func (g *gateway) listen() (l listeners, err error) {
 	if l.http, err = bind("http-addr", g.cfg.HTTPAddr); err != nil {
 		return l, err
 	}
+	if l.api, err = bind("api-http-addr", g.cfg.APIHTTPAddr); err != nil {
+		return l, err
+	}
+	if l.api != nil && g.cfg.MaxConns > 0 {
+		l.api = netutil.LimitListener(l.api, g.cfg.MaxConns)
+	}
 	if l.health, err = bind("health-addr", g.cfg.HealthAddr); err != nil {
 		return l, err
 	}
@@ -77,6 +84,12 @@ func (g *gateway) tasks(l listeners) []lifecycle.Task {
 	if l.http != nil {
 		tasks = append(tasks, lifecycle.HTTP("http", g.http, l.http, grace))
 	}
+	if l.api != nil {
+		tasks = append(tasks, lifecycle.Task{Name: "api http", Run: func(ctx context.Context) error {
+			return httpapi.Serve(ctx, l.api, g.api, httpapi.ServeOptions{TLS: g.apiTLS, Grace: grace,
+				MaxStreamsPerConn: int(g.cfg.MaxConnStream), Logger: g.log.With().Str("component", "httpapi").Logger()})
+		}})
+	}
 	if l.health != nil {
 		tasks = append(tasks, lifecycle.Task{Name: "health listener", Run: func(ctx context.Context) error {
 			return rpcserver.ServeHealth(ctx, l.health, g.health)
@@ -96,8 +109,11 @@ func (g *gateway) serve(ctx context.Context, ready func(Addrs)) error {
 	if l.http != nil {
 		addrs.HTTP = l.http.Addr().String()
 	}
+	if l.api != nil {
+		addrs.API = l.api.Addr().String()
+	}
 	tasks := g.tasks(l)
-	g.log.Info().Str("grpc_addr", addrs.GRPC).Str("http_addr", addrs.HTTP).Str("issuer", g.cfg.IssuerAddr).
+	g.log.Info().Str("grpc_addr", addrs.GRPC).Str("http_addr", addrs.HTTP).Str("api_http_addr", addrs.API).Str("issuer", g.cfg.IssuerAddr).
 		Str("expected_issuer", g.cfg.ExpectedIssuer).Msg("gateway started")
 	if ready != nil {
 		ready(addrs)

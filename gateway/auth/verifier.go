@@ -175,7 +175,22 @@ func (v *Verifier) AuthFunc(ctx context.Context) (context.Context, error) {
 // Unavailable when no usable key set is loaded, or Canceled /
 // DeadlineExceeded when ctx ends while waiting for a key refetch.
 func (v *Verifier) Verify(ctx context.Context, md metadata.MD) (*Identity, error) {
-	id, rej, err := v.verify(ctx, md)
+	return v.verifyAndCount(ctx, md, false)
+}
+
+// VerifyBearer is Verify for transports whose callers cannot send the
+// x-gitlab-* headers (plain OpenAI SDKs over the HTTP API): md holds the
+// request's headers under their lower-case names, and every check runs as
+// in Verify, except that an absent x-gitlab-authentication-type,
+// x-gitlab-realm or x-gitlab-instance-id is not a refusal (the verified
+// claims stand in for it). A header that is sent must still match exactly,
+// with the same messages. Errors are Verify's.
+func (v *Verifier) VerifyBearer(ctx context.Context, md metadata.MD) (*Identity, error) {
+	return v.verifyAndCount(ctx, md, true)
+}
+
+func (v *Verifier) verifyAndCount(ctx context.Context, md metadata.MD, headersOptional bool) (*Identity, error) {
+	id, rej, err := v.verify(ctx, md, headersOptional)
 	if rej != nil {
 		v.cfg.Metrics.inc(rej.reason)
 		if v.cfg.OnReject != nil {
@@ -215,10 +230,20 @@ func (v *Verifier) EvictKey(kid string) {
 // requestMD holds the metadata values the checks use.
 type requestMD struct {
 	token, instanceID, realm, globalUserID string
+	// realmAbsent and instanceAbsent: the header was not sent and the
+	// transport makes it optional (VerifyBearer); the claims stand in.
+	realmAbsent, instanceAbsent bool
 }
 
-func (v *Verifier) verify(ctx context.Context, md metadata.MD) (*Identity, *rejection, error) {
+func (v *Verifier) verify(ctx context.Context, md metadata.MD, headersOptional bool) (*Identity, *rejection, error) {
 	var r requestMD
+	if headersOptional {
+		if len(md.Get(token.MDAuthType)) == 0 {
+			md = withValue(md, token.MDAuthType, token.AuthTypeOIDC)
+		}
+		r.realmAbsent = len(md.Get(token.MDRealm)) == 0
+		r.instanceAbsent = len(md.Get(token.MDInstanceID)) == 0
+	}
 	if rej := v.readMetadata(md, &r); rej != nil {
 		return nil, rej, nil
 	}
@@ -258,6 +283,9 @@ func (v *Verifier) verify(ctx context.Context, md metadata.MD) (*Identity, *reje
 	}
 	if rej := checkHeaders(c.realm, c.sub, c.instanceID, c.hasInstanceID, &r); rej != nil {
 		return nil, rej, nil
+	}
+	if r.instanceAbsent {
+		r.instanceID = c.sub
 	}
 	id := &Identity{
 		JTI:          c.jti,
@@ -444,13 +472,24 @@ func (v *Verifier) checkClaims(c *claims, now time.Time) *rejection {
 // as the real gateway does: realm first, then the instance id (sub, and
 // gitlab_instance_id when the token has it).
 func checkHeaders(realm, sub, instClaim string, hasInst bool, r *requestMD) *rejection {
-	if realm != r.realm {
+	if !r.realmAbsent && realm != r.realm {
 		return rejRealmMismatch
 	}
-	if sub != r.instanceID || (hasInst && instClaim != r.instanceID) {
+	inst := r.instanceID
+	if r.instanceAbsent {
+		inst = sub
+	}
+	if sub != inst || (hasInst && instClaim != inst) {
 		return rejInstanceMismatch
 	}
 	return nil
+}
+
+// withValue returns a copy of md with key set to value.
+func withValue(md metadata.MD, key, value string) metadata.MD {
+	cp := md.Copy()
+	cp.Set(key, value)
+	return cp
 }
 
 func contains(ss []string, s string) bool {

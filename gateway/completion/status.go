@@ -25,7 +25,7 @@ func (e errUnknownProvider) Error() string {
 }
 
 func invalid(msg string) error  { return status.Error(codes.InvalidArgument, msg) }
-func tooLarge(msg string) error { return status.Error(codes.ResourceExhausted, msg) }
+func tooLarge(msg string) error { return newSizeError(msg) }
 
 // toStatus is the one place where a failure becomes a gRPC status. Messages
 // never include upstream bodies verbatim or any secret: adapter.Error

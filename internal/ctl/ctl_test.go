@@ -285,6 +285,27 @@ func TestTokenMintAndRevoke(t *testing.T) {
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "AIRLOCK_JWT='") || !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, "AIRLOCK_GLOBAL_USER_ID='") {
 		t.Fatalf("mint --format env: exit %d stdout %q", r.code, r.stdout)
 	}
+	jwt := strings.TrimSuffix(strings.TrimPrefix(strings.SplitN(r.stdout, "\n", 2)[0], "AIRLOCK_JWT='"), "'")
+	if !strings.Contains(r.stdout, "\nOPENAI_API_KEY='"+jwt+"'\nOPENAI_BASE_URL='http://127.0.0.1:9452/v1'\n") {
+		t.Errorf("mint --format env has no OpenAI assignments for the same token: %q", r.stdout)
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"flag", nil, []string{"--api-url", "https://gw.example.test:9452/"}, "OPENAI_BASE_URL='https://gw.example.test:9452/v1'\n"},
+		{"environment", map[string]string{"AIRLOCK_GATEWAY_API_URL": "http://10.0.0.1:8080/v1"}, nil, "OPENAI_BASE_URL='http://10.0.0.1:8080/v1'\n"},
+	} {
+		r := cl.run(t, "", tc.env, append([]string{"token", "mint", "--format", "env"}, tc.args...)...)
+		if r.code != 0 || !strings.HasSuffix(r.stdout, tc.want) {
+			t.Errorf("%s: exit %d stdout %q, want suffix %q", tc.name, r.code, r.stdout, tc.want)
+		}
+	}
+	if r = cl.run(t, "", nil, "token", "mint", "--format", "env", "--api-url", "ftp://x"); r.code != 2 {
+		t.Errorf("--api-url ftp://x: exit %d, want 2 (usage)", r.code)
+	}
 	if r = cl.run(t, "", nil, "token", "mint", "--format", "yaml"); r.code != 2 {
 		t.Fatalf("mint --format yaml: exit %d, want 2", r.code)
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"time"
 
@@ -27,10 +28,15 @@ func tokenMint(c *cli, fs *flag.FlagSet) func(context.Context) error {
 	fs.Var(&features, "features", "features to request, comma-separated or repeated (default: every feature the user is entitled to)")
 	ttl := fs.Duration("ttl", 0, "token lifetime (default: the issuer's, 1h)")
 	asJSON := fs.Bool("json", false, "print the whole response as JSON")
-	format := fs.String("format", "token", "output: token (the JWT alone), json, or env (shell assignments AIRLOCK_JWT, AIRLOCK_JTI, AIRLOCK_INSTANCE_ID, AIRLOCK_GLOBAL_USER_ID for eval)")
+	format := fs.String("format", "token", "output: token (the JWT alone), json, or env (shell assignments AIRLOCK_JWT, AIRLOCK_JTI, AIRLOCK_INSTANCE_ID, AIRLOCK_GLOBAL_USER_ID, OPENAI_API_KEY, OPENAI_BASE_URL for eval)")
+	apiURL := fs.String("api-url", "", "the gateway's HTTP API, printed as OPENAI_BASE_URL=<api-url>/v1 by --format env (env "+envAPIURL+"; default "+defaultAPIHostPort+" over http with --plaintext, https otherwise)")
 	return func(ctx context.Context) error {
 		if *ttl < 0 {
 			return usagef("--ttl must be positive")
+		}
+		base, err := c.openAIBaseURL(*apiURL)
+		if err != nil {
+			return err
 		}
 		if *asJSON {
 			*format = "json"
@@ -59,11 +65,46 @@ func tokenMint(c *cli, fs *flag.FlagSet) func(context.Context) error {
 			md := resp.GetMetadata()
 			_, err = fmt.Fprintf(c.io.Stdout, "AIRLOCK_JWT=%s\nAIRLOCK_JTI=%s\nAIRLOCK_INSTANCE_ID=%s\nAIRLOCK_GLOBAL_USER_ID=%s\n",
 				shellQuote(resp.GetToken()), shellQuote(resp.GetJti()), shellQuote(md[token.MDInstanceID]), shellQuote(md[token.MDGlobalUserID]))
+			if err != nil {
+				return err
+			}
+			// For OpenAI SDKs and tools: the token is the API key, valid
+			// until it expires (mint again, or use pkg/client's token source).
+			_, err = fmt.Fprintf(c.io.Stdout, "OPENAI_API_KEY=%s\nOPENAI_BASE_URL=%s\n", shellQuote(resp.GetToken()), shellQuote(base))
 			return err
 		}
 		_, err = fmt.Fprintln(c.io.Stdout, resp.GetToken())
 		return err
 	}
+}
+
+// The gateway's HTTP API (--api-http-addr) as OPENAI_BASE_URL's default.
+const (
+	envAPIURL          = "AIRLOCK_GATEWAY_API_URL"
+	defaultAPIHostPort = "127.0.0.1:9452"
+)
+
+// openAIBaseURL is flagValue (or $AIRLOCK_GATEWAY_API_URL, or the default
+// address with the scheme --plaintext implies) with /v1 appended.
+func (c *cli) openAIBaseURL(flagValue string) (string, error) {
+	u := strings.TrimSpace(flagValue)
+	if u == "" {
+		if v, ok := c.io.Getenv(envAPIURL); ok {
+			u = strings.TrimSpace(v)
+		}
+	}
+	if u == "" {
+		scheme := "https://"
+		if c.g.plaintext {
+			scheme = "http://"
+		}
+		u = scheme + defaultAPIHostPort
+	}
+	parsed, err := url.Parse(u)
+	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" || parsed.User != nil {
+		return "", usagef("--api-url %q: want http(s)://host:port", u)
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(u, "/"), "/v1") + "/v1", nil
 }
 
 // shellQuote quotes s for a POSIX shell's eval.

@@ -59,3 +59,15 @@ func requestIDStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h 
 	w.WrappedContext = withRequestID(ss.Context())
 	return h(srv, w)
 }
+
+// RequestID returns given if it is a usable request id (at most 128
+// printable ASCII characters), else a fresh random id. The gateway's HTTP
+// API uses it so that both transports name calls alike.
+func RequestID(given string) string {
+	if sane(given) {
+		return given
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

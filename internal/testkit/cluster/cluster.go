@@ -110,8 +110,11 @@ type Cluster struct {
 	DataDir string
 	// Addresses. GatewayHTTP is empty unless Config.GatewayHTTP,
 	// GatewayHealth unless Config.MutualTLS, StubAddr under Config.NoStub.
+	// GatewayAPI is the gateway's HTTP API (--api-http-addr), always on its
+	// own port so that parallel clusters never share the default one.
 	IssuerGRPC, IssuerHTTP   string
 	GatewayGRPC, GatewayHTTP string
+	GatewayAPI               string
 	GatewayHealth, StubAddr  string
 	// The current processes (Stub nil under Config.NoStub, Gateway under
 	// Config.NoGateway).
@@ -195,7 +198,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 // pickAddrs chooses a free loopback port for every listener the
 // configuration asks for.
 func (c *Cluster) pickAddrs() (err error) {
-	addrs := []*string{&c.IssuerGRPC, &c.IssuerHTTP, &c.GatewayGRPC}
+	addrs := []*string{&c.IssuerGRPC, &c.IssuerHTTP, &c.GatewayGRPC, &c.GatewayAPI}
 	if c.cfg.GatewayHTTP {
 		addrs = append(addrs, &c.GatewayHTTP)
 	}
@@ -310,7 +313,7 @@ func (c *Cluster) LaunchGateway(extraArgs ...string) error {
 		argv = []string{filepath.Join(c.cfg.BinDir, "gateway")}
 	}
 	argv = append(append([]string{}, argv...), "--grpc-addr", c.GatewayGRPC, "--http-addr", c.GatewayHTTP,
-		"--issuer-addr", c.issuerFront, "--expected-issuer", c.IssuerURL())
+		"--api-http-addr", c.GatewayAPI, "--issuer-addr", c.issuerFront, "--expected-issuer", c.IssuerURL())
 	if c.cfg.MutualTLS {
 		argv = append(argv, "--health-addr", c.GatewayHealth,
 			"--tls-cert", c.certFile("gateway"), "--tls-key", c.keyFile("gateway"), "--tls-client-ca", c.CAFile(),

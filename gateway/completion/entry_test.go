@@ -1,0 +1,78 @@
+package completion
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/airlock-dev/airlock/gateway/adapter"
+	"github.com/airlock-dev/airlock/gateway/catalog"
+	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
+)
+
+func newEntryService(t *testing.T, fa *fakeAdapter, lim Limits) *Service {
+	t.Helper()
+	svc, err := New(Config{Router: fakeRouter{targets: []catalog.Target{target("m")}}, Authorize: allowAll, Limits: lim,
+		Adapters: map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return fa, nil }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+func chatInput(text string) Input {
+	return Input{Feature: "duo_chat", Messages: []*gatewayv1.Message{{Role: "user", Content: text}}}
+}
+
+// The HTTP entry points run the same core as the gRPC methods.
+func TestEntryPointsServeLikeTheRPCs(t *testing.T) {
+	fa := &fakeAdapter{steps: map[string][]step{"m": {{texts: []string{"a", "b", "c"}}}}, calls: map[string]int{}}
+	svc := newEntryService(t, fa, Limits{})
+	var agg strings.Builder
+	done, err := svc.Serve(context.Background(), chatInput("hi"), func(s string) error { agg.WriteString(s); return nil })
+	if err != nil || agg.String() != "abc" || done.GetModel() != "m" || done.GetUsage().GetCompletionTokens() != 3 {
+		t.Fatalf("Serve = %q, %v, %v", agg.String(), done, err)
+	}
+	var streamed strings.Builder
+	done, err = svc.ServeStream(context.Background(), chatInput("hi"), func(s string) error { streamed.WriteString(s); return nil })
+	if err != nil || streamed.String() != "abc" || done.GetFinishReason() != gatewayv1.FinishReason_FINISH_REASON_STOP {
+		t.Fatalf("ServeStream = %q, %v, %v", streamed.String(), done, err)
+	}
+}
+
+func TestRequestTooLargeTellsSizeFromRateLimits(t *testing.T) {
+	fa := &fakeAdapter{steps: map[string][]step{"m": {{texts: []string{"a"}}}}, calls: map[string]int{}}
+	svc := newEntryService(t, fa, Limits{MaxPromptBytes: 4})
+	_, err := svc.Serve(context.Background(), chatInput("longer than four"), func(string) error { return nil })
+	if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted || !strings.HasPrefix(st.Message(), "prompt too large") {
+		t.Fatalf("err = %v, want ResourceExhausted prompt too large", err)
+	}
+	if !RequestTooLarge(err) {
+		t.Errorf("RequestTooLarge(%v) = false", err)
+	}
+	if RequestTooLarge(status.Error(codes.ResourceExhausted, "request rate limit exceeded")) {
+		t.Errorf("a rate limit reads as a request too large")
+	}
+}
+
+// A caller that stops reading ends ServeStream within ClientSendTimeout,
+// as it ends a gRPC stream.
+func TestServeStreamEndsWhenTheCallerStopsReading(t *testing.T) {
+	texts := make([]string, 64)
+	for i := range texts {
+		texts[i] = strings.Repeat("x", 1024)
+	}
+	fa := &fakeAdapter{steps: map[string][]step{"m": {{texts: texts}}}, calls: map[string]int{}}
+	svc := newEntryService(t, fa, Limits{MaxBufferedBytes: 2048, ClientSendTimeout: 50 * time.Millisecond})
+	block := make(chan struct{})
+	defer close(block)
+	start := time.Now()
+	_, err := svc.ServeStream(context.Background(), chatInput("hi"), func(string) error { <-block; return nil })
+	if status.Code(err) != codes.ResourceExhausted || time.Since(start) > 2*time.Second {
+		t.Fatalf("err = %v after %v, want ResourceExhausted soon after 50ms", err, time.Since(start))
+	}
+}

@@ -1,0 +1,337 @@
+package openai
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+
+	"github.com/airlock-dev/airlock/gateway/httpapi"
+	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
+)
+
+type usageObject struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// usageOf is the usage the model server reported (zeros when it reported
+// none).
+func usageOf(done *gatewayv1.CompletionDone) usageObject {
+	u := done.GetUsage()
+	p, c := int(u.GetPromptTokens()), int(u.GetCompletionTokens())
+	return usageObject{PromptTokens: p, CompletionTokens: c, TotalTokens: p + c}
+}
+
+func finishReason(f gatewayv1.FinishReason) string {
+	switch f {
+	case gatewayv1.FinishReason_FINISH_REASON_LENGTH:
+		return "length"
+	case gatewayv1.FinishReason_FINISH_REASON_TOOL_CALLS:
+		return "tool_calls"
+	case gatewayv1.FinishReason_FINISH_REASON_CONTENT_FILTER:
+		return "content_filter"
+	}
+	return "stop"
+}
+
+// head is what every answer object starts with.
+type head struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	Model   string `json:"model"`
+}
+
+// shape builds one endpoint's answer objects.
+type shape interface {
+	idPrefix() string
+	// delta is a streamed chunk carrying text; first marks the first one.
+	delta(h head, text string, first bool) any
+	// final is the streamed chunk with the finish reason.
+	final(h head, finish string, first bool) any
+	// usage is the streamed usage chunk (choices: []).
+	usage(h head, u usageObject) any
+	// whole is the non-streamed answer.
+	whole(h head, text, finish string, u usageObject) any
+}
+
+type chatShape struct{}
+
+type chatDelta struct {
+	Role    string  `json:"role,omitempty"`
+	Content *string `json:"content,omitempty"`
+}
+
+type chatChunkChoice struct {
+	Index        int       `json:"index"`
+	Delta        chatDelta `json:"delta"`
+	Logprobs     *struct{} `json:"logprobs"`
+	FinishReason *string   `json:"finish_reason"`
+}
+
+type chatChunk struct {
+	head
+	Choices []chatChunkChoice `json:"choices"`
+	Usage   *usageObject      `json:"usage,omitempty"`
+}
+
+func (chatShape) idPrefix() string { return "chatcmpl-" }
+
+func (chatShape) delta(h head, text string, first bool) any {
+	d := chatDelta{Content: &text}
+	if first {
+		d.Role = "assistant"
+	}
+	return chatChunk{head: h, Choices: []chatChunkChoice{{Delta: d}}}
+}
+
+func (chatShape) final(h head, finish string, first bool) any {
+	var d chatDelta
+	if first {
+		empty := ""
+		d = chatDelta{Role: "assistant", Content: &empty}
+	}
+	return chatChunk{head: h, Choices: []chatChunkChoice{{Delta: d, FinishReason: &finish}}}
+}
+
+func (chatShape) usage(h head, u usageObject) any {
+	return chatChunk{head: h, Choices: []chatChunkChoice{}, Usage: &u}
+}
+
+func (chatShape) whole(h head, text, finish string, u usageObject) any {
+	type message struct {
+		Role    string  `json:"role"`
+		Content string  `json:"content"`
+		Refusal *string `json:"refusal"`
+	}
+	type choice struct {
+		Index        int       `json:"index"`
+		Message      message   `json:"message"`
+		Logprobs     *struct{} `json:"logprobs"`
+		FinishReason string    `json:"finish_reason"`
+	}
+	return struct {
+		head
+		Choices []choice    `json:"choices"`
+		Usage   usageObject `json:"usage"`
+	}{h, []choice{{Message: message{Role: "assistant", Content: text}, FinishReason: finish}}, u}
+}
+
+type textShape struct{}
+
+type textChoice struct {
+	Text         string    `json:"text"`
+	Index        int       `json:"index"`
+	Logprobs     *struct{} `json:"logprobs"`
+	FinishReason *string   `json:"finish_reason"`
+}
+
+type textChunk struct {
+	head
+	Choices []textChoice `json:"choices"`
+	Usage   *usageObject `json:"usage,omitempty"`
+}
+
+func (textShape) idPrefix() string { return "cmpl-" }
+
+func (textShape) delta(h head, text string, _ bool) any {
+	return textChunk{head: h, Choices: []textChoice{{Text: text}}}
+}
+
+func (textShape) final(h head, finish string, _ bool) any {
+	return textChunk{head: h, Choices: []textChoice{{FinishReason: &finish}}}
+}
+
+func (textShape) usage(h head, u usageObject) any {
+	return textChunk{head: h, Choices: []textChoice{}, Usage: &u}
+}
+
+func (textShape) whole(h head, text, finish string, u usageObject) any {
+	return textChunk{head: h, Choices: []textChoice{{Text: text, FinishReason: &finish}}, Usage: &u}
+}
+
+// run answers req, aggregated or streamed.
+func (h *handlers) run(w http.ResponseWriter, r *http.Request, req *request, s shape) {
+	ctx := r.Context()
+	hd := head{ID: s.idPrefix() + httpapi.RequestID(ctx), Created: h.now().Unix(), Model: req.model}
+	if !req.stream {
+		var b strings.Builder
+		done, err := h.c.Serve(ctx, req.in, func(t string) error { b.WriteString(t); return nil })
+		if err != nil {
+			h.fail(w, r, req, err)
+			return
+		}
+		if _, ok := s.(chatShape); ok {
+			hd.Object = "chat.completion"
+		} else {
+			hd.Object = "text_completion"
+		}
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.writeTimeout))
+		writeJSON(w, http.StatusOK, s.whole(hd, b.String(), finishReason(done.GetFinishReason()), usageOf(done)))
+		return
+	}
+	if _, ok := s.(chatShape); ok {
+		hd.Object = "chat.completion.chunk"
+	} else {
+		hd.Object = "text_completion"
+	}
+	st := newSSE(w)
+	first := true
+	firstFrame, nextFrame := newDeltaFrame(s, hd, true), newDeltaFrame(s, hd, false)
+	done, err := h.c.ServeStream(ctx, req.in, func(t string) error {
+		f := nextFrame
+		if first {
+			f, first = firstFrame, false
+		}
+		return st.raw(f.frame(t))
+	})
+	if err != nil {
+		st.fail(ctx, func(started bool) {
+			if !started {
+				h.fail(w, r, req, err)
+				return
+			}
+			e := httpapi.FromStatus(err)
+			coreParam(e, req.rename)
+			logging.AddFields(ctx, logging.Fields{"stream_error", e.Message})
+			st.writeLocked(errorEnvelope(e))
+		})
+		return
+	}
+	// No sender runs any more: the rest is written from here, in order.
+	_ = st.event(s.final(hd, finishReason(done.GetFinishReason()), first))
+	if req.includeUsage {
+		_ = st.event(s.usage(hd, usageOf(done)))
+	}
+	_ = st.raw([]byte("data: [DONE]\n\n"))
+}
+
+// fail answers a failure before any byte of the answer was written.
+func (h *handlers) fail(w http.ResponseWriter, r *http.Request, req *request, err error) {
+	e := httpapi.FromStatus(err)
+	coreParam(e, req.rename)
+	writeError(w, r, e)
+}
+
+// sse writes server-sent events. Events come from the core's relay
+// goroutine while streaming, then from the handler; the mutex orders them
+// and lets the handler take the stream over when the relay may still be
+// stuck on a client that stopped reading.
+type sse struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+
+	mu      sync.Mutex
+	started bool // status and headers are written
+	closed  bool // nothing more may be written
+}
+
+var errStreamClosed = errors.New("stream closed")
+
+// errorWriteTimeout bounds writing the final error event.
+const errorWriteTimeout = 5 * time.Second
+
+func newSSE(w http.ResponseWriter) *sse { return &sse{w: w, rc: http.NewResponseController(w)} }
+
+func (s *sse) event(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.raw(frame(b))
+}
+
+func frame(payload []byte) []byte {
+	out := make([]byte, 0, len(payload)+8)
+	out = append(out, "data: "...)
+	out = append(out, payload...)
+	return append(out, '\n', '\n')
+}
+
+func (s *sse) raw(b []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errStreamClosed
+	}
+	return s.writeLocked(b)
+}
+
+func (s *sse) writeLocked(b []byte) error {
+	if !s.started {
+		h := s.w.Header()
+		h.Set("Content-Type", "text/event-stream; charset=utf-8")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no") // proxies must not hold events back
+		s.w.WriteHeader(http.StatusOK)
+		s.started = true
+	}
+	if _, err := s.w.Write(b); err != nil {
+		s.closed = true
+		return err
+	}
+	if err := s.rc.Flush(); err != nil {
+		s.closed = true
+		return err
+	}
+	return nil
+}
+
+// fail ends the stream after the core returned an error. If the relay may
+// still be writing (the client went away or stopped reading), its write is
+// made to fail and nothing more is written. Otherwise answer runs with the
+// lock held and reports whether the headers were already sent.
+func (s *sse) fail(ctx context.Context, answer func(started bool)) {
+	if ctx.Err() != nil || !s.mu.TryLock() {
+		_ = s.rc.SetWriteDeadline(time.Now())
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		return
+	}
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if s.started {
+		_ = s.rc.SetWriteDeadline(time.Now().Add(errorWriteTimeout))
+	}
+	answer(s.started)
+}
+
+// deltaFrame is a text chunk's SSE event split around its text, built once
+// per stream from the shape's own encoding: each delta then costs one
+// string escape instead of encoding the whole chunk.
+type deltaFrame struct{ prefix, suffix []byte }
+
+// placeholder is text that encodes to a JSON string found nowhere else in
+// a chunk (a NUL byte), so splitting on it is exact.
+const placeholder = "\x00"
+
+func newDeltaFrame(s shape, h head, first bool) deltaFrame {
+	b, err := json.Marshal(s.delta(h, placeholder, first))
+	if err != nil {
+		panic(err) // plain structs of strings and ints always encode
+	}
+	pre, suf, ok := strings.Cut(string(b), `"\u0000"`)
+	if !ok {
+		panic("openai: placeholder missing from the encoded chunk")
+	}
+	return deltaFrame{prefix: []byte("data: " + pre), suffix: []byte(suf + "\n\n")}
+}
+
+func (f deltaFrame) frame(text string) []byte {
+	q, _ := json.Marshal(text) // a string always encodes
+	out := make([]byte, 0, len(f.prefix)+len(q)+len(f.suffix))
+	out = append(out, f.prefix...)
+	out = append(out, q...)
+	return append(out, f.suffix...)
+}
