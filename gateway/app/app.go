@@ -151,7 +151,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Authorize: auth.Authorize,
 		Caller: func(ctx context.Context) (string, string) {
 			if id, ok := auth.IdentityFrom(ctx); ok {
-				return id.GlobalUserID, id.JTI
+				return id.User(), id.JTI
 			}
 			return "", ""
 		},

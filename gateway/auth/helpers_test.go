@@ -162,16 +162,17 @@ func (f *fakeKeys) set(ks ...*testKey) {
 func goodClaims() map[string]any {
 	iat := testNow.Add(-time.Minute)
 	return map[string]any{
-		"jti":                "0b6e2c1a-7f3d-4e8a-9c2b-5d4f3e2a1b0c",
-		"aud":                []string{token.Audience},
-		"sub":                testInstance,
-		"iss":                testIssuer,
-		"iat":                iat.Unix(),
-		"nbf":                iat.Add(-token.NotBeforeSkew).Unix(),
-		"exp":                iat.Add(token.DefaultTTL).Unix(),
-		"gitlab_realm":       token.RealmSelfManaged,
-		"scopes":             []string{"complete_code", "duo_chat"},
-		"gitlab_instance_id": testInstance,
+		"jti":                   "0b6e2c1a-7f3d-4e8a-9c2b-5d4f3e2a1b0c",
+		"aud":                   []string{token.Audience},
+		"sub":                   testInstance,
+		"iss":                   testIssuer,
+		"iat":                   iat.Unix(),
+		"nbf":                   iat.Add(-token.NotBeforeSkew).Unix(),
+		"exp":                   iat.Add(token.DefaultTTL).Unix(),
+		"gitlab_realm":          token.RealmSelfManaged,
+		"scopes":                []string{"complete_code", "duo_chat"},
+		"gitlab_instance_id":    testInstance,
+		"gitlab_global_user_id": testUser,
 	}
 }
 
@@ -231,7 +232,7 @@ func mintNoKID(t testing.TB, k *testKey, claims map[string]any) string {
 
 // goodMD is the metadata a well-behaved caller sends with tok.
 func goodMD(tok string) metadata.MD {
-	return metadata.New(token.Metadata(tok, testInstance, token.GlobalUserID(testInstance, 7)))
+	return metadata.New(token.Metadata(tok, testInstance, testUser))
 }
 
 func mdWith(md metadata.MD, kv ...string) metadata.MD {

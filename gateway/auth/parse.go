@@ -98,10 +98,11 @@ func parseHeader(data []byte, h *jwsHeader) error {
 // "absent" apart from "zero".
 type claims struct {
 	iss, sub, jti, realm, instanceID string
+	globalUserID                     string
 	aud, scopes                      []string
 	exp, nbf, iat                    time.Time
 	hasExp, hasNbf, hasIat           bool
-	hasInstanceID                    bool
+	hasInstanceID, hasGlobalUserID   bool
 }
 
 func parseClaims(data []byte) (*claims, error) {
@@ -120,6 +121,9 @@ func parseClaims(data []byte) (*claims, error) {
 		case "gitlab_instance_id":
 			c.instanceID, err = jsonString(val)
 			c.hasInstanceID = true
+		case "gitlab_global_user_id":
+			c.globalUserID, err = jsonString(val)
+			c.hasGlobalUserID = true
 		case "aud":
 			// RFC 7519 §4.1.3: a single string or an array of strings.
 			if len(val) > 0 && val[0] == '"' {

@@ -236,6 +236,8 @@ func (v *Verifier) verify(ctx context.Context, md metadata.MD) (*Identity, *reje
 				return nil, rej, nil
 			}
 			id := e.id
+			// With the claim, the header equals it (checked above); without
+			// it, the identity carries whatever this request forwarded.
 			if id.GlobalUserID != r.globalUserID {
 				cp := *id
 				cp.GlobalUserID = r.globalUserID
@@ -260,22 +262,30 @@ func (v *Verifier) verify(ctx context.Context, md metadata.MD) (*Identity, *reje
 	if rej := v.checkClaims(c, now); rej != nil {
 		return nil, rej, nil
 	}
-	if rej := checkHeaders(c.realm, c.sub, c.instanceID, c.hasInstanceID, &r); rej != nil {
+	if c.hasGlobalUserID && c.globalUserID == "" {
+		// An empty binding would prove "no user"; never issued, so refused.
+		return nil, rejMissingClaim, nil
+	}
+	b := binding{realm: c.realm, sub: c.sub, instClaim: c.instanceID, hasInst: c.hasInstanceID,
+		guClaim: c.globalUserID, hasGU: c.hasGlobalUserID}
+	if rej := checkHeaders(&b, &r); rej != nil {
 		return nil, rej, nil
 	}
 	id := &Identity{
-		JTI:          c.jti,
-		Subject:      c.sub,
-		InstanceID:   r.instanceID,
-		Realm:        c.realm,
-		GlobalUserID: r.globalUserID,
-		Scopes:       c.scopes,
-		Expiry:       c.exp,
-		IssuedAt:     c.iat,
+		JTI:              c.jti,
+		Subject:          c.sub,
+		InstanceID:       r.instanceID,
+		Realm:            c.realm,
+		GlobalUserID:     r.globalUserID,
+		GlobalUserProven: c.hasGlobalUserID,
+		Scopes:           c.scopes,
+		Expiry:           c.exp,
+		IssuedAt:         c.iat,
 	}
 	if v.cache != nil {
 		v.cache.put(&d, &cacheEntry{
 			id: id, kid: kid, instanceID: c.instanceID, hasInstID: c.hasInstanceID,
+			globalUserID: c.globalUserID, hasGU: c.hasGlobalUserID,
 			expires: c.exp.UnixNano(),
 		}, now)
 	}
@@ -323,7 +333,8 @@ func (v *Verifier) checkCached(e *cacheEntry, r *requestMD) *rejection {
 	if v.cfg.Revoked(e.id.JTI) {
 		return rejRevoked
 	}
-	return checkHeaders(e.id.Realm, e.id.Subject, e.instanceID, e.hasInstID, r)
+	return checkHeaders(&binding{realm: e.id.Realm, sub: e.id.Subject, instClaim: e.instanceID, hasInst: e.hasInstID,
+		guClaim: e.globalUserID, hasGU: e.hasGU}, r)
 }
 
 // keyStillPublished reports whether a cached verification may be used:
@@ -449,15 +460,25 @@ func (v *Verifier) checkClaims(c *claims, now time.Time) *rejection {
 	return nil
 }
 
+// binding is what a token's claims say the forwarded headers must be.
+type binding struct {
+	realm, sub, instClaim, guClaim string
+	hasInst, hasGU                 bool
+}
+
 // checkHeaders compares the forwarded x-gitlab-* values with the claims,
 // as the real gateway does: realm first, then the instance id (sub, and
-// gitlab_instance_id when the token has it).
-func checkHeaders(realm, sub, instClaim string, hasInst bool, r *requestMD) *rejection {
-	if realm != r.realm {
+// gitlab_instance_id when the token has it), then the global user id when
+// the token binds one (a missing or repeated header is "" and mismatches).
+func checkHeaders(b *binding, r *requestMD) *rejection {
+	if b.realm != r.realm {
 		return rejRealmMismatch
 	}
-	if sub != r.instanceID || (hasInst && instClaim != r.instanceID) {
+	if b.sub != r.instanceID || (b.hasInst && b.instClaim != r.instanceID) {
 		return rejInstanceMismatch
+	}
+	if b.hasGU && b.guClaim != r.globalUserID {
+		return rejGlobalUserMismatch
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/api/tokensvc"
 	"github.com/airlock-dev/airlock/issuer/api/usersvc"
 	"github.com/airlock-dev/airlock/issuer/httpapi"
+	"github.com/airlock-dev/airlock/issuer/globalid"
 	"github.com/airlock-dev/airlock/issuer/kek"
 	"github.com/airlock-dev/airlock/issuer/keys"
 	"github.com/airlock-dev/airlock/issuer/minter"
@@ -164,6 +165,14 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 	if err != nil {
 		return fmt.Errorf("instance id: %w", err)
 	}
+	guKey, err := globalid.LoadKey(ctx, st, k)
+	if err != nil {
+		return err
+	}
+	globalIDs, err := globalid.New(guKey, instanceID)
+	if err != nil {
+		return err
+	}
 	km, err := keys.New(ctx, keys.Config{
 		Store: st, KEK: k, Alg: cfg.KeyAlg, RotationPeriod: cfg.RotationPeriod,
 		MaxTokenTTL: cfg.MaxTokenTTL, Now: now, Logger: log,
@@ -182,7 +191,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 		}
 	}
 	mint, err := minter.New(minter.Config{
-		Signer: km, Recorder: st, Issuer: cfg.IssuerURL, InstanceID: instanceID,
+		Signer: km, Recorder: st, GlobalIDs: globalIDs, Issuer: cfg.IssuerURL, InstanceID: instanceID,
 		DefaultTTL: cfg.TokenTTL, MaxTTL: cfg.MaxTokenTTL, Now: now,
 	})
 	if err != nil {

@@ -85,14 +85,15 @@ type jwtClaims struct {
 	Expiry     *float64 `json:"exp"`
 	Realm      string   `json:"gitlab_realm"`
 	InstanceID string   `json:"gitlab_instance_id"`
+	GlobalUser string   `json:"gitlab_global_user_id"`
 	Scopes     []string `json:"scopes"`
 }
 
 // TokenFromJWT builds a Token from a JWT obtained elsewhere (for example
 // `airlockctl token mint`), deriving the forwarded metadata from its claims:
 // x-gitlab-instance-id from gitlab_instance_id (else sub), x-gitlab-realm
-// from gitlab_realm, and the authentication type. x-gitlab-global-user-id
-// cannot be derived (the token has no user id claim) and is left out. The
+// from gitlab_realm, x-gitlab-global-user-id from gitlab_global_user_id
+// (left out when the token has no such claim), and the authentication type. The
 // signature is NOT verified: the gateway does that; this only reads what
 // to forward. It returns an InvalidArgument *Error for anything that is
 // not a compact JWS with a JSON object payload and a numeric exp.
@@ -126,6 +127,9 @@ func TokenFromJWT(jwt string) (*Token, error) {
 	}
 	if c.Realm != "" {
 		md[token.MDRealm] = c.Realm
+	}
+	if c.GlobalUser != "" {
+		md[token.MDGlobalUserID] = c.GlobalUser
 	}
 	sec := int64(*c.Expiry)
 	return &Token{

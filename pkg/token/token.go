@@ -3,12 +3,7 @@
 // caller forwards with it. It holds no keys and does no cryptography.
 package token
 
-import (
-	"crypto/sha256"
-	"encoding/hex"
-	"strconv"
-	"time"
-)
+import "time"
 
 // Fixed values of the real system (GitLab self-managed → AI gateway).
 const (
@@ -29,6 +24,10 @@ const (
 	ClaimRealm      = "gitlab_realm"
 	ClaimScopes     = "scopes"
 	ClaimInstanceID = "gitlab_instance_id"
+	// ClaimGlobalUserID binds the token to one user: the gateway requires
+	// x-gitlab-global-user-id to equal it when present. Airlock's issuer
+	// always sets it; a real GitLab instance's tokens do not carry it.
+	ClaimGlobalUserID = "gitlab_global_user_id"
 )
 
 // gRPC metadata keys (lower case, as gRPC requires) a caller sends.
@@ -44,7 +43,8 @@ const (
 )
 
 // Claims are the claims of a self-issued token. Subject is the instance
-// UUID; there is deliberately no user id claim.
+// UUID; there is deliberately no user id claim, only the opaque global
+// user id (which names no user without the issuer's secret).
 type Claims struct {
 	ID         string    // jti, a UUID
 	Issuer     string    // iss, the instance URL
@@ -56,13 +56,9 @@ type Claims struct {
 	Realm      string    // gitlab_realm
 	Scopes     []string  // scopes (unit primitives)
 	InstanceID string    // gitlab_instance_id (optional)
-}
-
-// GlobalUserID returns x-gitlab-global-user-id: the hex SHA-256 of the
-// instance id followed by the user id, as GitLab computes it.
-func GlobalUserID(instanceID string, userID uint64) string {
-	sum := sha256.Sum256([]byte(instanceID + strconv.FormatUint(userID, 10)))
-	return hex.EncodeToString(sum[:])
+	// GlobalUserID is gitlab_global_user_id (optional): the value
+	// x-gitlab-global-user-id must carry.
+	GlobalUserID string
 }
 
 // Metadata returns the gRPC metadata a caller forwards with tok.
