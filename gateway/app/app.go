@@ -140,6 +140,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		MaxLifetime:   cfg.MaxTokenLifetime,
 		MaxTokenBytes: cfg.MaxTokenBytes,
 		Metrics:       authMetrics,
+		Failures:      auth.NewFailureLimiter(cfg.AuthFailuresPerMinute, auth.DefaultMaxClients, nil),
 	})
 	if err != nil {
 		return err

@@ -68,6 +68,7 @@ type Config struct {
 	UserRequestsPerMinute  int
 	UserConcurrentStreams  int
 	TotalConcurrentStreams int
+	AuthFailuresPerMinute  int
 }
 
 // parseConfig reads flags, env (AIRLOCK_GATEWAY_*) and --config into a Config.
@@ -114,6 +115,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.Int64Var(&c.MaxUpstreamBodyBytes, "max-upstream-body-bytes", 64<<20, "one model server response body")
 	fs.DurationVar(&c.ClientSendTimeout, "client-send-timeout", 30*time.Second, "end a stream whose caller has read nothing for this long")
 	fs.IntVar(&c.UserRequestsPerMinute, "user-requests-per-minute", 600, "per-user request rate (0: unlimited)")
+	fs.IntVar(&c.AuthFailuresPerMinute, "auth-failures-per-minute", 600, "failed authentications per client address (IP, IPv6 /64); past it the address may present only already-verified tokens until its allowance refills (0: unlimited)")
 	fs.IntVar(&c.UserConcurrentStreams, "user-concurrent-streams", 32, "per-user concurrent requests (0: unlimited)")
 	fs.IntVar(&c.TotalConcurrentStreams, "max-concurrent-streams", 10000, "concurrent requests across all users (0: unlimited)")
 	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {

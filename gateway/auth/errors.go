@@ -15,6 +15,9 @@ const (
 	MsgInstanceMismatch   = "Header mismatch 'X-Gitlab-Instance-Id'"
 	MsgRealmMismatch      = "Header mismatch 'X-Gitlab-Realm'"
 	MsgGlobalUserMismatch = "Header mismatch 'X-Gitlab-Global-User-Id'"
+	// MsgThrottled: this client address failed authentication too often;
+	// it is refused before verification until its allowance refills.
+	MsgThrottled = "Too many failed authentication attempts from this address; retry later"
 	// MsgUnavailable: the gateway cannot verify anything right now (no key
 	// set yet, or the issuer has been unreachable past the staleness
 	// bound). Unavailable tells clients to retry, not to get a new token.
@@ -44,6 +47,7 @@ const (
 	ReasonInstanceMismatch   = "instance_mismatch"
 	ReasonRealmMismatch      = "realm_mismatch"
 	ReasonGlobalUserMismatch = "global_user_mismatch"
+	ReasonThrottled          = "throttled"
 )
 
 // Reasons lists every rejection reason, for pre-initialising metrics.
@@ -52,7 +56,7 @@ var Reasons = []string{
 	ReasonMalformed, ReasonBadHeader, ReasonBadAlgorithm, ReasonUnknownKey, ReasonBadSignature,
 	ReasonNoKeys, ReasonBadIssuer, ReasonBadAudience, ReasonExpired, ReasonNotYetValid,
 	ReasonLifetime, ReasonMissingClaim, ReasonRevoked, ReasonInstanceMismatch, ReasonRealmMismatch,
-	ReasonGlobalUserMismatch,
+	ReasonGlobalUserMismatch, ReasonThrottled,
 }
 
 // rejection is why a request was refused. The reason is for metrics and
@@ -88,6 +92,7 @@ var (
 	rejInstanceMismatch   = &rejection{ReasonInstanceMismatch, codes.Unauthenticated, MsgInstanceMismatch}
 	rejRealmMismatch      = &rejection{ReasonRealmMismatch, codes.Unauthenticated, MsgRealmMismatch}
 	rejGlobalUserMismatch = &rejection{ReasonGlobalUserMismatch, codes.Unauthenticated, MsgGlobalUserMismatch}
+	rejThrottled          = &rejection{ReasonThrottled, codes.ResourceExhausted, MsgThrottled}
 )
 
 func forbidden(reason string) *rejection {

@@ -34,7 +34,9 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/airlock-dev/airlock/gateway/keyset"
@@ -94,6 +96,9 @@ type Config struct {
 	Metrics *Metrics
 	// OnReject, when set, is also called with each rejection's reason.
 	OnReject func(reason string)
+	// Failures, when set, bounds failed authentications per client
+	// address (see FailureLimiter); AuthFunc and VerifyFrom apply it.
+	Failures *FailureLimiter
 }
 
 // Verifier verifies tokens. It is safe for concurrent use.
@@ -166,7 +171,11 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 // the *Identity, or a status error (see Verify).
 func (v *Verifier) AuthFunc(ctx context.Context) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	id, err := v.Verify(ctx, md)
+	client := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		client = ClientKey(p.Addr.String())
+	}
+	id, err := v.VerifyFrom(ctx, client, md)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +188,22 @@ func (v *Verifier) AuthFunc(ctx context.Context) (context.Context, error) {
 // Unavailable when no usable key set is loaded, or Canceled /
 // DeadlineExceeded when ctx ends while waiting for a key refetch.
 func (v *Verifier) Verify(ctx context.Context, md metadata.MD) (*Identity, error) {
-	id, rej, err := v.verify(ctx, md)
+	return v.VerifyFrom(ctx, "", md)
+}
+
+// VerifyFrom is Verify for a call from client (a ClientKey; "" means
+// unknown and unlimited). With Config.Failures set, every Unauthenticated
+// refusal counts against its client, and a client that has failed too
+// often may present only tokens already in the verified-token cache
+// (cheap): anything needing a parse and a signature check is refused with
+// ResourceExhausted until its allowance refills. So an abuser behind the
+// same address as legitimate users (a NAT, a GitLab instance) cannot make
+// the gateway verify, and users whose tokens are already verified go on.
+func (v *Verifier) VerifyFrom(ctx context.Context, client string, md metadata.MD) (*Identity, error) {
+	id, rej, err := v.verify(ctx, md, client)
+	if rej != nil && rej.code == codes.Unauthenticated {
+		v.cfg.Failures.Failed(client)
+	}
 	if rej != nil {
 		v.cfg.Metrics.inc(rej.reason)
 		if v.cfg.OnReject != nil {
@@ -221,7 +245,7 @@ type requestMD struct {
 	token, instanceID, realm, globalUserID string
 }
 
-func (v *Verifier) verify(ctx context.Context, md metadata.MD) (*Identity, *rejection, error) {
+func (v *Verifier) verify(ctx context.Context, md metadata.MD, client string) (*Identity, *rejection, error) {
 	var r requestMD
 	if rej := v.readMetadata(md, &r); rej != nil {
 		return nil, rej, nil
@@ -247,6 +271,9 @@ func (v *Verifier) verify(ctx context.Context, md metadata.MD) (*Identity, *reje
 		}
 	}
 
+	if v.cfg.Failures.Blocked(client) {
+		return nil, rejThrottled, nil
+	}
 	parts, err := splitJWS(r.token)
 	if err != nil {
 		return nil, rejMalformed, nil

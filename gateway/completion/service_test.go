@@ -311,3 +311,24 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 		})
 	}
 }
+
+func TestInvalidRequestsCountTowardTheUserRate(t *testing.T) {
+	fa := &fakeAdapter{calls: map[string]int{}, steps: map[string][]step{"a": {{texts: []string{"ok"}}}}}
+	c := start(t, Config{Router: fakeRouter{[]catalog.Target{target("a")}}, Authorize: allowAll,
+		Caller:   func(context.Context) (string, string) { return "u1", "jti" },
+		Limits:   Limits{UserRequestsPerMinute: 3},
+		Adapters: map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return fa, nil }}})
+	for i, feat := range []string{"no_such_feature", "", "duo_chat\x00"} {
+		if _, err := c.Complete(context.Background(), &gatewayv1.CompleteRequest{Feature: feat}); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("invalid call %d: %v, want InvalidArgument", i, err)
+		}
+	}
+	// The three invalid calls spent the user's burst of three.
+	_, err := c.Complete(context.Background(), &gatewayv1.CompleteRequest{Feature: "duo_chat", Messages: []*gatewayv1.Message{{Role: "user", Content: "hi"}}})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("valid call after three invalid ones: %v, want ResourceExhausted", err)
+	}
+	if len(fa.reqs) != 0 {
+		t.Fatalf("the model was called %d times", len(fa.reqs))
+	}
+}
