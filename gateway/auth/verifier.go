@@ -49,6 +49,9 @@ const (
 	DefaultMaxLifetime   = 2 * time.Hour
 	DefaultMaxTokenBytes = 8 << 10
 	DefaultCacheSize     = 10000
+	// MaxGlobalUserIDBytes bounds x-gitlab-global-user-id (GitLab's and
+	// Airlock's are 44 bytes of base64).
+	MaxGlobalUserIDBytes = 128
 )
 
 // KeyLookup finds verification keys. *keyset.Cache satisfies it.
@@ -342,6 +345,11 @@ func (v *Verifier) readMetadata(md metadata.MD, r *requestMD) *rejection {
 	r.instanceID = single(md, token.MDInstanceID)
 	r.realm = single(md, token.MDRealm)
 	r.globalUserID = single(md, token.MDGlobalUserID)
+	if len(r.globalUserID) > MaxGlobalUserIDBytes {
+		// Never a real value; refused so that, from a token without the
+		// claim, it cannot become a huge limiter key or log field.
+		return rejGlobalUserMismatch
+	}
 	return nil
 }
 

@@ -243,6 +243,7 @@ func TestVerifyRejects(t *testing.T) {
 		{name: "no global user id header with the claim present", md: mdWith(goodMD(good), token.MDGlobalUserID, "<delete>"), want: w(codes.Unauthenticated, MsgGlobalUserMismatch, ReasonGlobalUserMismatch)},
 		{name: "global user id header repeated", md: func() metadata.MD { m := goodMD(good); m.Append(token.MDGlobalUserID, testUser); return m }(), want: w(codes.Unauthenticated, MsgGlobalUserMismatch, ReasonGlobalUserMismatch)},
 		{name: "global user id header differs only in case", md: mdWith(goodMD(good), token.MDGlobalUserID, strings.ToUpper(testUser)), want: w(codes.Unauthenticated, MsgGlobalUserMismatch, ReasonGlobalUserMismatch)},
+		{name: "oversized global user id header on a token without the claim", md: mdWith(goodMD(mint(t, kRSA, with(c, "gitlab_global_user_id", nil))), token.MDGlobalUserID, strings.Repeat("u", MaxGlobalUserIDBytes+1)), want: w(codes.Unauthenticated, MsgGlobalUserMismatch, ReasonGlobalUserMismatch)},
 		{name: "empty gitlab_global_user_id claim", md: mdWith(goodMD(mint(t, kRSA, with(c, "gitlab_global_user_id", ""))), token.MDGlobalUserID, "<delete>"), want: f(ReasonMissingClaim)},
 		{name: "gitlab_global_user_id claim of the wrong type", md: goodMD(mint(t, kRSA, with(c, "gitlab_global_user_id", 7))), want: f(ReasonMalformed)},
 	}

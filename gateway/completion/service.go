@@ -157,6 +157,9 @@ func (s *Service) serve(ctx context.Context, in input, emit func(string) error) 
 		return nil, err
 	}
 	defer release()
+	if err := checkBounds(in); err != nil {
+		return nil, err
+	}
 	f, err := feature.Parse(in.feature)
 	if err != nil {
 		return nil, invalid(err.Error())

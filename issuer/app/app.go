@@ -28,13 +28,14 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/airlock-dev/airlock/issuer/api/authn"
+	"github.com/airlock-dev/airlock/issuer/api/bounds"
 	"github.com/airlock-dev/airlock/issuer/api/keysvc"
 	"github.com/airlock-dev/airlock/issuer/api/limits"
 	"github.com/airlock-dev/airlock/issuer/api/modelsvc"
 	"github.com/airlock-dev/airlock/issuer/api/tokensvc"
 	"github.com/airlock-dev/airlock/issuer/api/usersvc"
-	"github.com/airlock-dev/airlock/issuer/httpapi"
 	"github.com/airlock-dev/airlock/issuer/globalid"
+	"github.com/airlock-dev/airlock/issuer/httpapi"
 	"github.com/airlock-dev/airlock/issuer/kek"
 	"github.com/airlock-dev/airlock/issuer/keys"
 	"github.com/airlock-dev/airlock/issuer/minter"
@@ -241,6 +242,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 		Public:          func(m string) bool { return public[m] },
 		ServerOptions:   srvOpts,
 		Registerer:      reg,
+		UnaryAfterAuth:  []grpc.UnaryServerInterceptor{bounds.Unary},
 		StreamAfterAuth: []grpc.StreamServerInterceptor{limits.NewStreams(cfg.MaxWatchesPerCaller).Interceptor()},
 	})
 	keysvc.New(keysvc.Config{Keys: km, Logger: log}).Register(srv)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/airlock-dev/airlock/issuer/store"
+	"github.com/airlock-dev/airlock/pkg/echo"
 )
 
 // Families are the model families the gateway has prompt templates for.
@@ -43,7 +44,7 @@ func oneOf(v string, set []string) bool {
 // ValidName reports whether name is a valid model name.
 func ValidName(name string) error {
 	if !nameRE.MatchString(name) {
-		return &FieldError{"name", fmt.Sprintf("%q is not 1-63 characters of [a-z0-9_.-] starting with a letter or digit", name)}
+		return &FieldError{"name", fmt.Sprintf("%s is not 1-63 characters of [a-z0-9_.-] starting with a letter or digit", echo.Quote(name))}
 	}
 	return nil
 }
@@ -56,16 +57,16 @@ func Validate(m store.Model, apiKey string) error {
 		return err
 	}
 	if !oneOf(m.Family, Families) {
-		return &FieldError{"family", fmt.Sprintf("unknown model family %q: want one of %s", m.Family, strings.Join(Families, ", "))}
+		return &FieldError{"family", fmt.Sprintf("unknown model family %s: want one of %s", echo.Quote(m.Family), strings.Join(Families, ", "))}
 	}
 	if !oneOf(m.Provider, Providers) {
-		return &FieldError{"provider", fmt.Sprintf("unknown provider %q: want one of %s", m.Provider, strings.Join(Providers, ", "))}
+		return &FieldError{"provider", fmt.Sprintf("unknown provider %s: want one of %s", echo.Quote(m.Provider), strings.Join(Providers, ", "))}
 	}
 	nets := make([]netip.Prefix, 0, len(m.TrustedNetworks))
 	for i, n := range m.TrustedNetworks {
 		p, err := netip.ParsePrefix(strings.TrimSpace(n))
 		if err != nil {
-			return &FieldError{fmt.Sprintf("trusted_networks[%d]", i), fmt.Sprintf("invalid CIDR %q", n)}
+			return &FieldError{fmt.Sprintf("trusted_networks[%d]", i), fmt.Sprintf("invalid CIDR %s", echo.Quote(n))}
 		}
 		nets = append(nets, p.Masked())
 	}
@@ -83,7 +84,7 @@ func Validate(m store.Model, apiKey string) error {
 			return &FieldError{"fallback_model", "a model cannot be its own fallback"}
 		}
 		if err := ValidName(m.Fallback); err != nil {
-			return &FieldError{"fallback_model", fmt.Sprintf("unknown model %q", m.Fallback)}
+			return &FieldError{"fallback_model", fmt.Sprintf("unknown model %s", echo.Quote(m.Fallback))}
 		}
 	}
 	if len(apiKey) > MaxAPIKeyLen {
@@ -101,10 +102,10 @@ func checkEndpoint(raw string, nets []netip.Prefix) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Opaque != "" {
-		return &FieldError{"endpoint", fmt.Sprintf("malformed URL %q: want http(s)://host[:port][/path]", raw)}
+		return &FieldError{"endpoint", fmt.Sprintf("malformed URL %s: want http(s)://host[:port][/path]", echo.Quote(raw))}
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return &FieldError{"endpoint", fmt.Sprintf("scheme %q is not allowed: want http or https", u.Scheme)}
+		return &FieldError{"endpoint", fmt.Sprintf("scheme %s is not allowed: want http or https", echo.Quote(u.Scheme))}
 	}
 	if u.User != nil {
 		// Never echo the URL here: it holds a credential.

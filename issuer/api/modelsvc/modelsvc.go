@@ -24,6 +24,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/modelcheck"
 	"github.com/airlock-dev/airlock/issuer/store"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/echo"
 	"github.com/airlock-dev/airlock/pkg/feature"
 )
 
@@ -145,7 +146,7 @@ func (s *Service) seal(name, apiKey string) ([]byte, error) {
 // error the caller can act on.
 func fallbackErr(err error, m store.Model) error {
 	if errors.Is(err, store.ErrReferenceNotFound) {
-		return &modelcheck.FieldError{Field: "fallback_model", Msg: fmt.Sprintf("unknown model %q", m.Fallback)}
+		return &modelcheck.FieldError{Field: "fallback_model", Msg: fmt.Sprintf("unknown model %s", echo.Quote(m.Fallback))}
 	}
 	return err
 }
@@ -156,7 +157,7 @@ func (s *Service) checkCycle(ctx context.Context, m store.Model) error {
 	seen := map[string]bool{m.Name: true}
 	for next := m.Fallback; next != ""; {
 		if seen[next] {
-			return &modelcheck.FieldError{Field: "fallback_model", Msg: fmt.Sprintf("fallback chain through %q forms a cycle", next)}
+			return &modelcheck.FieldError{Field: "fallback_model", Msg: fmt.Sprintf("fallback chain through %s forms a cycle", echo.Quote(next))}
 		}
 		seen[next] = true
 		fm, err := s.cfg.Store.GetModel(ctx, next)
@@ -295,7 +296,7 @@ func (s *Service) SetFeatureSetting(ctx context.Context, req *issuerv1.SetFeatur
 	fs := store.FeatureSetting{Feature: set.GetFeature(), Model: set.GetModel(), Disabled: set.GetDisabled()}
 	if err := s.cfg.Store.SetFeatureSetting(ctx, fs); err != nil {
 		if errors.Is(err, store.ErrReferenceNotFound) {
-			return nil, status.Errorf(codes.FailedPrecondition, "setting.model: model %q does not exist", fs.Model)
+			return nil, status.Errorf(codes.FailedPrecondition, "setting.model: model %s does not exist", echo.Quote(fs.Model))
 		}
 		return nil, apierr.Status(s.cfg.Logger, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/airlock-dev/airlock/issuer/api/authn"
+	"github.com/airlock-dev/airlock/issuer/api/bounds"
 	"github.com/airlock-dev/airlock/issuer/api/keysvc"
 	"github.com/airlock-dev/airlock/issuer/api/limits"
 	"github.com/airlock-dev/airlock/issuer/api/modelsvc"
@@ -135,6 +136,7 @@ func New(t testing.TB, o Options) *Env {
 	models, err := modelsvc.New(ctx, modelsvc.Config{Store: e.Store, KEK: e.KEK, Now: e.Clock.Now, Logger: log, MaxModels: o.MaxModels})
 	must(t, err)
 	srv, _ := rpcserver.New(rpcserver.Options{
+		UnaryAfterAuth:  []grpc.UnaryServerInterceptor{bounds.Unary},
 		StreamAfterAuth: []grpc.StreamServerInterceptor{limits.NewStreams(o.MaxWatchesPerCaller).Interceptor()},
 		Logger:          log,
 		Auth:            authn.New(e.Store, e.Clock.Now),
