@@ -38,6 +38,7 @@ import (
 	"github.com/airlock-dev/airlock/gateway/revocation"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 	"github.com/airlock-dev/airlock/pkg/client"
+	"github.com/airlock-dev/airlock/pkg/connlimit"
 	"github.com/airlock-dev/airlock/pkg/debugpprof"
 	"github.com/airlock-dev/airlock/pkg/healthprobe"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
@@ -181,8 +182,13 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConnStream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		// A connection with no call for 5 minutes is closed, so idle ones
+		// do not pile up; the clients reconnect on demand.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second, MaxConnectionIdle: 5 * time.Minute}),
 	)
+	// Headers hold the token (at most --max-token-bytes) and a few short
+	// x-gitlab-* values.
+	serverOpts = append(serverOpts, rpcserver.PreAuthOptions(cfg.HandshakeTimeout, uint32(max(64<<10, 2*cfg.MaxTokenBytes)))...)
 	if cfg.Plaintext {
 		log.Warn().Str("addr", cfg.GRPCAddr).Msg("serving plaintext gRPC (--plaintext): tokens cross the network unencrypted; use only for local development")
 	} else {
@@ -205,9 +211,14 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--grpc-addr: %w", err)
 	}
+	perAddr := connlimit.New(lis, cfg.MaxConnsPerAddr)
+	lis = perAddr
 	if cfg.MaxConns > 0 {
 		lis = netutil.LimitListener(lis, cfg.MaxConns)
 	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "airlock_gateway_connections_refused_total",
+		Help: "Connections closed at accept because their address held --max-connections-per-address."},
+		func() float64 { return float64(perAddr.Refused()) }))
 	go keys.Run(ctx)
 	if cfg.IssuerAddr != "" {
 		go revoked.Run(ctx)

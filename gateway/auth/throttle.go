@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"net/netip"
 	"sync"
 	"time"
 
@@ -101,22 +100,4 @@ func (l *FailureLimiter) size() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.buckets)
-}
-
-// ClientKey returns the key a client address is limited under: its IP for
-// IPv4, its /64 for IPv6 (one host usually holds a whole /64), from an
-// "ip:port" address as net.Addr.String and http.Request.RemoteAddr give
-// it. Anything else (a bufconn or unix address) is returned unchanged.
-func ClientKey(addr string) string {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		return addr
-	}
-	ip := ap.Addr().Unmap()
-	if ip.Is6() {
-		if p, err := ip.Prefix(64); err == nil {
-			return p.String()
-		}
-	}
-	return ip.String()
 }

@@ -82,16 +82,3 @@ func TestFailureLimiterMemoryIsBounded(t *testing.T) {
 		t.Fatal("a zero rate must disable the limiter")
 	}
 }
-
-func TestClientKey(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"192.0.2.7:5000", "192.0.2.7"},
-		{"[::ffff:192.0.2.7]:5000", "192.0.2.7"},
-		{"[2001:db8:1:2:3:4:5:6]:443", "2001:db8:1:2::/64"},
-		{"bufconn", "bufconn"},
-	} {
-		if got := ClientKey(tc.in); got != tc.want {
-			t.Errorf("ClientKey(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}

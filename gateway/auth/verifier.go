@@ -40,6 +40,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/airlock-dev/airlock/gateway/keyset"
+	"github.com/airlock-dev/airlock/pkg/connlimit"
 	"github.com/airlock-dev/airlock/pkg/token"
 )
 
@@ -176,7 +177,7 @@ func (v *Verifier) AuthFunc(ctx context.Context) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	client := ""
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		client = ClientKey(p.Addr.String())
+		client = connlimit.Key(p.Addr.String())
 	}
 	id, err := v.VerifyFrom(ctx, client, md)
 	if err != nil {
@@ -194,7 +195,7 @@ func (v *Verifier) Verify(ctx context.Context, md metadata.MD) (*Identity, error
 	return v.VerifyFrom(ctx, "", md)
 }
 
-// VerifyFrom is Verify for a call from client (a ClientKey; "" means
+// VerifyFrom is Verify for a call from client (a connlimit.Key; "" means
 // unknown and unlimited). With Config.Failures set, every Unauthenticated
 // refusal counts against its client, and a client that has failed too
 // often may present only tokens already in the verified-token cache

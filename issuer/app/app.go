@@ -40,6 +40,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/keys"
 	"github.com/airlock-dev/airlock/issuer/minter"
 	"github.com/airlock-dev/airlock/issuer/store/boltstore"
+	"github.com/airlock-dev/airlock/pkg/connlimit"
 	"github.com/airlock-dev/airlock/pkg/debugpprof"
 	"github.com/airlock-dev/airlock/pkg/healthprobe"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
@@ -141,6 +142,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Addrs))
 	return run(ctx, cfg, log, time.Now, ready)
 }
 
+// maxRecvBytes bounds one request message at the issuer.
+const maxRecvBytes = 1 << 20
+
 func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Time, ready func(Addrs)) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -221,7 +225,12 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 		defer c()
 		_ = shutdownTracing(sctx)
 	}()
-	srvOpts := telemetry.ServerOptions(cfg.Telemetry)
+	// Headers hold a personal access token and a few short values. The
+	// largest valid request (a CreateModel at every bound of
+	// issuer/api/bounds) is under 16 KiB, so anything over maxRecvBytes is
+	// refused by the transport before it is decoded.
+	srvOpts := append(telemetry.ServerOptions(cfg.Telemetry), rpcserver.PreAuthOptions(cfg.HandshakeTimeout, 64<<10)...)
+	srvOpts = append(srvOpts, grpc.MaxRecvMsgSize(maxRecvBytes))
 	if grpcTLS != nil {
 		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(grpcTLS)))
 	} else {
@@ -254,6 +263,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 	if err != nil {
 		return fmt.Errorf("--grpc-addr: %w", err)
 	}
+	glis = connlimit.New(glis, cfg.MaxConnsPerAddr)
 	hlis, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		glis.Close()

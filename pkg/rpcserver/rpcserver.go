@@ -79,6 +79,16 @@ var refusalCodes = map[string]bool{
 	codes.OutOfRange.String():        true,
 }
 
+// PreAuthOptions bound what a client can hold before any interceptor
+// (authentication) runs: the connection's handshake (TLS and the HTTP/2
+// preface and settings) must finish within handshake, or the connection
+// is closed; and a call's header list stays under maxHeaderBytes, or the
+// call is refused by the transport. Bound connections per address with
+// connlimit at the listener.
+func PreAuthOptions(handshake time.Duration, maxHeaderBytes uint32) []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ConnectionTimeout(handshake), grpc.MaxHeaderListSize(maxHeaderBytes)}
+}
+
 // New returns a gRPC server with the interceptor chain, the health service
 // and reflection registered. Health starts NOT_SERVING for the overall
 // service (""): call SetServingStatus once the service can really serve.
