@@ -6,10 +6,15 @@
 // allowlist bound to the key's type, no key-bearing headers, no crit,
 // signature through jwx), then the claims (iss, aud, exp/nbf/iat with
 // leeway, lifetime cap, jti present and not revoked), and last the
-// x-gitlab-* headers against the claims, as the real AI gateway does.
+// x-gitlab-* headers against the claims, as the real AI gateway does, plus
+// x-gitlab-global-user-id against the gitlab_global_user_id claim when the
+// token carries one (the proven user, see Identity).
 // Messages copy the real gateway's; every signature or claim failure reads
 // "Forbidden by auth provider" so a caller cannot tell which check failed.
 // Each rejection is counted by reason.
+//
+// Failed authentications are bounded per client address (FailureLimiter):
+// past the bound, only already-verified tokens are accepted from it.
 //
 // Tokens that pass are remembered in a bounded cache keyed by the token's
 // SHA-256, until the token expires, so a repeated token costs no signature
