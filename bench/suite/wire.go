@@ -24,6 +24,7 @@ import (
 var unlimitedGateway = []string{
 	"--user-concurrent-streams", "0", "--user-requests-per-minute", "0",
 	"--max-concurrent-streams", "0", "--max-connections", "0", "--max-streams-per-conn", "1024",
+	"--max-connections-per-address", "0", "--auth-failures-per-minute", "0",
 }
 
 // wireStubTokens is the answer length with the stub at zero delay: long
