@@ -162,6 +162,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		GatewayArgs: []string{
 			"--leeway", "0s", // tokens minted with a 1 s lifetime expire at once
 			"--user-requests-per-minute", "0", "--user-concurrent-streams", "0",
+			// Thousands of deliberately bad tokens from one address: the test
+			// checks each refusal's wording, not the per-address bound.
+			"--auth-failures-per-minute", "0",
 			"--upstream-connect-timeout", "2s", "--upstream-first-byte-timeout", "5s",
 			"--upstream-idle-timeout", "5s", "--upstream-total-timeout", "30s",
 			"--log-level", "warn",

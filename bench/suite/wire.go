@@ -25,6 +25,7 @@ import (
 var unlimitedGateway = []string{
 	"--user-concurrent-streams", "0", "--user-requests-per-minute", "0",
 	"--max-concurrent-streams", "0", "--max-connections", "0", "--max-streams-per-conn", "1024",
+	"--max-connections-per-address", "0", "--auth-failures-per-minute", "0",
 }
 
 // startCluster starts a cluster for measuring: quiet logs, and the issuer's

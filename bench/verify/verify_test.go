@@ -117,7 +117,7 @@ func newFixture(tb testing.TB, n int) *fixture {
 			tb.Fatal(err)
 		}
 		f.toks = append(f.toks, string(signed))
-		f.mds = append(f.mds, metadata.New(token.Metadata(string(signed), instance, token.GlobalUserID(instance, 7))))
+		f.mds = append(f.mds, metadata.New(token.Metadata(string(signed), instance, "global-user-7")))
 	}
 	return f
 }

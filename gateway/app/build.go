@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/health"
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
@@ -128,6 +129,7 @@ func (g *gateway) buildSources(reg prometheus.Registerer) (*auth.Verifier, error
 		MaxLifetime:   cfg.MaxTokenLifetime,
 		MaxTokenBytes: cfg.MaxTokenBytes,
 		Metrics:       authMetrics,
+		Failures:      auth.NewFailureLimiter(cfg.AuthFailuresPerMinute, auth.DefaultMaxClients, nil),
 	})
 	return v, err
 }
@@ -141,7 +143,7 @@ func (g *gateway) buildGRPC(v *auth.Verifier, reg prometheus.Registerer) (*compl
 		Authorize: auth.Authorize,
 		Caller: func(ctx context.Context) (string, string) {
 			if id, ok := auth.IdentityFrom(ctx); ok {
-				return id.GlobalUserID, id.JTI
+				return id.User(), id.JTI
 			}
 			return "", ""
 		},
@@ -170,6 +172,13 @@ func (g *gateway) buildGRPC(v *auth.Verifier, reg prometheus.Registerer) (*compl
 		grpc.MaxConcurrentStreams(cfg.MaxConnStream),
 	)
 	serverOpts = append(serverOpts, rpcserver.KeepaliveServerOptions()...)
+	// A connection with no call for 5 minutes is closed, so idle ones do
+	// not pile up; the clients reconnect on demand. (Later options win.)
+	serverOpts = append(serverOpts, grpc.KeepaliveParams(keepalive.ServerParameters{
+		Time: 2 * time.Minute, Timeout: 20 * time.Second, MaxConnectionIdle: 5 * time.Minute}))
+	// Headers hold the token (at most --max-token-bytes) and a few short
+	// x-gitlab-* values.
+	serverOpts = append(serverOpts, rpcserver.PreAuthOptions(cfg.HandshakeTimeout, uint32(max(64<<10, 2*cfg.MaxTokenBytes)))...)
 	if cfg.Plaintext {
 		g.log.Warn().Str("addr", cfg.GRPCAddr).Msg("serving plaintext gRPC (--plaintext): tokens cross the network unencrypted; use only for local development")
 	} else {

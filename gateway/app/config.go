@@ -47,10 +47,14 @@ type Config struct {
 	MaxRecvBytes  int
 	MaxConnStream uint32
 	MaxConns      int
-	ShutdownGrace time.Duration
-	LogLevel      string
-	Pprof         bool
-	HealthAddr    string
+	// MaxConnsPerAddr and HandshakeTimeout bound one client before it
+	// authenticates.
+	MaxConnsPerAddr  int
+	HandshakeTimeout time.Duration
+	ShutdownGrace    time.Duration
+	LogLevel         string
+	Pprof            bool
+	HealthAddr       string
 
 	// Upstream (model servers).
 	ConnectTimeout   time.Duration
@@ -70,6 +74,7 @@ type Config struct {
 	UserRequestsPerMinute  int
 	UserConcurrentStreams  int
 	TotalConcurrentStreams int
+	AuthFailuresPerMinute  int
 }
 
 // ParseConfig reads args, then AIRLOCK_GATEWAY_* variables, then the
@@ -102,6 +107,8 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	var maxConnStreams uint
 	fs.UintVar(&maxConnStreams, "max-streams-per-conn", 256, "concurrent streams per client connection")
 	fs.IntVar(&c.MaxConns, "max-connections", 4096, "concurrent client connections (0: unlimited)")
+	fs.IntVar(&c.MaxConnsPerAddr, "max-connections-per-address", 256, "concurrent client connections from one address (IP, IPv6 /64); more are closed at accept (0: unlimited)")
+	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "a new connection must finish its TLS and HTTP/2 handshake within this, or is closed")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "on SIGTERM, let running streams finish this long, then cancel them")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.HealthAddr, "health-addr", "", "also serve only the gRPC health service, without TLS, here (for probes that cannot present a client certificate); empty: off")
@@ -118,6 +125,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.Int64Var(&c.MaxUpstreamBodyBytes, "max-upstream-body-bytes", 64<<20, "one model server response body")
 	fs.DurationVar(&c.ClientSendTimeout, "client-send-timeout", 30*time.Second, "end a stream whose caller has read nothing for this long")
 	fs.IntVar(&c.UserRequestsPerMinute, "user-requests-per-minute", 600, "per-user request rate (0: unlimited)")
+	fs.IntVar(&c.AuthFailuresPerMinute, "auth-failures-per-minute", 600, "failed authentications per client address (IP, IPv6 /64); past it the address may present only already-verified tokens until its allowance refills (0: unlimited)")
 	fs.IntVar(&c.UserConcurrentStreams, "user-concurrent-streams", 32, "per-user concurrent requests (0: unlimited)")
 	fs.IntVar(&c.TotalConcurrentStreams, "max-concurrent-streams", 10000, "concurrent requests across all users (0: unlimited)")
 	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
@@ -151,6 +159,7 @@ func (c Config) Validate() error {
 		"--issuer-token-file or --issuer-cert (mutual TLS) is required: the gateway authenticates to the issuer to read models and revocations")
 	check(c.ExpectedIssuer == "", "--expected-issuer is required: tokens from any other issuer are refused")
 	check(c.Audience == "", "--audience must not be empty")
+	check(c.HandshakeTimeout <= 0, "--handshake-timeout must be positive")
 	check(c.Leeway < 0 || c.Leeway > 5*time.Minute, "--leeway %v: want 0..5m", c.Leeway)
 	check(c.MaxTokenLifetime <= 0, "--max-token-lifetime must be positive")
 	check(c.MaxStaleness <= 0, "--max-staleness must be positive")

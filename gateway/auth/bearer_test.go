@@ -24,10 +24,14 @@ func TestVerifyBearerMakesTheGitLabHeadersOptional(t *testing.T) {
 		wantMsg  string
 		wantUser string
 	}{
-		{name: "bearer alone", md: bearerOnly(good)},
-		{name: "every header, matching", md: goodMD(good), wantUser: token.GlobalUserID(testInstance, 7)},
-		{name: "realm sent and matching", md: mdWith(bearerOnly(good), token.MDRealm, token.RealmSelfManaged)},
-		{name: "instance id sent and matching", md: mdWith(bearerOnly(good), token.MDInstanceID, testInstance)},
+		// The token binds its user: left out, the claim stands in, so limits
+		// key on the proven value.
+		{name: "bearer alone", md: bearerOnly(good), wantUser: testUser},
+		{name: "every header, matching", md: goodMD(good), wantUser: testUser},
+		{name: "realm sent and matching", md: mdWith(bearerOnly(good), token.MDRealm, token.RealmSelfManaged), wantUser: testUser},
+		{name: "instance id sent and matching", md: mdWith(bearerOnly(good), token.MDInstanceID, testInstance), wantUser: testUser},
+		{name: "global user id sent and matching", md: mdWith(bearerOnly(good), token.MDGlobalUserID, testUser), wantUser: testUser},
+		{name: "global user id sent and wrong", md: mdWith(bearerOnly(good), token.MDGlobalUserID, "someone-else"), wantCode: codes.Unauthenticated, wantMsg: MsgGlobalUserMismatch},
 		{name: "realm sent and wrong", md: mdWith(bearerOnly(good), token.MDRealm, "saas"), wantCode: codes.Unauthenticated, wantMsg: MsgRealmMismatch},
 		{name: "instance id sent and wrong", md: mdWith(bearerOnly(good), token.MDInstanceID, "other"), wantCode: codes.Unauthenticated, wantMsg: MsgInstanceMismatch},
 		{name: "authentication type sent and wrong", md: mdWith(bearerOnly(good), token.MDAuthType, "oauth2"), wantCode: codes.Unauthenticated, wantMsg: MsgBadAuthType},
@@ -39,7 +43,7 @@ func TestVerifyBearerMakesTheGitLabHeadersOptional(t *testing.T) {
 			v, _ := newTestVerifier(t, newFakeKeys(kRSA), nil)
 			// Twice: the second call is answered from the verified-token cache.
 			for i := 0; i < 2; i++ {
-				id, err := v.VerifyBearer(context.Background(), tt.md)
+				id, err := v.VerifyBearer(context.Background(), "", tt.md)
 				if tt.wantCode != codes.OK {
 					if st, _ := status.FromError(err); st.Code() != tt.wantCode || st.Message() != tt.wantMsg {
 						t.Fatalf("call %d: err = %v, want %s %q", i, err, tt.wantCode, tt.wantMsg)

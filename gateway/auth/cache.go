@@ -31,7 +31,10 @@ type cacheEntry struct {
 	kid        string    // key that verified the token, for eviction on removal
 	instanceID string    // gitlab_instance_id claim
 	hasInstID  bool
-	expires    int64 // unix ns: the token's exp
+	// globalUserID is the gitlab_global_user_id claim, when hasGU.
+	globalUserID string
+	hasGU        bool
+	expires      int64 // unix ns: the token's exp
 }
 
 func newTokenCache(size int) *tokenCache {

@@ -44,10 +44,21 @@ func TestCacheHitSkipsSignatureButRechecksRequest(t *testing.T) {
 		t.Fatalf("second call was not a cache hit: same identity %v, lookups %d", first == second, keys.lookups)
 	}
 
-	// A different global user id on a hit gets its own identity value.
-	other, err := v.Verify(ctx, mdWith(goodMD(tok), token.MDGlobalUserID, "someone-else"))
-	if err != nil || other.GlobalUserID != "someone-else" || first.GlobalUserID == "someone-else" {
-		t.Fatalf("hit with another global user id: %+v, %v", other, err)
+	// The token binds its user: another global user id on a hit is refused.
+	_, err = v.Verify(ctx, mdWith(goodMD(tok), token.MDGlobalUserID, "someone-else"))
+	if status.Convert(err).Message() != MsgGlobalUserMismatch {
+		t.Fatalf("hit with another global user id: %v", err)
+	}
+	// A token without the claim proves no user: a different forwarded value
+	// on a hit gets its own identity value, the cached one is untouched.
+	legacy := mint(t, kRSA, with(goodClaims(), "gitlab_global_user_id", nil, "jti", "legacy"))
+	lfirst, err := v.Verify(ctx, goodMD(legacy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := v.Verify(ctx, mdWith(goodMD(legacy), token.MDGlobalUserID, "someone-else"))
+	if err != nil || other.GlobalUserID != "someone-else" || lfirst.GlobalUserID == "someone-else" || other.GlobalUserProven {
+		t.Fatalf("hit with another global user id on an unbound token: %+v, %v", other, err)
 	}
 
 	// Headers are rechecked on a hit.
@@ -66,6 +77,7 @@ func TestCacheHitSkipsSignatureButRechecksRequest(t *testing.T) {
 		t.Fatalf("revoked token on a hit: %v (%s)", err, log.last())
 	}
 	v.Evict(first.JTI)
+	v.Evict(lfirst.JTI)
 	if n := v.cache.len(); n != 0 {
 		t.Fatalf("cache holds %d entries after Evict", n)
 	}

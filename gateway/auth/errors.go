@@ -8,12 +8,16 @@ import (
 // Messages as the real AI gateway words them. Every signature and claim
 // failure shares MsgForbidden so a caller never learns which check failed.
 const (
-	MsgNoAuthorization  = "No authorization header presented"
-	MsgBadAuthorization = "Invalid authorization header"
-	MsgBadAuthType      = "Invalid authentication token type - only OIDC is supported"
-	MsgForbidden        = "Forbidden by auth provider"
-	MsgInstanceMismatch = "Header mismatch 'X-Gitlab-Instance-Id'"
-	MsgRealmMismatch    = "Header mismatch 'X-Gitlab-Realm'"
+	MsgNoAuthorization    = "No authorization header presented"
+	MsgBadAuthorization   = "Invalid authorization header"
+	MsgBadAuthType        = "Invalid authentication token type - only OIDC is supported"
+	MsgForbidden          = "Forbidden by auth provider"
+	MsgInstanceMismatch   = "Header mismatch 'X-Gitlab-Instance-Id'"
+	MsgRealmMismatch      = "Header mismatch 'X-Gitlab-Realm'"
+	MsgGlobalUserMismatch = "Header mismatch 'X-Gitlab-Global-User-Id'"
+	// MsgThrottled: this client address failed authentication too often;
+	// it is refused before verification until its allowance refills.
+	MsgThrottled = "Too many failed authentication attempts from this address; retry later"
 	// MsgUnavailable: the gateway cannot verify anything right now (no key
 	// set yet, or the issuer has been unreachable past the staleness
 	// bound). Unavailable tells clients to retry, not to get a new token.
@@ -23,25 +27,27 @@ const (
 // Rejection reasons: the label values of the rejection counter. The set is
 // fixed so the metric's cardinality is bounded.
 const (
-	ReasonNoAuthorization  = "no_authorization"
-	ReasonBadAuthorization = "bad_authorization"
-	ReasonBadAuthType      = "bad_auth_type"
-	ReasonTooLarge         = "token_too_large"
-	ReasonMalformed        = "malformed"
-	ReasonBadHeader        = "bad_jws_header"
-	ReasonBadAlgorithm     = "bad_algorithm"
-	ReasonUnknownKey       = "unknown_key"
-	ReasonBadSignature     = "bad_signature"
-	ReasonNoKeys           = "no_keys"
-	ReasonBadIssuer        = "bad_issuer"
-	ReasonBadAudience      = "bad_audience"
-	ReasonExpired          = "expired"
-	ReasonNotYetValid      = "not_yet_valid"
-	ReasonLifetime         = "lifetime_too_long"
-	ReasonMissingClaim     = "missing_claim"
-	ReasonRevoked          = "revoked"
-	ReasonInstanceMismatch = "instance_mismatch"
-	ReasonRealmMismatch    = "realm_mismatch"
+	ReasonNoAuthorization    = "no_authorization"
+	ReasonBadAuthorization   = "bad_authorization"
+	ReasonBadAuthType        = "bad_auth_type"
+	ReasonTooLarge           = "token_too_large"
+	ReasonMalformed          = "malformed"
+	ReasonBadHeader          = "bad_jws_header"
+	ReasonBadAlgorithm       = "bad_algorithm"
+	ReasonUnknownKey         = "unknown_key"
+	ReasonBadSignature       = "bad_signature"
+	ReasonNoKeys             = "no_keys"
+	ReasonBadIssuer          = "bad_issuer"
+	ReasonBadAudience        = "bad_audience"
+	ReasonExpired            = "expired"
+	ReasonNotYetValid        = "not_yet_valid"
+	ReasonLifetime           = "lifetime_too_long"
+	ReasonMissingClaim       = "missing_claim"
+	ReasonRevoked            = "revoked"
+	ReasonInstanceMismatch   = "instance_mismatch"
+	ReasonRealmMismatch      = "realm_mismatch"
+	ReasonGlobalUserMismatch = "global_user_mismatch"
+	ReasonThrottled          = "throttled"
 )
 
 // Reasons lists every rejection reason, for pre-initialising metrics.
@@ -50,6 +56,7 @@ var Reasons = []string{
 	ReasonMalformed, ReasonBadHeader, ReasonBadAlgorithm, ReasonUnknownKey, ReasonBadSignature,
 	ReasonNoKeys, ReasonBadIssuer, ReasonBadAudience, ReasonExpired, ReasonNotYetValid,
 	ReasonLifetime, ReasonMissingClaim, ReasonRevoked, ReasonInstanceMismatch, ReasonRealmMismatch,
+	ReasonGlobalUserMismatch, ReasonThrottled,
 }
 
 // rejection is why a request was refused. The reason is for metrics and
@@ -65,25 +72,27 @@ func (r *rejection) Error() string { return r.reason }
 // Every rejection the verifier can produce, allocated once so the hot path
 // does not allocate on refusal either.
 var (
-	rejNoAuthorization  = &rejection{ReasonNoAuthorization, codes.Unauthenticated, MsgNoAuthorization}
-	rejBadAuthorization = &rejection{ReasonBadAuthorization, codes.Unauthenticated, MsgBadAuthorization}
-	rejBadAuthType      = &rejection{ReasonBadAuthType, codes.Unauthenticated, MsgBadAuthType}
-	rejTooLarge         = forbidden(ReasonTooLarge)
-	rejMalformed        = forbidden(ReasonMalformed)
-	rejBadHeader        = forbidden(ReasonBadHeader)
-	rejBadAlgorithm     = forbidden(ReasonBadAlgorithm)
-	rejUnknownKey       = forbidden(ReasonUnknownKey)
-	rejBadSignature     = forbidden(ReasonBadSignature)
-	rejNoKeys           = &rejection{ReasonNoKeys, codes.Unavailable, MsgUnavailable}
-	rejBadIssuer        = forbidden(ReasonBadIssuer)
-	rejBadAudience      = forbidden(ReasonBadAudience)
-	rejExpired          = forbidden(ReasonExpired)
-	rejNotYetValid      = forbidden(ReasonNotYetValid)
-	rejLifetime         = forbidden(ReasonLifetime)
-	rejMissingClaim     = forbidden(ReasonMissingClaim)
-	rejRevoked          = forbidden(ReasonRevoked)
-	rejInstanceMismatch = &rejection{ReasonInstanceMismatch, codes.Unauthenticated, MsgInstanceMismatch}
-	rejRealmMismatch    = &rejection{ReasonRealmMismatch, codes.Unauthenticated, MsgRealmMismatch}
+	rejNoAuthorization    = &rejection{ReasonNoAuthorization, codes.Unauthenticated, MsgNoAuthorization}
+	rejBadAuthorization   = &rejection{ReasonBadAuthorization, codes.Unauthenticated, MsgBadAuthorization}
+	rejBadAuthType        = &rejection{ReasonBadAuthType, codes.Unauthenticated, MsgBadAuthType}
+	rejTooLarge           = forbidden(ReasonTooLarge)
+	rejMalformed          = forbidden(ReasonMalformed)
+	rejBadHeader          = forbidden(ReasonBadHeader)
+	rejBadAlgorithm       = forbidden(ReasonBadAlgorithm)
+	rejUnknownKey         = forbidden(ReasonUnknownKey)
+	rejBadSignature       = forbidden(ReasonBadSignature)
+	rejNoKeys             = &rejection{ReasonNoKeys, codes.Unavailable, MsgUnavailable}
+	rejBadIssuer          = forbidden(ReasonBadIssuer)
+	rejBadAudience        = forbidden(ReasonBadAudience)
+	rejExpired            = forbidden(ReasonExpired)
+	rejNotYetValid        = forbidden(ReasonNotYetValid)
+	rejLifetime           = forbidden(ReasonLifetime)
+	rejMissingClaim       = forbidden(ReasonMissingClaim)
+	rejRevoked            = forbidden(ReasonRevoked)
+	rejInstanceMismatch   = &rejection{ReasonInstanceMismatch, codes.Unauthenticated, MsgInstanceMismatch}
+	rejRealmMismatch      = &rejection{ReasonRealmMismatch, codes.Unauthenticated, MsgRealmMismatch}
+	rejGlobalUserMismatch = &rejection{ReasonGlobalUserMismatch, codes.Unauthenticated, MsgGlobalUserMismatch}
+	rejThrottled          = &rejection{ReasonThrottled, codes.ResourceExhausted, MsgThrottled}
 )
 
 func forbidden(reason string) *rejection {

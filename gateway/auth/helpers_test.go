@@ -162,16 +162,17 @@ func (f *fakeKeys) set(ks ...*testKey) {
 func goodClaims() map[string]any {
 	iat := testNow.Add(-time.Minute)
 	return map[string]any{
-		token.ClaimID:         "0b6e2c1a-7f3d-4e8a-9c2b-5d4f3e2a1b0c",
-		token.ClaimAudience:   []string{token.Audience},
-		token.ClaimSubject:    testInstance,
-		token.ClaimIssuer:     testIssuer,
-		token.ClaimIssuedAt:   iat.Unix(),
-		token.ClaimNotBefore:  iat.Add(-token.NotBeforeSkew).Unix(),
-		token.ClaimExpiry:     iat.Add(token.DefaultTTL).Unix(),
-		token.ClaimRealm:      token.RealmSelfManaged,
-		token.ClaimScopes:     []string{"complete_code", "duo_chat"},
-		token.ClaimInstanceID: testInstance,
+		token.ClaimID:           "0b6e2c1a-7f3d-4e8a-9c2b-5d4f3e2a1b0c",
+		token.ClaimAudience:     []string{token.Audience},
+		token.ClaimSubject:      testInstance,
+		token.ClaimIssuer:       testIssuer,
+		token.ClaimIssuedAt:     iat.Unix(),
+		token.ClaimNotBefore:    iat.Add(-token.NotBeforeSkew).Unix(),
+		token.ClaimExpiry:       iat.Add(token.DefaultTTL).Unix(),
+		token.ClaimRealm:        token.RealmSelfManaged,
+		token.ClaimScopes:       []string{"complete_code", "duo_chat"},
+		token.ClaimInstanceID:   testInstance,
+		token.ClaimGlobalUserID: testUser,
 	}
 }
 
@@ -231,7 +232,7 @@ func mintNoKID(t testing.TB, k *testKey, claims map[string]any) string {
 
 // goodMD is the metadata a well-behaved caller sends with tok.
 func goodMD(tok string) metadata.MD {
-	return metadata.New(token.Metadata(tok, testInstance, token.GlobalUserID(testInstance, 7)))
+	return metadata.New(token.Metadata(tok, testInstance, testUser))
 }
 
 func mdWith(md metadata.MD, kv ...string) metadata.MD {

@@ -23,14 +23,24 @@ type Identity struct {
 	InstanceID string
 	// Realm is `gitlab_realm`, equal to x-gitlab-realm by verification.
 	Realm string
-	// GlobalUserID is x-gitlab-global-user-id as sent; the token does not
-	// carry it, so it is not proven, only forwarded.
+	// GlobalUserID is x-gitlab-global-user-id. When the token carries the
+	// gitlab_global_user_id claim (Airlock's issuer always sets it) the
+	// header must equal it, so the value is proven and GlobalUserProven is
+	// true. A token without the claim (a real GitLab instance's) proves no
+	// user: the value is as sent, and only as trustworthy as that instance.
 	GlobalUserID string
+	// GlobalUserProven reports that GlobalUserID is bound to the token.
+	GlobalUserProven bool
 	// Scopes are the unit primitives the token grants.
 	Scopes []string
 	// Expiry and IssuedAt are `exp` and `iat`.
 	Expiry, IssuedAt time.Time
 }
+
+// User returns the key every per-user limit, metric and log field uses:
+// the proven global user id when the token binds one, else the forwarded
+// one (see GlobalUserID).
+func (id *Identity) User() string { return id.GlobalUserID }
 
 type identityKey struct{}
 

@@ -102,10 +102,11 @@ func parseHeader(data []byte, h *jwsHeader) error {
 // encoding/json and keeps fractional dates and presence.
 type claims struct {
 	iss, sub, jti, realm, instanceID string
+	globalUserID                     string
 	aud, scopes                      []string
 	exp, nbf, iat                    time.Time
 	hasExp, hasNbf, hasIat           bool
-	hasInstanceID                    bool
+	hasInstanceID, hasGlobalUserID   bool
 }
 
 func parseClaims(data []byte) (*claims, error) {
@@ -124,6 +125,9 @@ func parseClaims(data []byte) (*claims, error) {
 		case token.ClaimInstanceID:
 			c.instanceID, err = jsonString(val)
 			c.hasInstanceID = true
+		case token.ClaimGlobalUserID:
+			c.globalUserID, err = jsonString(val)
+			c.hasGlobalUserID = true
 		case token.ClaimAudience:
 			// RFC 7519 §4.1.3: a single string or an array of strings.
 			if len(val) > 0 && val[0] == '"' {

@@ -6,10 +6,15 @@
 // allowlist bound to the key's type, no key-bearing headers, no crit,
 // signature through jwx), then the claims (iss, aud, exp/nbf/iat with
 // leeway, lifetime cap, jti present and not revoked), and last the
-// x-gitlab-* headers against the claims, as the real AI gateway does.
+// x-gitlab-* headers against the claims, as the real AI gateway does, plus
+// x-gitlab-global-user-id against the gitlab_global_user_id claim when the
+// token carries one (the proven user, see Identity).
 // Messages copy the real gateway's; every signature or claim failure reads
 // "Forbidden by auth provider" so a caller cannot tell which check failed.
 // Each rejection is counted by reason.
+//
+// Failed authentications are bounded per client address (FailureLimiter):
+// past the bound, only already-verified tokens are accepted from it.
 //
 // Tokens that pass are remembered in a bounded cache keyed by the token's
 // SHA-256, until the token expires, so a repeated token costs no signature
@@ -30,11 +35,14 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/airlock-dev/airlock/gateway/keyset"
 	"github.com/airlock-dev/airlock/pkg/bearer"
+	"github.com/airlock-dev/airlock/pkg/connlimit"
 	"github.com/airlock-dev/airlock/pkg/keypolicy"
 	"github.com/airlock-dev/airlock/pkg/token"
 )
@@ -45,6 +53,9 @@ const (
 	DefaultMaxLifetime   = 2 * time.Hour
 	DefaultMaxTokenBytes = 8 << 10
 	DefaultCacheSize     = 10000
+	// MaxGlobalUserIDBytes bounds x-gitlab-global-user-id (GitLab's and
+	// Airlock's are 44 bytes of base64).
+	MaxGlobalUserIDBytes = 128
 )
 
 // KeyLookup finds verification keys. *keyset.Cache satisfies it.
@@ -92,6 +103,9 @@ type Config struct {
 	Metrics *Metrics
 	// OnReject, when set, is also called with each rejection's reason.
 	OnReject func(reason string)
+	// Failures, when set, bounds failed authentications per client
+	// address (see FailureLimiter); AuthFunc and VerifyFrom apply it.
+	Failures *FailureLimiter
 }
 
 // Verifier verifies tokens. It is safe for concurrent use.
@@ -162,7 +176,11 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 // the *Identity, or a status error (see Verify).
 func (v *Verifier) AuthFunc(ctx context.Context) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	id, err := v.Verify(ctx, md)
+	client := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		client = connlimit.Key(p.Addr.String())
+	}
+	id, err := v.VerifyFrom(ctx, client, md)
 	if err != nil {
 		return nil, err
 	}
@@ -175,22 +193,38 @@ func (v *Verifier) AuthFunc(ctx context.Context) (context.Context, error) {
 // Unavailable when no usable key set is loaded, or Canceled /
 // DeadlineExceeded when ctx ends while waiting for a key refetch.
 func (v *Verifier) Verify(ctx context.Context, md metadata.MD) (*Identity, error) {
-	return v.verifyAndCount(ctx, md, false)
+	return v.VerifyFrom(ctx, "", md)
 }
 
-// VerifyBearer is Verify for transports whose callers cannot send the
+// VerifyFrom is Verify for a call from client (a connlimit.Key; "" means
+// unknown and unlimited). With Config.Failures set, every Unauthenticated
+// refusal counts against its client, and a client that has failed too
+// often may present only tokens already in the verified-token cache
+// (cheap): anything needing a parse and a signature check is refused with
+// ResourceExhausted until its allowance refills. So an abuser behind the
+// same address as legitimate users (a NAT, a GitLab instance) cannot make
+// the gateway verify, and users whose tokens are already verified go on.
+func (v *Verifier) VerifyFrom(ctx context.Context, client string, md metadata.MD) (*Identity, error) {
+	return v.verifyAndCount(ctx, client, md, false)
+}
+
+// VerifyBearer is VerifyFrom for transports whose callers cannot send the
 // x-gitlab-* headers (plain OpenAI SDKs over the HTTP API): md holds the
 // request's headers under their lower-case names, and every check runs as
 // in Verify, except that an absent x-gitlab-authentication-type,
-// x-gitlab-realm or x-gitlab-instance-id is not a refusal (the verified
-// claims stand in for it). A header that is sent must still match exactly,
-// with the same messages. Errors are Verify's.
-func (v *Verifier) VerifyBearer(ctx context.Context, md metadata.MD) (*Identity, error) {
-	return v.verifyAndCount(ctx, md, true)
+// x-gitlab-realm, x-gitlab-instance-id or x-gitlab-global-user-id is not a
+// refusal (the verified claims stand in for it, so a token that binds its
+// user is still keyed on the proven value). A header that is sent must
+// still match exactly, with the same messages. Errors are Verify's.
+func (v *Verifier) VerifyBearer(ctx context.Context, client string, md metadata.MD) (*Identity, error) {
+	return v.verifyAndCount(ctx, client, md, true)
 }
 
-func (v *Verifier) verifyAndCount(ctx context.Context, md metadata.MD, headersOptional bool) (*Identity, error) {
-	id, rej, err := v.verify(ctx, md, headersOptional)
+func (v *Verifier) verifyAndCount(ctx context.Context, client string, md metadata.MD, headersOptional bool) (*Identity, error) {
+	id, rej, err := v.verify(ctx, md, client, headersOptional)
+	if rej != nil && rej.code == codes.Unauthenticated {
+		v.cfg.Failures.Failed(client)
+	}
 	if rej != nil {
 		v.cfg.Metrics.inc(rej.reason)
 		if v.cfg.OnReject != nil {
@@ -230,12 +264,13 @@ func (v *Verifier) EvictKey(kid string) {
 // requestMD holds the metadata values the checks use.
 type requestMD struct {
 	token, instanceID, realm, globalUserID string
-	// realmAbsent and instanceAbsent: the header was not sent and the
-	// transport makes it optional (VerifyBearer); the claims stand in.
-	realmAbsent, instanceAbsent bool
+	// realmAbsent, instanceAbsent and guAbsent: the header was not sent
+	// and the transport makes it optional (VerifyBearer); the claims stand
+	// in.
+	realmAbsent, instanceAbsent, guAbsent bool
 }
 
-func (v *Verifier) verify(ctx context.Context, md metadata.MD, headersOptional bool) (*Identity, *rejection, error) {
+func (v *Verifier) verify(ctx context.Context, md metadata.MD, client string, headersOptional bool) (*Identity, *rejection, error) {
 	var r requestMD
 	if headersOptional {
 		if len(md.Get(token.MDAuthType)) == 0 {
@@ -243,6 +278,7 @@ func (v *Verifier) verify(ctx context.Context, md metadata.MD, headersOptional b
 		}
 		r.realmAbsent = len(md.Get(token.MDRealm)) == 0
 		r.instanceAbsent = len(md.Get(token.MDInstanceID)) == 0
+		r.guAbsent = len(md.Get(token.MDGlobalUserID)) == 0
 	}
 	if rej := v.readMetadata(md, &r); rej != nil {
 		return nil, rej, nil
@@ -257,6 +293,8 @@ func (v *Verifier) verify(ctx context.Context, md metadata.MD, headersOptional b
 				return nil, rej, nil
 			}
 			id := e.id
+			// With the claim, the header equals it (checked above); without
+			// it, the identity carries whatever this request forwarded.
 			if id.GlobalUserID != r.globalUserID {
 				cp := *id
 				cp.GlobalUserID = r.globalUserID
@@ -266,6 +304,9 @@ func (v *Verifier) verify(ctx context.Context, md metadata.MD, headersOptional b
 		}
 	}
 
+	if v.cfg.Failures.Blocked(client) {
+		return nil, rejThrottled, nil
+	}
 	parts, err := splitJWS(r.token)
 	if err != nil {
 		return nil, rejMalformed, nil
@@ -281,25 +322,33 @@ func (v *Verifier) verify(ctx context.Context, md metadata.MD, headersOptional b
 	if rej := v.checkClaims(c, now); rej != nil {
 		return nil, rej, nil
 	}
-	if rej := checkHeaders(c.realm, c.sub, c.instanceID, c.hasInstanceID, &r); rej != nil {
+	if c.hasGlobalUserID && c.globalUserID == "" {
+		// An empty binding would prove "no user"; never issued, so refused.
+		return nil, rejMissingClaim, nil
+	}
+	b := binding{realm: c.realm, sub: c.sub, instClaim: c.instanceID, hasInst: c.hasInstanceID,
+		guClaim: c.globalUserID, hasGU: c.hasGlobalUserID}
+	if rej := checkHeaders(&b, &r); rej != nil {
 		return nil, rej, nil
 	}
 	if r.instanceAbsent {
 		r.instanceID = c.sub
 	}
 	id := &Identity{
-		JTI:          c.jti,
-		Subject:      c.sub,
-		InstanceID:   r.instanceID,
-		Realm:        c.realm,
-		GlobalUserID: r.globalUserID,
-		Scopes:       c.scopes,
-		Expiry:       c.exp,
-		IssuedAt:     c.iat,
+		JTI:              c.jti,
+		Subject:          c.sub,
+		InstanceID:       r.instanceID,
+		Realm:            c.realm,
+		GlobalUserID:     r.globalUserID,
+		GlobalUserProven: c.hasGlobalUserID,
+		Scopes:           c.scopes,
+		Expiry:           c.exp,
+		IssuedAt:         c.iat,
 	}
 	if v.cache != nil {
 		v.cache.put(&d, &cacheEntry{
 			id: id, kid: kid, instanceID: c.instanceID, hasInstID: c.hasInstanceID,
+			globalUserID: c.globalUserID, hasGU: c.hasGlobalUserID,
 			expires: c.exp.UnixNano(),
 		}, now)
 	}
@@ -329,6 +378,11 @@ func (v *Verifier) readMetadata(md metadata.MD, r *requestMD) *rejection {
 	r.instanceID = single(md, token.MDInstanceID)
 	r.realm = single(md, token.MDRealm)
 	r.globalUserID = single(md, token.MDGlobalUserID)
+	if len(r.globalUserID) > MaxGlobalUserIDBytes {
+		// Never a real value; refused so that, from a token without the
+		// claim, it cannot become a huge limiter key or log field.
+		return rejGlobalUserMismatch
+	}
 	return nil
 }
 
@@ -347,7 +401,8 @@ func (v *Verifier) checkCached(e *cacheEntry, r *requestMD) *rejection {
 	if v.cfg.Revoked(e.id.JTI) {
 		return rejRevoked
 	}
-	return checkHeaders(e.id.Realm, e.id.Subject, e.instanceID, e.hasInstID, r)
+	return checkHeaders(&binding{realm: e.id.Realm, sub: e.id.Subject, instClaim: e.instanceID, hasInst: e.hasInstID,
+		guClaim: e.globalUserID, hasGU: e.hasGU}, r)
 }
 
 // keyStillPublished reports whether a cached verification may be used:
@@ -468,19 +523,35 @@ func (v *Verifier) checkClaims(c *claims, now time.Time) *rejection {
 	return nil
 }
 
+// binding is what a token's claims say the forwarded headers must be.
+type binding struct {
+	realm, sub, instClaim, guClaim string
+	hasInst, hasGU                 bool
+}
+
 // checkHeaders compares the forwarded x-gitlab-* values with the claims,
 // as the real gateway does: realm first, then the instance id (sub, and
-// gitlab_instance_id when the token has it).
-func checkHeaders(realm, sub, instClaim string, hasInst bool, r *requestMD) *rejection {
-	if !r.realmAbsent && realm != r.realm {
+// gitlab_instance_id when the token has it), then the global user id when
+// the token binds one (a missing or repeated header is "" and mismatches).
+// A header the transport made optional and the caller left out takes the
+// claim's value (r is updated), so the identity carries the proven user.
+func checkHeaders(b *binding, r *requestMD) *rejection {
+	if !r.realmAbsent && b.realm != r.realm {
 		return rejRealmMismatch
 	}
 	inst := r.instanceID
 	if r.instanceAbsent {
-		inst = sub
+		inst = b.sub
 	}
-	if sub != inst || (hasInst && instClaim != inst) {
+	if b.sub != inst || (b.hasInst && b.instClaim != inst) {
 		return rejInstanceMismatch
+	}
+	if b.hasGU {
+		if r.guAbsent {
+			r.globalUserID = b.guClaim
+		} else if b.guClaim != r.globalUserID {
+			return rejGlobalUserMismatch
+		}
 	}
 	return nil
 }

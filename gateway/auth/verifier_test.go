@@ -86,6 +86,7 @@ func TestVerifyAcceptsGoodTokens(t *testing.T) {
 		{"nbf slightly ahead within leeway", mint(t, kRSA, with(c, "nbf", testNow.Add(20*time.Second).Unix())), goodMD},
 		{"fractional NumericDate", mint(t, kRSA, with(c, "exp", float64(testNow.Add(time.Minute).Unix())+0.5)), goodMD},
 		{"unknown claims and header parameters ignored", signRaw(t, jwa.RS256, kRSA.priv, `{"alg":"RS256","kid":"rsa-1","x-extra":{"a":[1,2]}}`, mustJSON(t, with(c, "extra", map[string]any{"nested": []any{"x", 1.5, nil}}))), goodMD},
+		{"token without gitlab_global_user_id (a real GitLab instance's)", mint(t, kRSA, with(c, "gitlab_global_user_id", nil)), goodMD},
 		{"lowercase bearer scheme", mint(t, kRSA, c), func(tok string) metadata.MD { return mdWith(goodMD(tok), "authorization", "bearer "+tok) }},
 	}
 	for _, tt := range tests {
@@ -96,8 +97,12 @@ func TestVerifyAcceptsGoodTokens(t *testing.T) {
 				t.Fatalf("Verify: %v", err)
 			}
 			if id.JTI != c["jti"] || id.Subject != testInstance || id.InstanceID != testInstance ||
-				id.Realm != token.RealmSelfManaged || id.GlobalUserID != token.GlobalUserID(testInstance, 7) {
+				id.Realm != token.RealmSelfManaged || id.GlobalUserID != testUser {
 				t.Errorf("identity = %+v", id)
+			}
+			// Only a token that carries the claim proves the user.
+			if wantProven := !strings.Contains(tt.name, "without gitlab_global_user_id"); id.GlobalUserProven != wantProven {
+				t.Errorf("GlobalUserProven = %v, want %v", id.GlobalUserProven, wantProven)
 			}
 			if tt.name == "RS256 with kid" {
 				if len(id.Scopes) != 2 || !id.Expiry.Equal(testNow.Add(59*time.Minute)) || !id.IssuedAt.Equal(testNow.Add(-time.Minute)) {
@@ -234,6 +239,13 @@ func TestVerifyRejects(t *testing.T) {
 		{name: "gitlab_instance_id claim differs from sub", md: goodMD(mint(t, kRSA, with(c, "gitlab_instance_id", "other-instance"))), want: w(codes.Unauthenticated, MsgInstanceMismatch, ReasonInstanceMismatch)},
 		{name: "realm header differs", md: mdWith(goodMD(good), token.MDRealm, "saas"), want: w(codes.Unauthenticated, MsgRealmMismatch, ReasonRealmMismatch)},
 		{name: "no realm header", md: mdWith(goodMD(good), token.MDRealm, "<delete>"), want: w(codes.Unauthenticated, MsgRealmMismatch, ReasonRealmMismatch)},
+		{name: "global user id header of another user", md: mdWith(goodMD(good), token.MDGlobalUserID, "someone-else"), want: w(codes.Unauthenticated, MsgGlobalUserMismatch, ReasonGlobalUserMismatch)},
+		{name: "no global user id header with the claim present", md: mdWith(goodMD(good), token.MDGlobalUserID, "<delete>"), want: w(codes.Unauthenticated, MsgGlobalUserMismatch, ReasonGlobalUserMismatch)},
+		{name: "global user id header repeated", md: func() metadata.MD { m := goodMD(good); m.Append(token.MDGlobalUserID, testUser); return m }(), want: w(codes.Unauthenticated, MsgGlobalUserMismatch, ReasonGlobalUserMismatch)},
+		{name: "global user id header differs only in case", md: mdWith(goodMD(good), token.MDGlobalUserID, strings.ToUpper(testUser)), want: w(codes.Unauthenticated, MsgGlobalUserMismatch, ReasonGlobalUserMismatch)},
+		{name: "oversized global user id header on a token without the claim", md: mdWith(goodMD(mint(t, kRSA, with(c, "gitlab_global_user_id", nil))), token.MDGlobalUserID, strings.Repeat("u", MaxGlobalUserIDBytes+1)), want: w(codes.Unauthenticated, MsgGlobalUserMismatch, ReasonGlobalUserMismatch)},
+		{name: "empty gitlab_global_user_id claim", md: mdWith(goodMD(mint(t, kRSA, with(c, "gitlab_global_user_id", ""))), token.MDGlobalUserID, "<delete>"), want: f(ReasonMissingClaim)},
+		{name: "gitlab_global_user_id claim of the wrong type", md: goodMD(mint(t, kRSA, with(c, "gitlab_global_user_id", 7))), want: f(ReasonMalformed)},
 	}
 	revoked := (&revokedSet{m: map[string]bool{"revoked-jti": true}}).Revoked
 	for _, tt := range tests {

@@ -25,7 +25,8 @@ type Limits struct {
 	// may make no progress before its stream ends (30 s).
 	MaxBufferedBytes  int
 	ClientSendTimeout time.Duration
-	// Per user (keyed by x-gitlab-global-user-id).
+	// Per user (keyed by Config.Caller: the proven global user id when the
+	// token binds one). Every call counts, also one refused as invalid.
 	UserRequestsPerMinute int // 0 means unlimited
 	UserConcurrentStreams int // 0 means unlimited
 	// TotalConcurrentStreams bounds streams across all users (0: unlimited).

@@ -5,10 +5,46 @@ import (
 	"unicode/utf8"
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
+	"github.com/airlock-dev/airlock/pkg/echo"
 	"github.com/airlock-dev/airlock/pkg/feature"
 )
 
 var validRoles = map[string]bool{"system": true, "user": true, "assistant": true}
+
+// Per-field bounds, checked by checkBounds before anything else reads the
+// request (documented in completion.proto). The content fields are bounded
+// together by Limits.MaxPromptBytes, the message count by
+// Limits.MaxMessages and the stop sequences in buildRequest.
+const (
+	maxFeatureLen  = 64
+	maxRoleLen     = 16
+	maxFileNameLen = 1024
+	maxLanguageLen = 64
+)
+
+// checkBounds refuses a request with a field over its bound, with
+// InvalidArgument naming the field, so no later check, log field or error
+// message grows with what the caller sent.
+func checkBounds(in input) error {
+	over := func(field string, n, limit int) error {
+		return invalid(fmt.Sprintf("%s: %d bytes, limit %d", field, n, limit))
+	}
+	if n := len(in.feature); n > maxFeatureLen {
+		return over("feature", n, maxFeatureLen)
+	}
+	for i, m := range in.messages {
+		if n := len(m.GetRole()); n > maxRoleLen {
+			return over(fmt.Sprintf("messages[%d].role", i), n, maxRoleLen)
+		}
+	}
+	if n := len(in.code.GetFileName()); n > maxFileNameLen {
+		return over("code_context.file_name", n, maxFileNameLen)
+	}
+	if n := len(in.code.GetLanguage()); n > maxLanguageLen {
+		return over("code_context.language", n, maxLanguageLen)
+	}
+	return nil
+}
 
 // buildRequest validates in against the limits and turns it into an adapter
 // request. Every problem is InvalidArgument naming the field, or
@@ -22,7 +58,7 @@ func (s *Service) buildRequest(f feature.Feature, in input) (*adapter.Request, e
 	size := 0
 	for i, m := range in.messages {
 		if !validRoles[m.GetRole()] {
-			return nil, invalid(fmt.Sprintf("messages[%d].role: %q is not one of system, user, assistant", i, m.GetRole()))
+			return nil, invalid(fmt.Sprintf("messages[%d].role: %s is not one of system, user, assistant", i, echo.Quote(m.GetRole())))
 		}
 		if !utf8.ValidString(m.GetContent()) {
 			return nil, invalid(fmt.Sprintf("messages[%d].content: not valid UTF-8", i))

@@ -149,10 +149,24 @@ type input struct {
 // serve runs one completion: validate, authorize, limit, route, stream.
 // It returns the closing message or a status error.
 func (s *Service) serve(ctx context.Context, in input, emit func(string) error) (*gatewayv1.CompletionDone, error) {
+	// Every authenticated call counts toward its user's limits, before any
+	// check of the request: a flood of invalid requests is throttled like
+	// any other.
+	user, jti := s.cfg.Caller(ctx)
+	logging.AddFields(ctx, logging.Fields{"user", user, "jti", jti})
+	release, err := s.limiter.acquire(user)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := checkBounds(in); err != nil {
+		return nil, err
+	}
 	f, err := feature.Parse(in.feature)
 	if err != nil {
 		return nil, invalid(err.Error())
 	}
+	logging.AddFields(ctx, logging.Fields{"feature", string(f)})
 	if err := s.cfg.Authorize(ctx, f); err != nil {
 		return nil, err
 	}
@@ -160,13 +174,6 @@ func (s *Service) serve(ctx context.Context, in input, emit func(string) error) 
 	if err != nil {
 		return nil, err
 	}
-	user, jti := s.cfg.Caller(ctx)
-	logging.AddFields(ctx, logging.Fields{"user", user, "jti", jti, "feature", string(f)})
-	release, err := s.limiter.acquire(user)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 
 	targets, err := s.cfg.Router.Route(f)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -375,4 +376,101 @@ func TestFirstByteBudgetLeavesFastFailuresTheirRetries(t *testing.T) {
 	if fa.calls["a"] != 2 || fa.calls["b"] != 1 {
 		t.Fatalf("calls = %v, want a twice, then b", fa.calls)
 	}
+}
+
+func TestInvalidRequestsCountTowardTheUserRate(t *testing.T) {
+	fa := &fakeAdapter{calls: map[string]int{}, steps: map[string][]step{"a": {{texts: []string{"ok"}}}}}
+	c := start(t, Config{Router: fakeRouter{[]catalog.Target{target("a")}}, Authorize: allowAll,
+		Caller:   func(context.Context) (string, string) { return "u1", "jti" },
+		Limits:   Limits{UserRequestsPerMinute: 3},
+		Adapters: map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return fa, nil }}})
+	for i, feat := range []string{"no_such_feature", "", "duo_chat\x00"} {
+		if _, err := c.Complete(context.Background(), &gatewayv1.CompleteRequest{Feature: feat}); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("invalid call %d: %v, want InvalidArgument", i, err)
+		}
+	}
+	// The three invalid calls spent the user's burst of three.
+	_, err := c.Complete(context.Background(), &gatewayv1.CompleteRequest{Feature: "duo_chat", Messages: []*gatewayv1.Message{{Role: "user", Content: "hi"}}})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("valid call after three invalid ones: %v, want ResourceExhausted", err)
+	}
+	if len(fa.reqs) != 0 {
+		t.Fatalf("the model was called %d times", len(fa.reqs))
+	}
+}
+
+// TestOversizedFieldsAreRefusedShortOnBothRPCs sends an oversized value in
+// each field of both RPCs: each is refused naming the field, with a short
+// message, before the model is called, and the service logs nothing large.
+func TestOversizedFieldsAreRefusedShortOnBothRPCs(t *testing.T) {
+	big := strings.Repeat("x", 1<<20)
+	msgs := func(ms ...*gatewayv1.Message) []*gatewayv1.Message { return ms }
+	hi := &gatewayv1.Message{Role: "user", Content: "hi"}
+	many := make([]*gatewayv1.Message, 100_000)
+	for i := range many {
+		many[i] = hi
+	}
+	stops := make([]string, 100_000)
+	for i := range stops {
+		stops[i] = "x"
+	}
+	tests := []struct {
+		name     string
+		feature  string
+		messages []*gatewayv1.Message
+		code     *gatewayv1.CodeContext
+		options  *gatewayv1.GenerationOptions
+		wantCode codes.Code
+		wantMsg  string // prefix
+	}{
+		{"1 MiB feature", big, msgs(hi), nil, nil, codes.InvalidArgument, "feature: 1048576 bytes, limit 64"},
+		{"1 MiB role", "duo_chat", msgs(&gatewayv1.Message{Role: big, Content: "x"}), nil, nil, codes.InvalidArgument, "messages[0].role: 1048576 bytes, limit 16"},
+		{"1 MiB file name", "code_completions", nil, &gatewayv1.CodeContext{FileName: big, ContentAboveCursor: "x"}, nil, codes.InvalidArgument, "code_context.file_name: 1048576 bytes, limit 1024"},
+		{"1 MiB language", "code_completions", nil, &gatewayv1.CodeContext{Language: big, ContentAboveCursor: "x"}, nil, codes.InvalidArgument, "code_context.language: 1048576 bytes, limit 64"},
+		{"2 MiB of content", "duo_chat", msgs(&gatewayv1.Message{Role: "user", Content: big}, &gatewayv1.Message{Role: "user", Content: big}), nil, nil, codes.ResourceExhausted, "prompt too large"},
+		{"100,000 messages", "duo_chat", many, nil, nil, codes.ResourceExhausted, "too many messages"},
+		{"1 MiB stop sequence", "duo_chat", msgs(hi), nil, &gatewayv1.GenerationOptions{Stop: []string{big}}, codes.InvalidArgument, "options.stop[0]: must be 1-256 bytes"},
+		{"100,000 stop sequences", "duo_chat", msgs(hi), nil, &gatewayv1.GenerationOptions{Stop: stops}, codes.InvalidArgument, "options.stop: 100000 sequences, limit 4"},
+	}
+	logs := &strings.Builder{}
+	var mu sync.Mutex
+	fa := &fakeAdapter{calls: map[string]int{}, steps: map[string][]step{"a": {{texts: []string{"ok"}}}}}
+	c := start(t, Config{Router: fakeRouter{[]catalog.Target{target("a")}}, Authorize: allowAll,
+		Logger:   zerolog.New(lockedWriter{&mu, logs}),
+		Adapters: map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return fa, nil }}})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			check := func(rpc string, err error) {
+				st := status.Convert(err)
+				if st.Code() != tt.wantCode || !strings.HasPrefix(st.Message(), tt.wantMsg) || len(st.Message()) > 256 {
+					t.Fatalf("%s: status = %v %.200q (%d bytes), want %v %q…, at most 256 bytes", rpc, st.Code(), st.Message(), len(st.Message()), tt.wantCode, tt.wantMsg)
+				}
+			}
+			_, _, err := collect(t, c, &gatewayv1.StreamCompletionRequest{Feature: tt.feature, Messages: tt.messages, CodeContext: tt.code, Options: tt.options})
+			check("StreamCompletion", err)
+			_, err = c.Complete(context.Background(), &gatewayv1.CompleteRequest{Feature: tt.feature, Messages: tt.messages, CodeContext: tt.code, Options: tt.options})
+			check("Complete", err)
+		})
+	}
+	if len(fa.reqs) != 0 {
+		t.Fatalf("the model was called %d times", len(fa.reqs))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if len(line) > 2048 {
+			t.Fatalf("a log line of %d bytes", len(line))
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/airlock-dev/airlock/gateway/adapter"
 	"github.com/airlock-dev/airlock/gateway/catalog"
 	"github.com/airlock-dev/airlock/gateway/egress"
+	"github.com/airlock-dev/airlock/pkg/echo"
 )
 
 var errAnswerTooLarge = errors.New("answer exceeds the gateway's size limit; the rest was dropped")
@@ -21,7 +22,7 @@ var errAnswerTooLarge = errors.New("answer exceeds the gateway's size limit; the
 type errUnknownProvider string
 
 func (e errUnknownProvider) Error() string {
-	return fmt.Sprintf("model provider %q is not supported by this gateway", string(e))
+	return fmt.Sprintf("model provider %s is not supported by this gateway", echo.Quote(string(e)))
 }
 
 func invalid(msg string) error  { return status.Error(codes.InvalidArgument, msg) }
@@ -75,7 +76,7 @@ func adapterStatus(e *adapter.Error) error {
 	case adapter.KindMisconfigured:
 		return status.Errorf(codes.FailedPrecondition, "model is misconfigured: the model server %s: an administrator must check the model's endpoint and identifier (airlockctl model get)", misconfiguredDetail(e))
 	case adapter.KindBadRequest:
-		return status.Errorf(codes.InvalidArgument, "model server refused the request (HTTP %d): %s", e.HTTPStatus, e.Message)
+		return status.Errorf(codes.InvalidArgument, "model server refused the request (HTTP %d): %s", e.HTTPStatus, echo.Message(e.Message))
 	case adapter.KindMalformed:
 		return status.Error(codes.Internal, "model server sent a malformed stream: "+e.Message)
 	case adapter.KindTimeout:

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/airlock-dev/airlock/gateway/auth"
+	"github.com/airlock-dev/airlock/pkg/connlimit"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
 	"github.com/airlock-dev/airlock/pkg/token"
 )
@@ -34,7 +35,7 @@ import (
 // VerifyBearer returns the identity or a status error: Unauthenticated,
 // Unavailable when no keys are loaded, or the context's error.
 type Verifier interface {
-	VerifyBearer(ctx context.Context, md metadata.MD) (*auth.Identity, error)
+	VerifyBearer(ctx context.Context, client string, md metadata.MD) (*auth.Identity, error)
 }
 
 // Route is one endpoint of a dialect.
@@ -192,7 +193,7 @@ func chain(cfg Config, m *metrics, d Dialect, rt Route) http.Handler {
 		}
 		r.Body = http.MaxBytesReader(sw, r.Body, cfg.MaxBodyBytes)
 		if !rt.Public {
-			id, err := cfg.Verifier.VerifyBearer(ctx, headerMD(r.Header))
+			id, err := cfg.Verifier.VerifyBearer(ctx, connlimit.Key(r.RemoteAddr), headerMD(r.Header))
 			if err != nil {
 				d.WriteError(sw, r, FromStatus(err))
 				return

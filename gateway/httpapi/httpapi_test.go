@@ -28,7 +28,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // recordingVerifier accepts "Bearer ok" and remembers the metadata it saw.
 type recordingVerifier struct{ seen chan metadata.MD }
 
-func (v recordingVerifier) VerifyBearer(_ context.Context, md metadata.MD) (*auth.Identity, error) {
+func (v recordingVerifier) VerifyBearer(_ context.Context, _ string, md metadata.MD) (*auth.Identity, error) {
 	v.seen <- md
 	if strings.Join(md.Get("authorization"), ",") != "Bearer ok" {
 		return nil, status.Error(codes.Unauthenticated, auth.MsgForbidden)

@@ -18,11 +18,13 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/airlock-dev/airlock/issuer/api/authn"
+	"github.com/airlock-dev/airlock/issuer/api/bounds"
 	"github.com/airlock-dev/airlock/issuer/api/keysvc"
 	"github.com/airlock-dev/airlock/issuer/api/limits"
 	"github.com/airlock-dev/airlock/issuer/api/modelsvc"
 	"github.com/airlock-dev/airlock/issuer/api/tokensvc"
 	"github.com/airlock-dev/airlock/issuer/api/usersvc"
+	"github.com/airlock-dev/airlock/issuer/globalid"
 	"github.com/airlock-dev/airlock/issuer/httpapi"
 	"github.com/airlock-dev/airlock/issuer/kek"
 	"github.com/airlock-dev/airlock/issuer/keys"
@@ -41,6 +43,7 @@ type issuer struct {
 	now        func() time.Time
 	store      *boltstore.Store
 	instanceID string
+	globalIDs  *globalid.Deriver
 	keys       *keys.Manager
 	tokens     *tokensvc.Service
 	grpc       *grpc.Server
@@ -87,6 +90,13 @@ func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.
 	if s.instanceID, err = st.InitInstanceID(ctx, uuid.NewString()); err != nil {
 		return nil, fmt.Errorf("instance id: %w", err)
 	}
+	guKey, err := globalid.LoadKey(ctx, st, k)
+	if err != nil {
+		return nil, err
+	}
+	if s.globalIDs, err = globalid.New(guKey, s.instanceID); err != nil {
+		return nil, err
+	}
 	s.keys, err = keys.New(ctx, keys.Config{
 		Store: st, KEK: k, Alg: cfg.KeyAlg, RotationPeriod: cfg.RotationPeriod,
 		MaxTokenTTL: cfg.MaxTokenTTL, Now: now, Logger: log,
@@ -119,11 +129,14 @@ func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.
 	return s, nil
 }
 
+// maxRecvBytes bounds one request message at the issuer.
+const maxRecvBytes = 1 << 20
+
 // buildGRPC makes the gRPC server with the four services.
 func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Registerer) error {
 	cfg, log, now, st := s.cfg, s.log, s.now, s.store
 	mint, err := minter.New(minter.Config{
-		Signer: s.keys, Recorder: st, Issuer: cfg.IssuerURL, InstanceID: s.instanceID,
+		Signer: s.keys, Recorder: st, GlobalIDs: s.globalIDs, Issuer: cfg.IssuerURL, InstanceID: s.instanceID,
 		DefaultTTL: cfg.TokenTTL, MaxTTL: cfg.MaxTokenTTL, Now: now,
 	})
 	if err != nil {
@@ -143,6 +156,12 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 	}
 	s.httpTLS = httpTLS
 	srvOpts := append(telemetry.ServerOptions(cfg.Telemetry), rpcserver.KeepaliveServerOptions()...)
+	// Headers hold a personal access token and a few short values. The
+	// largest valid request (a CreateModel at every bound of
+	// issuer/api/bounds) is under 16 KiB, so anything over maxRecvBytes is
+	// refused by the transport before it is decoded.
+	srvOpts = append(srvOpts, rpcserver.PreAuthOptions(cfg.HandshakeTimeout, 64<<10)...)
+	srvOpts = append(srvOpts, grpc.MaxRecvMsgSize(maxRecvBytes))
 	if grpcTLS != nil {
 		srvOpts = append(srvOpts, grpc.Creds(rpcserver.TLSCredentials(grpcTLS, log)))
 	} else {
@@ -159,6 +178,7 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 		Public:          func(m string) bool { return public[m] },
 		ServerOptions:   srvOpts,
 		Registerer:      reg,
+		UnaryAfterAuth:  []grpc.UnaryServerInterceptor{bounds.Unary},
 		StreamAfterAuth: []grpc.StreamServerInterceptor{limits.NewStreams(cfg.MaxWatchesPerCaller).Interceptor()},
 		LongLived:       func(m string) bool { return watchMethods[m] },
 		Stopping:        s.stopping,

@@ -42,6 +42,8 @@ type Config struct {
 	MaxWatchesPerCaller int
 	MaxModels           int
 	MaxUsers            int
+	MaxConnsPerAddr     int
+	HandshakeTimeout    time.Duration
 	Telemetry           telemetry.Config
 	Bootstrap           bool
 	KEKFile             string
@@ -84,6 +86,8 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the HTTP port (profiling; keep that port private)")
 	fs.IntVar(&c.MaxModels, "max-models", 1000, "models the registry may hold (0: unlimited)")
 	fs.IntVar(&c.MaxUsers, "max-users", 10000, "users the issuer may hold (0: unlimited)")
+	fs.IntVar(&c.MaxConnsPerAddr, "max-connections-per-address", 256, "concurrent gRPC connections from one address (IP, IPv6 /64); more are closed at accept (0: unlimited)")
+	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "a new gRPC connection must finish its TLS and HTTP/2 handshake within this, or is closed")
 	fs.StringVar(&c.GatewayCertID, "gateway-cert-identity", "spiffe://airlock/gateway", "with mutual TLS, a client certificate with this URI SAN (or common name) is the gateway's service identity, no token needed; empty disables")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "server private key (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA bundle (PEM) that client certificates must chain to; enables mutual TLS on gRPC")
@@ -109,6 +113,7 @@ func (c Config) Validate() error {
 	check(c.GRPCAddr == "", "--grpc-addr: required")
 	check(c.HTTPAddr == "", "--http-addr: required")
 	check(c.DataDir == "", "--data-dir: required")
+	check(c.HandshakeTimeout <= 0, "--handshake-timeout: must be positive")
 	check(!keypolicy.Allowed(c.KeyAlg), "--key-alg %q: want %s", c.KeyAlg, keypolicy.AlgList())
 	check(c.MaxTokenTTL <= 0, "--max-token-ttl: must be positive")
 	check(c.TokenTTL <= 0, "--token-ttl: must be positive")

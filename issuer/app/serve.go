@@ -10,6 +10,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/airlock-dev/airlock/issuer/keys"
+	"github.com/airlock-dev/airlock/pkg/connlimit"
 	"github.com/airlock-dev/airlock/pkg/lifecycle"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
 )
@@ -40,6 +41,7 @@ func (s *issuer) listen() (l listeners, err error) {
 	if l.grpc, err = bind("grpc-addr", s.cfg.GRPCAddr); err != nil {
 		return l, err
 	}
+	l.grpc = connlimit.New(l.grpc, s.cfg.MaxConnsPerAddr)
 	if l.http, err = bind("http-addr", s.cfg.HTTPAddr); err != nil {
 		return l, err
 	}

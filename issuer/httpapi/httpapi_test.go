@@ -166,7 +166,8 @@ print(json.dumps(claims))
 			if err := json.Unmarshal(out, &claims); err != nil {
 				t.Fatalf("python output %q: %v", out, err)
 			}
-			if claims["sub"] != e.InstanceID || claims["gitlab_realm"] != "self-managed" {
+			if claims["sub"] != e.InstanceID || claims["gitlab_realm"] != "self-managed" ||
+				claims["gitlab_global_user_id"] != e.GlobalIDs.GlobalUserID(e.Users["user"].ID) {
 				t.Fatalf("%s claims = %v", lib.name, claims)
 			}
 			// And it rejects a token whose signature does not match.

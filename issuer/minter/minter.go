@@ -35,12 +35,18 @@ type Recorder interface {
 	RecordToken(ctx context.Context, t store.IssuedToken) error
 }
 
+// GlobalIDs derives a user's global user id (*globalid.Deriver).
+type GlobalIDs interface {
+	GlobalUserID(userID uint64) string
+}
+
 // Config configures New.
 type Config struct {
 	Signer     Signer
 	Recorder   Recorder
-	Issuer     string // iss: the instance URL
-	InstanceID string // sub and gitlab_instance_id
+	GlobalIDs  GlobalIDs // gitlab_global_user_id and x-gitlab-global-user-id
+	Issuer     string    // iss: the instance URL
+	InstanceID string    // sub and gitlab_instance_id
 	DefaultTTL time.Duration
 	MaxTTL     time.Duration
 	Now        func() time.Time
@@ -52,8 +58,8 @@ type Minter struct{ cfg Config }
 // New returns a Minter. DefaultTTL defaults to token.DefaultTTL and is
 // capped at MaxTTL (required).
 func New(cfg Config) (*Minter, error) {
-	if cfg.Signer == nil || cfg.Recorder == nil || cfg.Issuer == "" || cfg.InstanceID == "" || cfg.MaxTTL <= 0 {
-		return nil, errors.New("minter: Signer, Recorder, Issuer, InstanceID and MaxTTL are required")
+	if cfg.Signer == nil || cfg.Recorder == nil || cfg.GlobalIDs == nil || cfg.Issuer == "" || cfg.InstanceID == "" || cfg.MaxTTL <= 0 {
+		return nil, errors.New("minter: Signer, Recorder, GlobalIDs, Issuer, InstanceID and MaxTTL are required")
 	}
 	if cfg.DefaultTTL <= 0 {
 		cfg.DefaultTTL = token.DefaultTTL
@@ -126,6 +132,8 @@ func (m *Minter) Mint(ctx context.Context, u store.User, features []string, ttl 
 		Realm:      token.RealmSelfManaged,
 		Scopes:     feature.Scopes(granted),
 		InstanceID: m.cfg.InstanceID,
+		// The user the token is for, proven to the gateway; opaque.
+		GlobalUserID: m.cfg.GlobalIDs.GlobalUserID(u.ID),
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {
@@ -139,6 +147,6 @@ func (m *Minter) Mint(ctx context.Context, u store.User, features []string, ttl 
 	if err := m.cfg.Recorder.RecordToken(ctx, store.IssuedToken{JTI: c.ID, UserID: u.ID, ExpireTime: c.Expiry.Time()}); err != nil {
 		return nil, fmt.Errorf("minter: record token: %w", err)
 	}
-	md := token.Metadata(jwt, m.cfg.InstanceID, token.GlobalUserID(m.cfg.InstanceID, u.ID))
+	md := token.Metadata(jwt, m.cfg.InstanceID, c.GlobalUserID)
 	return &Token{JWT: jwt, Claims: c, Metadata: md}, nil
 }

@@ -2,7 +2,9 @@ package minter_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -29,10 +31,15 @@ func (f *fakeRecorder) RecordToken(_ context.Context, t store.IssuedToken) error
 	return f.err
 }
 
+// fakeIDs derives "gu-<id>".
+type fakeIDs struct{}
+
+func (fakeIDs) GlobalUserID(id uint64) string { return fmt.Sprintf("gu-%d", id) }
+
 var now = time.Date(2026, 1, 1, 0, 0, 0, 500_000_000, time.UTC)
 
 func newMinter(t *testing.T, s *fakeSigner, r *fakeRecorder) *minter.Minter {
-	m, err := minter.New(minter.Config{Signer: s, Recorder: r, Issuer: "https://gl", InstanceID: "inst",
+	m, err := minter.New(minter.Config{Signer: s, Recorder: r, GlobalIDs: fakeIDs{}, Issuer: "https://gl", InstanceID: "inst",
 		DefaultTTL: 2 * time.Hour, MaxTTL: time.Hour, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +62,16 @@ func TestMintRecordsOwnerAndTruncatesTimes(t *testing.T) {
 	}
 	if tok.Metadata["authorization"] != "Bearer h.p.s" {
 		t.Fatalf("metadata %v", tok.Metadata)
+	}
+	// The user is bound to the token: the claim and the forwarded header
+	// carry the same derived value.
+	var payload map[string]any
+	if err := json.Unmarshal(s.payload, &payload); err != nil {
+		t.Fatal(err)
+	}
+	if payload["gitlab_global_user_id"] != "gu-7" || tok.Metadata["x-gitlab-global-user-id"] != "gu-7" || tok.Claims.GlobalUserID != "gu-7" {
+		t.Fatalf("global user id: claim %v, metadata %q, claims %q; want gu-7 in all three",
+			payload["gitlab_global_user_id"], tok.Metadata["x-gitlab-global-user-id"], tok.Claims.GlobalUserID)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/airlock-dev/airlock/issuer/store"
+	"github.com/airlock-dev/airlock/pkg/echo"
 	"github.com/airlock-dev/airlock/pkg/model"
 )
 
@@ -30,7 +31,7 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
 // ValidName reports whether name is a valid model name.
 func ValidName(name string) error {
 	if !nameRE.MatchString(name) {
-		return &FieldError{"name", fmt.Sprintf("%q is not 1-63 characters of [a-z0-9_.-] starting with a letter or digit", name)}
+		return &FieldError{"name", fmt.Sprintf("%s is not 1-63 characters of [a-z0-9_.-] starting with a letter or digit", echo.Quote(name))}
 	}
 	return nil
 }
@@ -45,16 +46,16 @@ func Validate(m store.Model, apiKey string) error {
 		return err
 	}
 	if !model.IsFamily(m.Family) {
-		return &FieldError{"family", fmt.Sprintf("unknown model family %q: want one of %s", m.Family, model.FamilyList())}
+		return &FieldError{"family", fmt.Sprintf("unknown model family %s: want one of %s", echo.Quote(m.Family), model.FamilyList())}
 	}
 	if !model.IsProvider(m.Provider) {
-		return &FieldError{"provider", fmt.Sprintf("unknown provider %q: want one of %s", m.Provider, model.ProviderList())}
+		return &FieldError{"provider", fmt.Sprintf("unknown provider %s: want one of %s", echo.Quote(m.Provider), model.ProviderList())}
 	}
 	nets := make([]netip.Prefix, 0, len(m.TrustedNetworks))
 	for i, n := range m.TrustedNetworks {
 		p, err := netip.ParsePrefix(strings.TrimSpace(n))
 		if err != nil {
-			return &FieldError{fmt.Sprintf("trusted_networks[%d]", i), fmt.Sprintf("invalid CIDR %q", n)}
+			return &FieldError{fmt.Sprintf("trusted_networks[%d]", i), fmt.Sprintf("invalid CIDR %s", echo.Quote(n))}
 		}
 		nets = append(nets, p.Masked())
 	}
@@ -75,7 +76,7 @@ func Validate(m store.Model, apiKey string) error {
 			return &FieldError{"fallback_model", "a model cannot be its own fallback"}
 		}
 		if err := ValidName(m.Fallback); err != nil {
-			return &FieldError{"fallback_model", fmt.Sprintf("unknown model %q", m.Fallback)}
+			return &FieldError{"fallback_model", fmt.Sprintf("unknown model %s", echo.Quote(m.Fallback))}
 		}
 	}
 	if len(apiKey) > MaxAPIKeyLen {
@@ -94,10 +95,10 @@ func checkEndpoint(m store.Model, nets []netip.Prefix) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Opaque != "" {
-		return &FieldError{"endpoint", fmt.Sprintf("malformed URL %q: want http(s)://host[:port][/path]", raw)}
+		return &FieldError{"endpoint", fmt.Sprintf("malformed URL %s: want http(s)://host[:port][/path]", echo.Quote(raw))}
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return &FieldError{"endpoint", fmt.Sprintf("scheme %q is not allowed: want http or https", u.Scheme)}
+		return &FieldError{"endpoint", fmt.Sprintf("scheme %s is not allowed: want http or https", echo.Quote(u.Scheme))}
 	}
 	if u.User != nil {
 		// Never echo the URL here: it holds a credential.

@@ -172,6 +172,11 @@ type Store interface {
 	// InitInstanceID stores id as the instance id unless one is stored, and
 	// returns the stored one (so the first start's id wins forever).
 	InitInstanceID(ctx context.Context, id string) (string, error)
+	// InitSecret stores sealed under name unless a secret of that name is
+	// stored, and returns the stored one: the first writer's secret wins
+	// forever, so every start and every replica sharing the store derives
+	// the same values from it. sealed is already encrypted by the caller.
+	InitSecret(ctx context.Context, name string, sealed []byte) ([]byte, error)
 
 	// CreateUser stores u with a fresh ID and returns it.
 	// ErrAlreadyExists if the username is taken; ErrLimitExceeded (a

@@ -81,8 +81,8 @@ func tokenFromResponse(resp *issuerv1.MintTokenResponse) (*Token, error) {
 // TokenFromJWT builds a Token from a JWT obtained elsewhere (for example
 // `airlockctl token mint`), deriving the forwarded metadata from its claims:
 // x-gitlab-instance-id from gitlab_instance_id (else sub), x-gitlab-realm
-// from gitlab_realm, and the authentication type. x-gitlab-global-user-id
-// cannot be derived (the token has no user id claim) and is left out. The
+// from gitlab_realm, x-gitlab-global-user-id from gitlab_global_user_id
+// (left out when the token has no such claim), and the authentication type. The
 // signature is NOT verified: the gateway does that; this only reads what
 // to forward. It returns an InvalidArgument *Error for anything that is
 // not a compact JWS whose payload decodes as token.Claims (so a claim of the
@@ -118,6 +118,9 @@ func TokenFromJWT(jwt string) (*Token, error) {
 	}
 	if c.Realm != "" {
 		md[token.MDRealm] = c.Realm
+	}
+	if c.GlobalUserID != "" {
+		md[token.MDGlobalUserID] = c.GlobalUserID
 	}
 	return &Token{
 		AccessToken: jwt,

@@ -21,10 +21,13 @@ func TestTokenFromJWT(t *testing.T) {
 		msg    string // expected InvalidArgument message; "" means success
 		inst   string
 		realm  string
+		user   string
 		expiry time.Time
 	}{
 		{name: "instance id claim wins over sub", jwt: jwtWith(`{"jti":"j","sub":"s","gitlab_instance_id":"i","gitlab_realm":"self-managed","exp":1767225600,"scopes":["duo_chat"]}`),
 			inst: "i", realm: "self-managed", expiry: time.Unix(1767225600, 0)},
+		{name: "global user id is forwarded from the claim", jwt: jwtWith(`{"sub":"s","gitlab_global_user_id":"Zm9v+/8=","exp":1767225600}`),
+			inst: "s", user: "Zm9v+/8=", expiry: time.Unix(1767225600, 0)},
 		{name: "sub is the instance id without the claim", jwt: jwtWith(`{"sub":"s","exp":1767225600}`), inst: "s", expiry: time.Unix(1767225600, 0)},
 		{name: "surrounding whitespace is ignored", jwt: " " + jwtWith(`{"exp":1767225600}`) + "\n", expiry: time.Unix(1767225600, 0)},
 		{name: "two segments", jwt: "a.b", msg: "jwt: want 3 dot-separated segments, got 2"},
@@ -50,6 +53,7 @@ func TestTokenFromJWT(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tok.Metadata["x-gitlab-instance-id"] != tc.inst || tok.Metadata["x-gitlab-realm"] != tc.realm ||
+				tok.Metadata["x-gitlab-global-user-id"] != tc.user ||
 				tok.Metadata["x-gitlab-authentication-type"] != "oidc" || !tok.Expiry.Equal(tc.expiry) {
 				t.Fatalf("token = %v metadata = %v", tok, tok.Metadata)
 			}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/airlock-dev/airlock/pkg/echo"
 )
 
 // Feature is an AI feature a caller asks for, named as GitLab names it.
@@ -41,7 +43,7 @@ func Parse(s string) (Feature, error) {
 	if s == "" {
 		return "", fmt.Errorf("feature is required: want one of %s", names())
 	}
-	return "", fmt.Errorf("unknown feature %q: want one of %s", s, names())
+	return "", fmt.Errorf("unknown feature %s: want one of %s", echo.Quote(s), names())
 }
 
 // Scope returns the unit primitive that grants f.

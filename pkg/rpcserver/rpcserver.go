@@ -63,6 +63,40 @@ type Options struct {
 	// (grpc_server_started_total, grpc_server_handled_total{grpc_code},
 	// grpc_server_handling_seconds), recorded outermost.
 	Registerer prometheus.Registerer
+	// RefusalSampler samples the finished-call lines of calls refused for
+	// the caller's fault (see refusalCodes), so a flood of bad calls costs
+	// bounded disk; the exact counts stay in grpc_server_handled_total.
+	// Nil means DefaultRefusalSampler().
+	RefusalSampler zerolog.Sampler
+}
+
+// DefaultRefusalSampler logs the first 20 refusals of each second, then one
+// in 1,000.
+func DefaultRefusalSampler() zerolog.Sampler {
+	return &zerolog.BurstSampler{Burst: 20, Period: time.Second, NextSampler: &zerolog.BasicSampler{N: 1000}}
+}
+
+// refusalCodes are the codes a caller causes by what it sends; repeated,
+// they are what a flood looks like. Failures of the service itself
+// (Internal, Unavailable, ...) are always logged.
+var refusalCodes = map[string]bool{
+	codes.InvalidArgument.String():   true,
+	codes.Unauthenticated.String():   true,
+	codes.PermissionDenied.String():  true,
+	codes.ResourceExhausted.String(): true,
+	codes.NotFound.String():          true,
+	codes.AlreadyExists.String():     true,
+	codes.OutOfRange.String():        true,
+}
+
+// PreAuthOptions bound what a client can hold before any interceptor
+// (authentication) runs: the connection's handshake (TLS and the HTTP/2
+// preface and settings) must finish within handshake, or the connection
+// is closed; and a call's header list stays under maxHeaderBytes, or the
+// call is refused by the transport. Bound connections per address with
+// connlimit at the listener.
+func PreAuthOptions(handshake time.Duration, maxHeaderBytes uint32) []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ConnectionTimeout(handshake), grpc.MaxHeaderListSize(maxHeaderBytes)}
 }
 
 // New returns a gRPC server with the interceptor chain, the health service
@@ -70,6 +104,11 @@ type Options struct {
 // service (""): call SetServingStatus once the service can really serve.
 func New(o Options) (*grpc.Server, *health.Server) {
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	sampler := o.RefusalSampler
+	if sampler == nil {
+		sampler = DefaultRefusalSampler()
+	}
+	callLog := callLogger(o.Logger, o.Logger.Sample(sampler))
 	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		o.Logger.Error().Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("recovered from panic in handler")
 		return status.Error(codes.Internal, "internal error")
@@ -86,8 +125,8 @@ func New(o Options) (*grpc.Server, *health.Server) {
 	stream = append(stream, o.StreamFirst...)
 	unary = append(unary, requestIDUnary)
 	stream = append(stream, requestIDStream)
-	unary = append(unary, logging.UnaryServerInterceptor(Logger(o.Logger), logOpts...))
-	stream = append(stream, logging.StreamServerInterceptor(Logger(o.Logger), logOpts...))
+	unary = append(unary, logging.UnaryServerInterceptor(callLog, logOpts...))
+	stream = append(stream, logging.StreamServerInterceptor(callLog, logOpts...))
 	if o.Auth != nil {
 		needsAuth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
 			m := c.FullMethod()
@@ -121,6 +160,24 @@ func New(o Options) (*grpc.Server, *health.Server) {
 func alwaysPublic(fullMethod string) bool {
 	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") ||
 		strings.HasPrefix(fullMethod, "/grpc.reflection.")
+}
+
+// callLogger logs refused calls (a grpc.code in refusalCodes) through
+// sampled and everything else through l.
+func callLogger(l, sampled zerolog.Logger) logging.Logger {
+	all, some := Logger(l), Logger(sampled)
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		for i := 0; i+1 < len(fields); i += 2 {
+			if k, _ := fields[i].(string); k == "grpc.code" {
+				if c, _ := fields[i+1].(string); refusalCodes[c] {
+					some.Log(ctx, lvl, msg, fields...)
+					return
+				}
+				break
+			}
+		}
+		all.Log(ctx, lvl, msg, fields...)
+	})
 }
 
 // Logger adapts a zerolog logger to go-grpc-middleware's logging interface.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -227,4 +228,45 @@ func selfSignedForTest() (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+func TestRefusedCallsAreLoggedSampledAndCountedExactly(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cc, logs := serve(t, Options{Auth: denyAll, Public: func(m string) bool { return m == "/test.v1.Test/Panic" },
+		Registerer: reg, RefusalSampler: &zerolog.BurstSampler{Burst: 3, Period: time.Hour}})
+	for range 50 {
+		if _, err := call(cc, "Ok"); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("call: %v", err)
+		}
+	}
+	// A failure of the service itself is never sampled away.
+	if _, err := call(cc, "Panic"); status.Code(err) != codes.Internal {
+		t.Fatalf("panic: %v", err)
+	}
+	if !eventuallyContains(logs, `"grpc.code":"Internal"`) {
+		t.Fatalf("the Internal call was not logged:\n%s", logs)
+	}
+	if n := strings.Count(logs.String(), `"grpc.code":"Unauthenticated"`); n != 3 {
+		t.Fatalf("%d refusal lines logged, want the sampler's 3", n)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counted float64
+	for _, mf := range mfs {
+		if mf.GetName() != "grpc_server_handled_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "grpc_code" && l.GetValue() == "Unauthenticated" {
+					counted += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if counted != 50 {
+		t.Fatalf("grpc_server_handled_total{grpc_code=Unauthenticated} = %v, want exactly 50", counted)
+	}
 }

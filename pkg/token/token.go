@@ -4,11 +4,8 @@
 package token
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"math"
-	"strconv"
 	"time"
 
 	"github.com/airlock-dev/airlock/pkg/bearer"
@@ -42,13 +39,17 @@ const (
 	ClaimRealm      = "gitlab_realm"
 	ClaimScopes     = "scopes"
 	ClaimInstanceID = "gitlab_instance_id"
+	// ClaimGlobalUserID binds the token to one user: the gateway requires
+	// x-gitlab-global-user-id to equal it when present. Airlock's issuer
+	// always sets it; a real GitLab instance's tokens do not carry it.
+	ClaimGlobalUserID = "gitlab_global_user_id"
 )
 
 // ClaimNames returns every claim a token carries: the registered JWT claims
 // in RFC 7519 order, then GitLab's own. The slice is new on every call.
 func ClaimNames() []string {
 	return []string{ClaimIssuer, ClaimSubject, ClaimAudience, ClaimExpiry, ClaimIssuedAt, ClaimNotBefore, ClaimID,
-		ClaimRealm, ClaimScopes, ClaimInstanceID}
+		ClaimRealm, ClaimScopes, ClaimInstanceID, ClaimGlobalUserID}
 }
 
 // gRPC metadata keys (lower case, as gRPC requires) a caller sends.
@@ -65,8 +66,9 @@ const (
 // Claims are the claims of a self-issued token, and their JSON encoding is
 // the token's payload exactly as GitLab writes it: members in this order,
 // aud a single string, times whole NumericDate seconds. Subject is the
-// instance UUID; there is deliberately no user id claim. The tags must name
-// the Claim* constants (a test checks it).
+// instance UUID; there is deliberately no user id claim, only the opaque
+// global user id. The tags must name the Claim* constants (a test checks
+// it).
 type Claims struct {
 	ID         string      `json:"jti"` // a UUID
 	Audience   Audiences   `json:"aud"`
@@ -78,6 +80,10 @@ type Claims struct {
 	Realm      string      `json:"gitlab_realm"`
 	Scopes     []string    `json:"scopes"`             // unit primitives
 	InstanceID string      `json:"gitlab_instance_id"` // empty in tokens of older GitLab versions
+	// GlobalUserID is the value x-gitlab-global-user-id must carry: opaque,
+	// naming no user without the issuer's secret. Airlock's issuer always
+	// sets it; a real GitLab instance's tokens do not carry it.
+	GlobalUserID string `json:"gitlab_global_user_id,omitempty"`
 }
 
 // NumericDate is an RFC 7519 NumericDate: seconds since the epoch. A whole
@@ -129,13 +135,6 @@ func (a *Audiences) UnmarshalJSON(b []byte) error {
 	}
 	*a = ss
 	return nil
-}
-
-// GlobalUserID returns x-gitlab-global-user-id: the hex SHA-256 of the
-// instance id followed by the user id, as GitLab computes it.
-func GlobalUserID(instanceID string, userID uint64) string {
-	sum := sha256.Sum256([]byte(instanceID + strconv.FormatUint(userID, 10)))
-	return hex.EncodeToString(sum[:])
 }
 
 // Metadata returns the gRPC metadata a caller forwards with tok.

@@ -8,14 +8,6 @@ import (
 	"time"
 )
 
-func TestGlobalUserID(t *testing.T) {
-	// printf 'abc42' | sha256sum
-	const want = "8216ac77f5c9ed66907b03f1d78b795e7cdd315cecd13df42cd7245d45e16b06"
-	if got := GlobalUserID("abc", 42); got != want {
-		t.Fatalf("GlobalUserID = %s, want %s", got, want)
-	}
-}
-
 func TestMetadata(t *testing.T) {
 	md := Metadata("tok", "inst", "gu")
 	want := map[string]string{

@@ -74,7 +74,7 @@ func (f *fakeCompleter) last() completion.Input {
 // (duo_chat only).
 type fakeVerifier struct{}
 
-func (fakeVerifier) VerifyBearer(_ context.Context, md metadata.MD) (*auth.Identity, error) {
+func (fakeVerifier) VerifyBearer(_ context.Context, _ string, md metadata.MD) (*auth.Identity, error) {
 	switch strings.Join(md.Get("authorization"), ",") {
 	case "Bearer good":
 		return &auth.Identity{JTI: "j1", Scopes: feature.Scopes(feature.All)}, nil

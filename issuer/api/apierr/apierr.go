@@ -14,11 +14,13 @@ import (
 	"github.com/airlock-dev/airlock/issuer/minter"
 	"github.com/airlock-dev/airlock/issuer/modelcheck"
 	"github.com/airlock-dev/airlock/issuer/store"
+	"github.com/airlock-dev/airlock/pkg/echo"
 )
 
 // Status maps err to a status error. Status errors pass through. Core
 // errors get their code and a message built from their text (which never
-// holds secrets). Anything unrecognised is logged to log and answered with a
+// holds secrets), cut to echo.MaxMessage as a backstop for any value a
+// core package echoed whole. Anything unrecognised is logged to log and answered with a
 // bare Internal, since its text may reveal internals.
 func Status(log zerolog.Logger, err error) error {
 	if err == nil {
@@ -30,21 +32,21 @@ func Status(log zerolog.Logger, err error) error {
 	var fe *modelcheck.FieldError
 	switch {
 	case errors.As(err, &fe):
-		return status.Error(codes.InvalidArgument, fe.Error())
+		return status.Error(codes.InvalidArgument, echo.Message(fe.Error()))
 	case errors.Is(err, minter.ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
+		return status.Error(codes.InvalidArgument, echo.Message(err.Error()))
 	case errors.Is(err, minter.ErrNotEntitled):
 		return status.Error(codes.PermissionDenied, "permission denied: not entitled to any requested feature")
 	case errors.Is(err, store.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
+		return status.Error(codes.NotFound, echo.Message(err.Error()))
 	case errors.Is(err, store.ErrAlreadyExists):
-		return status.Error(codes.AlreadyExists, err.Error())
+		return status.Error(codes.AlreadyExists, echo.Message(err.Error()))
 	case errors.Is(err, store.ErrInUse), errors.Is(err, store.ErrReferenceNotFound):
-		return status.Error(codes.FailedPrecondition, err.Error())
+		return status.Error(codes.FailedPrecondition, echo.Message(err.Error()))
 	case errors.Is(err, store.ErrCycle):
-		return status.Error(codes.InvalidArgument, err.Error())
+		return status.Error(codes.InvalidArgument, echo.Message(err.Error()))
 	case errors.Is(err, store.ErrLimitExceeded):
-		return status.Error(codes.ResourceExhausted, err.Error())
+		return status.Error(codes.ResourceExhausted, echo.Message(err.Error()))
 	case errors.Is(err, keys.ErrNoActiveKey):
 		return status.Error(codes.Unavailable, "no signing key is loaded yet")
 	case errors.Is(err, context.Canceled):

@@ -24,6 +24,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/modelcheck"
 	"github.com/airlock-dev/airlock/issuer/store"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/echo"
 	"github.com/airlock-dev/airlock/pkg/feature"
 )
 
@@ -150,10 +151,10 @@ func (s *Service) seal(name, apiKey string) ([]byte, error) {
 func writeErr(err error, m store.Model) error {
 	switch {
 	case errors.Is(err, store.ErrReferenceNotFound):
-		return &modelcheck.FieldError{Field: "fallback_model", Msg: fmt.Sprintf("unknown model %q", m.Fallback)}
+		return &modelcheck.FieldError{Field: "fallback_model", Msg: fmt.Sprintf("unknown model %s", echo.Quote(m.Fallback))}
 	case errors.Is(err, store.ErrCycle):
 		// The stored chains are acyclic, so a new cycle runs through m.
-		return &modelcheck.FieldError{Field: "fallback_model", Msg: fmt.Sprintf("fallback chain through %q forms a cycle", m.Name)}
+		return &modelcheck.FieldError{Field: "fallback_model", Msg: fmt.Sprintf("fallback chain through %s forms a cycle", echo.Quote(m.Name))}
 	case errors.Is(err, store.ErrLimitExceeded):
 		return fmt.Errorf("%w: delete one first", err)
 	}
@@ -281,7 +282,7 @@ func (s *Service) SetFeatureSetting(ctx context.Context, req *issuerv1.SetFeatur
 	fs := store.FeatureSetting{Feature: set.GetFeature(), Model: set.GetModel(), Disabled: set.GetDisabled()}
 	if err := s.cfg.Store.SetFeatureSetting(ctx, fs); err != nil {
 		if errors.Is(err, store.ErrReferenceNotFound) {
-			return nil, status.Errorf(codes.FailedPrecondition, "setting.model: model %q does not exist", fs.Model)
+			return nil, status.Errorf(codes.FailedPrecondition, "setting.model: model %s does not exist", echo.Quote(fs.Model))
 		}
 		return nil, apierr.Status(s.cfg.Logger, err)
 	}

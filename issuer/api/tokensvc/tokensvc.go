@@ -20,6 +20,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/minter"
 	"github.com/airlock-dev/airlock/issuer/store"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/echo"
 )
 
 // Minter mints tokens (minter.Minter).
@@ -155,7 +156,7 @@ func (s *Service) RevokeToken(ctx context.Context, req *issuerv1.RevokeTokenRequ
 	}
 	tok, err := s.cfg.Store.GetToken(ctx, req.GetJti())
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, status.Errorf(codes.NotFound, "token %q not found (unknown or already expired)", req.GetJti())
+		return nil, status.Errorf(codes.NotFound, "token %s not found (unknown or already expired)", echo.Quote(req.GetJti()))
 	}
 	if err != nil {
 		return nil, apierr.Status(s.cfg.Logger, err)

@@ -69,6 +69,8 @@ func TestMintClaims(t *testing.T) {
 		{"nbf", float64(now - 5)},
 		{"exp", float64(now + 3600)},
 		{"jti", resp.GetJti()},
+		// The opaque global user id, never the raw user id.
+		{"gitlab_global_user_id", e.GlobalIDs.GlobalUserID(e.Users["user"].ID)},
 	} {
 		t.Run(tc.claim, func(t *testing.T) {
 			if c[tc.claim] != tc.want {
@@ -79,14 +81,14 @@ func TestMintClaims(t *testing.T) {
 	if got := c["scopes"].([]any); len(got) != 3 {
 		t.Fatalf("scopes = %v", got)
 	}
-	if len(c) != 10 {
-		t.Fatalf("claims %v: want exactly the ten GitLab claims (no user id)", c)
+	if len(c) != 11 {
+		t.Fatalf("claims %v: want exactly the ten GitLab claims and gitlab_global_user_id (no user id)", c)
 	}
 	if _, err := uuid.Parse(resp.GetJti()); err != nil {
 		t.Fatalf("jti %q is not a UUID", resp.GetJti())
 	}
 	md := resp.GetMetadata()
-	want := token.Metadata(resp.GetToken(), e.InstanceID, token.GlobalUserID(e.InstanceID, e.Users["user"].ID))
+	want := token.Metadata(resp.GetToken(), e.InstanceID, e.GlobalIDs.GlobalUserID(e.Users["user"].ID))
 	if len(md) != len(want) {
 		t.Fatalf("metadata %v, want %v", md, want)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/pat"
 	"github.com/airlock-dev/airlock/issuer/store"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/echo"
 	"github.com/airlock-dev/airlock/pkg/feature"
 )
 
@@ -72,7 +73,7 @@ func ts(t time.Time) *timestamppb.Timestamp {
 // ValidateUser checks a new user's fields; the error is InvalidArgument.
 func ValidateUser(u *issuerv1.User) error {
 	if !usernameRE.MatchString(u.GetUsername()) {
-		return status.Errorf(codes.InvalidArgument, "username: %q is not 1-63 characters of [a-z0-9_.-]", u.GetUsername())
+		return status.Errorf(codes.InvalidArgument, "username: %s is not 1-63 characters of [a-z0-9_.-]", echo.Quote(u.GetUsername()))
 	}
 	switch u.GetRole() {
 	case issuerv1.Role_ROLE_USER, issuerv1.Role_ROLE_ADMIN, issuerv1.Role_ROLE_GATEWAY:

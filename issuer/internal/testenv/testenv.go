@@ -19,11 +19,13 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/airlock-dev/airlock/issuer/api/authn"
+	"github.com/airlock-dev/airlock/issuer/api/bounds"
 	"github.com/airlock-dev/airlock/issuer/api/keysvc"
 	"github.com/airlock-dev/airlock/issuer/api/limits"
 	"github.com/airlock-dev/airlock/issuer/api/modelsvc"
 	"github.com/airlock-dev/airlock/issuer/api/tokensvc"
 	"github.com/airlock-dev/airlock/issuer/api/usersvc"
+	"github.com/airlock-dev/airlock/issuer/globalid"
 	"github.com/airlock-dev/airlock/issuer/kek"
 	"github.com/airlock-dev/airlock/issuer/keys"
 	"github.com/airlock-dev/airlock/issuer/minter"
@@ -79,6 +81,7 @@ type Env struct {
 	Conn       *grpc.ClientConn
 	Logs       *SafeBuffer
 	InstanceID string
+	GlobalIDs  *globalid.Deriver
 	// PATs of the seeded users.
 	Admin, User, Gateway, Chat, Nothing string
 	// Users by username.
@@ -122,7 +125,11 @@ func New(t testing.TB, o Options) *Env {
 	must(t, err)
 	e.Keys, err = keys.New(ctx, keys.Config{Store: e.Store, KEK: e.KEK, Alg: o.Alg, MaxTokenTTL: time.Hour, Now: e.Clock.Now, Logger: log})
 	must(t, err)
-	mint, err := minter.New(minter.Config{Signer: e.Keys, Recorder: e.Store, Issuer: Issuer, InstanceID: e.InstanceID, MaxTTL: time.Hour, Now: e.Clock.Now})
+	guKey, err := globalid.LoadKey(ctx, e.Store, e.KEK)
+	must(t, err)
+	e.GlobalIDs, err = globalid.New(guKey, e.InstanceID)
+	must(t, err)
+	mint, err := minter.New(minter.Config{Signer: e.Keys, Recorder: e.Store, GlobalIDs: e.GlobalIDs, Issuer: Issuer, InstanceID: e.InstanceID, MaxTTL: time.Hour, Now: e.Clock.Now})
 	must(t, err)
 	tokens, err := tokensvc.New(ctx, tokensvc.Config{Minter: mint, Store: e.Store, Now: e.Clock.Now, Logger: log,
 		MintRate: limits.NewRate(o.MintRatePerUser)})
@@ -130,6 +137,7 @@ func New(t testing.TB, o Options) *Env {
 	models, err := modelsvc.New(ctx, modelsvc.Config{Store: e.Store, KEK: e.KEK, Now: e.Clock.Now, Logger: log, MaxModels: o.MaxModels})
 	must(t, err)
 	srv, _ := rpcserver.New(rpcserver.Options{
+		UnaryAfterAuth:  []grpc.UnaryServerInterceptor{bounds.Unary},
 		StreamAfterAuth: []grpc.StreamServerInterceptor{limits.NewStreams(o.MaxWatchesPerCaller).Interceptor()},
 		Logger:          log,
 		Auth:            authn.New(e.Store, e.Clock.Now),

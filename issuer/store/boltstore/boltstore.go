@@ -151,6 +151,22 @@ func (s *Store) InitInstanceID(_ context.Context, id string) (string, error) {
 	return out, err
 }
 
+// InitSecret implements store.Store.
+func (s *Store) InitSecret(_ context.Context, name string, sealed []byte) ([]byte, error) {
+	var out []byte
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bMeta)
+		k := []byte("secret/" + name)
+		if v := m.Get(k); v != nil {
+			out = bytes.Clone(v) // v is only valid inside the transaction
+			return nil
+		}
+		out = bytes.Clone(sealed)
+		return m.Put(k, out)
+	})
+	return out, err
+}
+
 // CreateUser implements store.Store.
 func (s *Store) CreateUser(_ context.Context, u store.User, maxUsers int) (store.User, error) {
 	err := s.db.Update(func(tx *bolt.Tx) error {

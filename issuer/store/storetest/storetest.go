@@ -27,6 +27,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		fn   func(t *testing.T, s store.Store)
 	}{
 		{"instance id is set once and then kept", testInstanceID},
+		{"a named secret is set once and then kept", testSecret},
 		{"users get increasing ids and unique names", testUsers},
 		{"personal access tokens are found by hash and revoked once", testPATs},
 		{"key set is replaced atomically with a new revision", testKeys},
@@ -78,6 +79,25 @@ func testInstanceID(t *testing.T, s store.Store) {
 	must(t, err)
 	if id != "first" {
 		t.Fatalf("second InitInstanceID = %q, want the first id kept", id)
+	}
+}
+
+func testSecret(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	got, err := s.InitSecret(ctx, "a", []byte("first"))
+	must(t, err)
+	if string(got) != "first" {
+		t.Fatalf("first InitSecret = %q", got)
+	}
+	got, err = s.InitSecret(ctx, "a", []byte("second"))
+	must(t, err)
+	if string(got) != "first" {
+		t.Fatalf("second InitSecret = %q, want the first secret kept", got)
+	}
+	got, err = s.InitSecret(ctx, "b", []byte("other"))
+	must(t, err)
+	if string(got) != "other" {
+		t.Fatalf("InitSecret of another name = %q, want its own secret", got)
 	}
 }
 

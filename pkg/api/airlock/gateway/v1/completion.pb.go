@@ -85,9 +85,10 @@ func (FinishReason) EnumDescriptor() ([]byte, []int) {
 // Message is one chat turn.
 type Message struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// system, user or assistant.
+	// system, user or assistant (at most 16 bytes).
 	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
-	// Text of the turn.
+	// Text of the turn. Every content and code_context text of a request
+	// together: at most --max-prompt-bytes (ResourceExhausted otherwise).
 	Content       string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -140,13 +141,13 @@ func (x *Message) GetContent() string {
 // CodeContext is the editor state for code features.
 type CodeContext struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// File path or name, e.g. src/main.go.
+	// File path or name, e.g. src/main.go. At most 1024 bytes.
 	FileName string `protobuf:"bytes,1,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
 	// Text before the cursor.
 	ContentAboveCursor string `protobuf:"bytes,2,opt,name=content_above_cursor,json=contentAboveCursor,proto3" json:"content_above_cursor,omitempty"`
 	// Text after the cursor.
 	ContentBelowCursor string `protobuf:"bytes,3,opt,name=content_below_cursor,json=contentBelowCursor,proto3" json:"content_below_cursor,omitempty"`
-	// Language name, e.g. go, python. Optional.
+	// Language name, e.g. go, python. Optional; at most 64 bytes.
 	Language      string `protobuf:"bytes,4,opt,name=language,proto3" json:"language,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -218,7 +219,7 @@ type GenerationOptions struct {
 	MaxTokens uint32 `protobuf:"varint,1,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
 	// Sampling temperature in [0, 2].
 	Temperature *float32 `protobuf:"fixed32,2,opt,name=temperature,proto3,oneof" json:"temperature,omitempty"`
-	// Up to 4 stop sequences.
+	// Up to 4 stop sequences of 1-256 bytes each.
 	Stop []string `protobuf:"bytes,3,rep,name=stop,proto3" json:"stop,omitempty"`
 	// Nucleus sampling in (0, 1].
 	TopP          *float32 `protobuf:"fixed32,4,opt,name=top_p,json=topP,proto3,oneof" json:"top_p,omitempty"`
@@ -408,9 +409,10 @@ func (x *CompletionDone) GetModel() string {
 // code_generations) need code_context or messages.
 type StreamCompletionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Feature: code_completions, code_generations or duo_chat.
+	// Feature: code_completions, code_generations or duo_chat (at most 64
+	// bytes; every bound is InvalidArgument naming the field when exceeded).
 	Feature string `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
-	// Chat turns, oldest first.
+	// Chat turns, oldest first; at most --max-messages (ResourceExhausted).
 	Messages []*Message `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
 	// Editor state for code features.
 	CodeContext *CodeContext `protobuf:"bytes,3,opt,name=code_context,json=codeContext,proto3" json:"code_context,omitempty"`
@@ -538,9 +540,10 @@ func (x *StreamCompletionResponse) GetDone() *CompletionDone {
 // StreamCompletionRequest.
 type CompleteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Feature: code_completions, code_generations or duo_chat.
+	// Feature: code_completions, code_generations or duo_chat (at most 64
+	// bytes; every bound is InvalidArgument naming the field when exceeded).
 	Feature string `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
-	// Chat turns, oldest first.
+	// Chat turns, oldest first; at most --max-messages (ResourceExhausted).
 	Messages []*Message `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
 	// Editor state for code features.
 	CodeContext *CodeContext `protobuf:"bytes,3,opt,name=code_context,json=codeContext,proto3" json:"code_context,omitempty"`

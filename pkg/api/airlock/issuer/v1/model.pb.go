@@ -23,7 +23,10 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Model is a self-hosted model as the administrator configured it.
+// Model is a self-hosted model as the administrator configured it. Request
+// bounds (InvalidArgument naming the field when exceeded): name and
+// fallback_model 63 bytes, family, provider and api_version 64, endpoint
+// 2048, identifier 256, api_key 4096, trusted_networks 32 entries of 64.
 type Model struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique name, 1-63 characters of [a-z0-9_.-], starting with a letter or digit.
@@ -180,9 +183,10 @@ func (x *Model) GetApiVersion() string {
 // FeatureSetting says which model serves a feature.
 type FeatureSetting struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Feature: code_completions, code_generations or duo_chat.
+	// Feature: code_completions, code_generations or duo_chat (at most 64
+	// bytes).
 	Feature string `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
-	// Name of the model serving it. Empty when disabled.
+	// Name of the model serving it (at most 63 bytes). Empty when disabled.
 	Model string `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
 	// True turns the feature off: the gateway answers FailedPrecondition.
 	Disabled      bool `protobuf:"varint,3,opt,name=disabled,proto3" json:"disabled,omitempty"`
@@ -458,7 +462,7 @@ func (x *UpdateModelResponse) GetModel() *Model {
 // DeleteModelRequest names the model to delete.
 type DeleteModelRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Model name.
+	// Model name (at most 63 bytes).
 	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -541,7 +545,7 @@ func (*DeleteModelResponse) Descriptor() ([]byte, []int) {
 // GetModelRequest names a model.
 type GetModelRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Model name.
+	// Model name (at most 63 bytes).
 	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

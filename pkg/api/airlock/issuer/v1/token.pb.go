@@ -27,7 +27,8 @@ const (
 type MintTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Features to request: code_completions, code_generations, duo_chat.
-	// Empty means every feature the user is entitled to.
+	// Empty means every feature the user is entitled to. At most 16 entries
+	// of at most 64 bytes each (InvalidArgument naming the field otherwise).
 	Features []string `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
 	// Requested lifetime. Unset means the issuer's default (1 h); values over
 	// the configured maximum are capped to it; non-positive is InvalidArgument.
@@ -167,7 +168,7 @@ func (x *MintTokenResponse) GetMetadata() map[string]string {
 // RevokeTokenRequest names the token to revoke.
 type RevokeTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The `jti` of the token.
+	// The `jti` of the token. At most 64 bytes.
 	Jti           string `protobuf:"bytes,1,opt,name=jti,proto3" json:"jti,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -90,7 +90,7 @@ type User struct {
 	// Role.
 	Role Role `protobuf:"varint,3,opt,name=role,proto3,enum=airlock.issuer.v1.Role" json:"role,omitempty"`
 	// Features the user may get tokens for: code_completions,
-	// code_generations, duo_chat.
+	// code_generations, duo_chat. At most 16 entries of 64 bytes.
 	EntitledFeatures []string `protobuf:"bytes,4,rep,name=entitled_features,json=entitledFeatures,proto3" json:"entitled_features,omitempty"`
 	// Output only: creation time.
 	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
@@ -423,7 +423,7 @@ func (x *ListUsersResponse) GetUsers() []*User {
 // CreatePersonalAccessTokenRequest issues a personal access token.
 type CreatePersonalAccessTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Owner's username.
+	// Owner's username (at most 63 bytes).
 	Username string `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
 	// Expiry; unset means 30 days from now. Must be in the future.
 	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
@@ -533,7 +533,7 @@ func (x *CreatePersonalAccessTokenResponse) GetSecret() string {
 // RevokePersonalAccessTokenRequest names the token to revoke.
 type RevokePersonalAccessTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Token id.
+	// Token id (at most 64 bytes).
 	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
