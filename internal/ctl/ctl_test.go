@@ -135,7 +135,7 @@ func TestAdminCommandsSendRequests(t *testing.T) {
 	noKey := proto.Clone(full).(*issuerv1.Model)
 	noKey.ApiKey = ""
 	mask := func(paths ...string) *fieldmaskpb.FieldMask { return &fieldmaskpb.FieldMask{Paths: paths} }
-	everyField := []string{"family", "provider", "endpoint", "identifier", "trusted_networks", "fallback_model", "api_version"}
+	everyField := []string{"family", "provider", "endpoint", "identifier", "trusted_networks", "fallback_model"}
 
 	for _, tc := range []struct {
 		name   string

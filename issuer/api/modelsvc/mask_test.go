@@ -22,7 +22,7 @@ func TestUpdateMask(t *testing.T) {
 	}
 	// Every case updates its own model, stored as stored(name) says.
 	stored := func(name string) *issuerv1.Model {
-		return with(validModel(name), func(m *issuerv1.Model) { m.ApiKey, m.FallbackModel, m.ApiVersion = apiKey, "target", "v1" })
+		return with(validModel(name), func(m *issuerv1.Model) { m.ApiKey, m.FallbackModel = apiKey, "target" })
 	}
 	// want is the stored model after the update, as GetModel shows it.
 	want := func(name string, f func(*issuerv1.Model)) *issuerv1.Model {
@@ -45,14 +45,14 @@ func TestUpdateMask(t *testing.T) {
 			func(m *issuerv1.Model) { m.Identifier = "new" }},
 		{"a named empty field is cleared", mask("fallback_model"), &issuerv1.Model{}, false, codes.OK, "",
 			func(m *issuerv1.Model) { m.FallbackModel = "" }},
-		{"a field given but not named is ignored", mask("api_version"), &issuerv1.Model{Endpoint: "http://10.9.9.9/v1", ApiVersion: "v2"}, false, codes.OK, "",
-			func(m *issuerv1.Model) { m.ApiVersion = "v2" }},
+		{"a field given but not named is ignored", mask("identifier"), &issuerv1.Model{Endpoint: "http://10.9.9.9/v1", Identifier: "v2"}, false, codes.OK, "",
+			func(m *issuerv1.Model) { m.Identifier = "v2" }},
 		{"no mask: only the fields set change", nil, &issuerv1.Model{FallbackModel: "other"}, false, codes.OK, "",
 			func(m *issuerv1.Model) { m.FallbackModel = "other" }},
 		{"empty mask is no mask", mask(), &issuerv1.Model{TrustedNetworks: []string{"10.1.0.0/16"}}, false, codes.OK, "",
 			func(m *issuerv1.Model) { m.TrustedNetworks = []string{"10.1.0.0/16"} }},
 		{"star replaces every field but the API key", mask("*"), validModel(""), false, codes.OK, "",
-			func(m *issuerv1.Model) { m.FallbackModel, m.ApiVersion = "", "" }},
+			func(m *issuerv1.Model) { m.FallbackModel = "" }},
 		{"api_key named with a value replaces the key", mask("api_key"), &issuerv1.Model{ApiKey: "sk-new"}, false, codes.OK, "",
 			func(*issuerv1.Model) {}},
 		{"api_key named empty removes the key", mask("api_key"), &issuerv1.Model{}, false, codes.OK, "",
