@@ -37,7 +37,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/kek"
 	"github.com/airlock-dev/airlock/issuer/keys"
 	"github.com/airlock-dev/airlock/issuer/minter"
-	"github.com/airlock-dev/airlock/issuer/store/boltstore"
+	"github.com/airlock-dev/airlock/issuer/storemigrate"
 	"github.com/airlock-dev/airlock/pkg/debugpprof"
 	"github.com/airlock-dev/airlock/pkg/healthprobe"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
@@ -51,6 +51,11 @@ import (
 func Main(args []string) int {
 	if len(args) > 0 && args[0] == "healthcheck" {
 		return healthprobe.Main("issuer", "127.0.0.1:9440", args[1:], os.Stderr)
+	}
+	if len(args) > 0 && args[0] == "migrate-store" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return storemigrate.Main(ctx, args[1:], os.Stdout, os.Stderr)
 	}
 	cfg, err := ParseConfig(args, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -151,7 +156,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 	if err != nil {
 		return err
 	}
-	st, err := boltstore.Open(cfg.DataDir)
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -226,6 +231,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Ti
 	// one process.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st.report(log, reg)
 	srv, hs := rpcserver.New(rpcserver.Options{
 		Logger:          log,
 		Auth:            authn.New(st, now, authn.WithGatewayCertificate(gatewayCert(cfg))),
