@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/airlock-dev/airlock/internal/testkit/pgtest"
 	"github.com/airlock-dev/airlock/pkg/healthprobe"
 )
 
@@ -46,7 +47,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "e2e: building binaries:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := pgtest.Main(m) // m.Run, then stop the PostgreSQL server if a test started one
 	os.RemoveAll(dir)
 	// Every process was stopped and every connection closed: no goroutine
 	// of the tests themselves may remain.
@@ -155,11 +156,18 @@ type cluster struct {
 	gatewayGRPC, stubAddr  string
 	issuer, gateway, stub  *proc
 	gatewayArgs            []string
+	issuerArgs             []string // added to the issuer's (e.g. --postgres-url)
 }
 
 func newCluster(t *testing.T, gatewayArgs ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dataDir: t.TempDir(), issuerGRPC: freeAddr(t), issuerHTTP: freeAddr(t), gatewayGRPC: freeAddr(t), stubAddr: freeAddr(t), gatewayArgs: gatewayArgs}
+	return newClusterWithIssuerArgs(t, nil, gatewayArgs...)
+}
+
+func newClusterWithIssuerArgs(t *testing.T, issuerArgs []string, gatewayArgs ...string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, dataDir: t.TempDir(), issuerGRPC: freeAddr(t), issuerHTTP: freeAddr(t), gatewayGRPC: freeAddr(t), stubAddr: freeAddr(t),
+		gatewayArgs: gatewayArgs, issuerArgs: issuerArgs}
 	c.stub = startProc(t, "stubmodel", "--addr", c.stubAddr, "--tokens", "12", "--delay", "1ms")
 	c.startIssuer()
 	c.startGateway()
@@ -170,8 +178,8 @@ func newCluster(t *testing.T, gatewayArgs ...string) *cluster {
 func (c *cluster) issuerURL() string { return "http://" + c.issuerHTTP }
 
 func (c *cluster) startIssuer() {
-	c.issuer = startProc(c.t, "issuer", "--dev", "--data-dir", filepath.Join(c.dataDir, "issuer"),
-		"--grpc-addr", c.issuerGRPC, "--http-addr", c.issuerHTTP, "--issuer-url", c.issuerURL())
+	c.issuer = startProc(c.t, "issuer", append([]string{"--dev", "--data-dir", filepath.Join(c.dataDir, "issuer"),
+		"--grpc-addr", c.issuerGRPC, "--http-addr", c.issuerHTTP, "--issuer-url", c.issuerURL()}, c.issuerArgs...)...)
 	waitHealthy(c.t, c.issuer, c.issuerGRPC)
 }
 
