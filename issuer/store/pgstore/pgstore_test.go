@@ -2,8 +2,11 @@ package pgstore_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
+
+	"go.uber.org/goleak"
 
 	"github.com/airlock-dev/airlock/internal/testkit/pgtest"
 	"github.com/airlock-dev/airlock/issuer/store"
@@ -11,7 +14,18 @@ import (
 	"github.com/airlock-dev/airlock/issuer/store/storetest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// TestMain runs the tests on one throwaway server and fails them if any
+// goroutine (a pool's, goose's) outlives them.
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "pgstore: leaked goroutines:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // open returns a store on a fresh database.
 func open(t *testing.T) (*pgstore.Store, string) {
