@@ -93,19 +93,13 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	s := &Store{pool: pool}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("pgstore: connect to %s: %w", describe(cfg), err)
+		return nil, fmt.Errorf("pgstore: connect to %s: %w", describeConfig(&cfg.ConnConfig.Config), err)
 	}
 	if s.schemaVersion, err = migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	return s, nil
-}
-
-// describe names the database without credentials.
-func describe(cfg *pgxpool.Config) string {
-	c := cfg.ConnConfig
-	return fmt.Sprintf("database %q on %s:%d as %q", c.Database, c.Host, c.Port, c.User)
 }
 
 // SchemaVersion returns the schema version Open left the database at.
