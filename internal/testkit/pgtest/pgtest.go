@@ -2,9 +2,11 @@
 // fresh temporary directory, a server listening only on a unix socket in
 // that directory (no TCP port, so parallel test binaries cannot collide),
 // and a fresh database per test. One server serves a whole test binary; it
-// starts on first use and Main stops it and removes its directory.
+// starts on first use and Main stops it and removes its directory. The
+// server is a child process with a parent-death signal, so a test binary
+// that dies (a -timeout panic) takes it along.
 //
-// The server binaries (initdb, pg_ctl, postgres) are found on PATH or under
+// The server binaries (initdb, postgres) are found on PATH or under
 // /usr/lib/postgresql/<version>/bin (Debian's postgresql package). When they
 // are missing, tests that need a database skip on a developer's machine and
 // fail in CI (see package needs). initdb refuses to run as root, so as root
@@ -22,9 +24,9 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -47,6 +49,8 @@ type Server struct {
 	BinDir string
 	cred   *syscall.Credential // nil: run as the current user
 	dbs    atomic.Int64
+	proc   *os.Process
+	exited chan struct{} // closed when postgres has exited
 }
 
 var (
@@ -94,12 +98,12 @@ func Shared(tb testing.TB) *Server {
 	return shared
 }
 
-// FindBinDir returns the directory holding initdb, pg_ctl and postgres:
+// FindBinDir returns the directory holding initdb and postgres:
 // the one of initdb on PATH (following symlinks), else the newest
 // /usr/lib/postgresql/<version>/bin.
 func FindBinDir() (string, error) {
 	ok := func(dir string) bool {
-		for _, b := range []string{"initdb", "pg_ctl", "postgres"} {
+		for _, b := range []string{"initdb", "postgres"} {
 			if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 				return false
 			}
@@ -118,7 +122,7 @@ func FindBinDir() (string, error) {
 			return d, nil
 		}
 	}
-	return "", errors.New("PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH or under /usr/lib/postgresql/*/bin: install Debian's postgresql package")
+	return "", errors.New("PostgreSQL server binaries (initdb, postgres) not found on PATH or under /usr/lib/postgresql/*/bin: install Debian's postgresql package")
 }
 
 func version(binDir string) int {
@@ -153,19 +157,72 @@ func Start(binDir string) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
-	opts := strings.Join([]string{
-		"-c listen_addresses=''",
-		"-c unix_socket_directories=" + dir,
-		"-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
-		"-c max_connections=200",
-	}, " ")
-	if out, err := s.run("pg_ctl", "start", "-w", "-t", "60", "-D", data, "-l", filepath.Join(dir, "server.log"), "-o", opts); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+	if err := s.startServer(data); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
+		return nil, err
 	}
 	return s, nil
 }
+
+// startServer runs postgres as a child that the kernel kills if this
+// process dies first (a test binary killed by -timeout leaves no server
+// behind), and waits until it accepts connections.
+func (s *Server) startServer(data string) error {
+	logf, err := os.Create(filepath.Join(s.Dir, "server.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(s.BinDir, "postgres"), "-D", data,
+		"-c", "listen_addresses=", "-c", "unix_socket_directories="+s.Dir,
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=200")
+	cmd.Dir, cmd.Stdout, cmd.Stderr = s.Dir, logf, logf
+	// The parent-death signal fires when the thread that started the child
+	// exits, so the thread stays locked to a goroutine waiting for the child.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL}
+	started := make(chan error, 1)
+	s.exited = make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			_ = cmd.Wait()
+		}
+		close(s.exited)
+	}()
+	if err := <-started; err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	s.proc = cmd.Process
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		conn, err := pgx.Connect(ctx, s.URL("postgres"))
+		cancel()
+		if err == nil {
+			conn.Close(context.Background())
+			return nil
+		}
+		select {
+		case <-s.exited:
+			log, _ := os.ReadFile(filepath.Join(s.Dir, "server.log"))
+			return fmt.Errorf("postgres exited at start:\n%s", log)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = s.proc.Kill()
+			<-s.exited
+			log, _ := os.ReadFile(filepath.Join(s.Dir, "server.log"))
+			return fmt.Errorf("postgres not accepting connections after 60 s: %v\n%s", err, log)
+		}
+	}
+}
+
+// PID returns the server's process id.
+func (s *Server) PID() int { return s.proc.Pid }
 
 // run runs one of the server's binaries as the server's user.
 func (s *Server) run(name string, args ...string) ([]byte, error) {
@@ -177,16 +234,22 @@ func (s *Server) run(name string, args ...string) ([]byte, error) {
 	return cmd.CombinedOutput()
 }
 
-// Stop stops the server at once and removes its directory.
+// Stop stops the server at once (immediate shutdown, SIGKILL after 10 s)
+// and removes its directory.
 func (s *Server) Stop() error {
-	out, err := s.run("pg_ctl", "stop", "-m", "immediate", "-w", "-D", filepath.Join(s.Dir, "data"))
-	if rerr := os.RemoveAll(s.Dir); err == nil && rerr != nil {
-		return rerr
+	_ = s.proc.Signal(syscall.SIGQUIT)
+	var err error
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		_ = s.proc.Kill()
+		<-s.exited
+		err = errors.New("postgres ignored SIGQUIT for 10 s and was killed")
 	}
-	if err != nil {
-		return fmt.Errorf("pg_ctl stop: %v\n%s", err, out)
+	if rerr := os.RemoveAll(s.Dir); err == nil {
+		err = rerr
 	}
-	return nil
+	return err
 }
 
 // URL returns a postgres:// URL of database db on the server, as the
