@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -61,6 +62,15 @@ func TestPostgresDumpRevealsNoSecret(t *testing.T) {
 		addForms(secrets, "PAT of "+u, []byte(c.pat(u)))
 	}
 	addForms(secrets, "model API key", []byte(modelAPIKey))
+	kekFile, err := os.ReadFile(filepath.Join(c.dataDir, "issuer", "kek"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kekRaw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(kekFile)))
+	if err != nil || len(kekRaw) != 32 {
+		t.Fatalf("dev KEK file: %d bytes, %v", len(kekRaw), err)
+	}
+	addForms(secrets, "key-encryption key", kekRaw)
 	k, err := kek.Load("", "", filepath.Join(c.dataDir, "issuer"))
 	if err != nil {
 		t.Fatal(err)
@@ -78,12 +88,12 @@ func TestPostgresDumpRevealsNoSecret(t *testing.T) {
 			t.Errorf("the dump holds %s", what)
 		}
 	}
-	t.Logf("searched a %d-byte dump for %d forms of %d keys, 3 PATs and the model API key", len(dump), len(secrets), len(sealed))
+	t.Logf("searched a %d-byte dump for %d forms of %d keys, 3 PATs, the model API key and the KEK", len(dump), len(secrets), len(sealed))
 }
 
 // addForms adds the encodings secret could take in a dump: raw, hex (bytea),
-// base64 and base64url (whole, and a 24-byte window from the middle, which
-// catches a PEM body split over lines).
+// base64 and base64url (whole, and windows from the middle, which catch a
+// PEM body split over lines).
 func addForms(m map[string]string, what string, secret []byte) {
 	m[what+" raw"] = string(secret)
 	m[what+" hex"] = hex.EncodeToString(secret)
@@ -91,7 +101,10 @@ func addForms(m map[string]string, what string, secret []byte) {
 		s := enc.EncodeToString(secret)
 		m[what+" "+name] = s
 		if len(s) > 64 {
-			m[what+" "+name+" window"] = s[len(s)/2 : len(s)/2+32]
+			// Two windows 32 apart: a PEM line break (every 64 characters)
+			// can split only one of them.
+			m[what+" "+name+" window 1"] = s[len(s)/2-32 : len(s)/2-8]
+			m[what+" "+name+" window 2"] = s[len(s)/2 : len(s)/2+24]
 		}
 	}
 }
