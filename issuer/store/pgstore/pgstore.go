@@ -21,6 +21,11 @@
 //
 // Secrets: the tables hold only PAT hashes and the sealed blobs the caller
 // passes; the key-encryption key never reaches the database.
+//
+// Replicas: a trigger announces every committed revision change on a
+// NOTIFY channel; WatchRevisions delivers those of every replica (with a
+// full resync after a reconnect), so watch broadcasters can learn of
+// changes made elsewhere.
 package pgstore
 
 import (
@@ -85,6 +90,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		// pgx masks the password in what it quotes back.
 		return nil, fmt.Errorf("pgstore: parse database URL: %w", err)
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "airlock-issuer"
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
