@@ -66,7 +66,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9440", "gRPC listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9441", "HTTP listen address (JWKS, discovery, health, metrics)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data/issuer", "directory of the embedded store (back it up while the issuer is stopped, or copy issuer.db)")
-	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL database of the store, shared by every replica: a postgres:// URL or key=value DSN, TLS per its sslmode (prefer a password file or PGPASSWORD to a password in the URL); empty: the embedded store in --data-dir")
+	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL database of the store instead of the embedded one: a postgres:// URL or key=value DSN, TLS per its sslmode (prefer a password file or PGPASSWORD to a password in the URL); empty: the embedded store in --data-dir")
 	fs.StringVar(&c.IssuerURL, "issuer-url", "http://127.0.0.1:9441", "instance URL: the iss claim and the base of jwks_uri")
 	fs.BoolVar(&c.Dev, "dev", false, "dev defaults: generate <data-dir>/kek if no KEK is given, and bootstrap users")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", false, "on first start create users admin, demo and gateway and write their tokens to <data-dir>/credentials")
