@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/airlock-dev/airlock/internal/testkit/cluster"
+	"github.com/airlock-dev/airlock/internal/testkit/pgtest"
 	"github.com/airlock-dev/airlock/pkg/client"
 )
 
@@ -38,7 +39,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "e2e: building binaries:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := pgtest.Main(m) // m.Run, then stop the PostgreSQL server if a test started one
 	os.RemoveAll(dir)
 	// Every process was stopped and every connection closed: no goroutine
 	// of the tests themselves may remain.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/airlock-dev/airlock/issuer/storemigrate"
 	"github.com/airlock-dev/airlock/pkg/debugpprof"
 	"github.com/airlock-dev/airlock/pkg/healthprobe"
 	"github.com/airlock-dev/airlock/pkg/telemetry"
@@ -32,6 +33,11 @@ import (
 func Main(args []string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "healthcheck" {
 		return healthprobe.Main("issuer", "127.0.0.1:9440", args[1:], stderr)
+	}
+	if len(args) > 0 && args[0] == "migrate-store" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return storemigrate.Main(ctx, args[1:], os.Stdout, stderr)
 	}
 	cfg, err := ParseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {

@@ -52,6 +52,11 @@ func TestParseConfig(t *testing.T) {
 		{name: "cert without key", args: []string{"--tls-cert", "c.pem"}, wantErr: "--tls-cert and --tls-key"},
 		{name: "client ca without cert", args: []string{"--tls-client-ca", "ca.pem"}, wantErr: "--tls-client-ca: needs"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "--log-level"},
+		{name: "postgres from env", args: []string{"--plaintext"}, env: map[string]string{"AIRLOCK_ISSUER_POSTGRES_URL": "host=db dbname=airlock sslmode=verify-full"},
+			check: func(c Config) bool { return c.PostgresURL == "host=db dbname=airlock sslmode=verify-full" }},
+		{name: "unparsable postgres url, password masked", args: []string{"--plaintext", "--postgres-url", "postgres://u:pw-s3cret@db:port/x"},
+			wantErr: "--postgres-url: cannot parse `postgres://u:xxxxx@db:port/x`"},
+		{name: "unknown sslmode", args: []string{"--plaintext", "--postgres-url", "postgres://db/x?sslmode=maybe"}, wantErr: "--postgres-url: "},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

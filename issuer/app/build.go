@@ -29,7 +29,6 @@ import (
 	"github.com/airlock-dev/airlock/issuer/kek"
 	"github.com/airlock-dev/airlock/issuer/keys"
 	"github.com/airlock-dev/airlock/issuer/minter"
-	"github.com/airlock-dev/airlock/issuer/store/boltstore"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
 	"github.com/airlock-dev/airlock/pkg/telemetry"
@@ -41,7 +40,7 @@ type issuer struct {
 	cfg        Config
 	log        zerolog.Logger
 	now        func() time.Time
-	store      *boltstore.Store
+	store      openedStore
 	instanceID string
 	globalIDs  *globalid.Deriver
 	keys       *keys.Manager
@@ -77,7 +76,7 @@ func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.
 	if err != nil {
 		return nil, err
 	}
-	st, err := boltstore.Open(cfg.DataDir)
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +114,7 @@ func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.
 		}
 	}
 	reg := prometheus.NewRegistry() // per issuer: tests run several in one process
+	st.report(log, reg)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := s.buildGRPC(ctx, k, reg); err != nil {
 		return nil, err

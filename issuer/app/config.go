@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-dev/airlock/issuer/keys"
@@ -31,6 +32,7 @@ type Config struct {
 	GRPCAddr      string
 	HTTPAddr      string
 	DataDir       string
+	PostgresURL   string
 	IssuerURL     string
 	Dev           bool
 	Plaintext     bool
@@ -67,6 +69,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9440", "gRPC listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9441", "HTTP listen address (JWKS, discovery, health, metrics)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data/issuer", "directory of the embedded store (back it up while the issuer is stopped, or copy issuer.db)")
+	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL database of the store instead of the embedded one: a postgres:// URL or key=value DSN, TLS per its sslmode (prefer a password file or PGPASSWORD to a password in the URL); empty: the embedded store in --data-dir")
 	fs.StringVar(&c.IssuerURL, "issuer-url", "http://127.0.0.1:9441", "instance URL: the iss claim and the base of jwks_uri")
 	fs.BoolVar(&c.Dev, "dev", false, "dev defaults: generate <data-dir>/kek if no KEK is given, and bootstrap users")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", false, "on first start create users admin, demo and gateway and write their tokens to <data-dir>/credentials")
@@ -115,6 +118,11 @@ func (c Config) Validate() error {
 	check(c.DataDir == "", "--data-dir: required")
 	check(c.HandshakeTimeout <= 0, "--handshake-timeout: must be positive")
 	check(!keypolicy.Allowed(c.KeyAlg), "--key-alg %q: want %s", c.KeyAlg, keypolicy.AlgList())
+	if c.PostgresURL != "" {
+		// pgconn masks the password in what it quotes back.
+		_, err := pgconn.ParseConfig(c.PostgresURL)
+		check(err != nil, "--postgres-url: %v", err)
+	}
 	check(c.MaxTokenTTL <= 0, "--max-token-ttl: must be positive")
 	check(c.TokenTTL <= 0, "--token-ttl: must be positive")
 	check(c.TokenTTL > c.MaxTokenTTL, "--token-ttl %v exceeds --max-token-ttl %v", c.TokenTTL, c.MaxTokenTTL)

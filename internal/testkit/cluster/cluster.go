@@ -261,10 +261,11 @@ func (c *Cluster) IssuerURL() string {
 func (c *Cluster) JWKSURL() string { return c.IssuerURL() + "/oauth/discovery/keys" }
 
 // RestartIssuer stops the issuer if it runs (gracefully), starts it again
-// on the same addresses and data directory, and waits until it is healthy.
-// The cluster's issuer connection is replaced. After Issuer.Kill it
-// recovers from a crash.
-func (c *Cluster) RestartIssuer(ctx context.Context) error {
+// on the same addresses and data directory with Config.IssuerArgs followed
+// by extraArgs (e.g. --postgres-url after a migration), and waits until it
+// is healthy. The cluster's issuer connection is replaced. After
+// Issuer.Kill it recovers from a crash.
+func (c *Cluster) RestartIssuer(ctx context.Context, extraArgs ...string) error {
 	if c.Issuer != nil {
 		c.Issuer.Stop(grace)
 	}
@@ -280,7 +281,8 @@ func (c *Cluster) RestartIssuer(ctx context.Context) error {
 	} else {
 		argv = append(argv, "--dev")
 	}
-	p, err := StartProc("issuer", append(argv, c.cfg.IssuerArgs...), c.logPath("issuer"))
+	argv = append(append(argv, c.cfg.IssuerArgs...), extraArgs...)
+	p, err := StartProc("issuer", argv, c.logPath("issuer"))
 	if err != nil {
 		return err
 	}

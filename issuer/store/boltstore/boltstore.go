@@ -151,12 +151,15 @@ func (s *Store) InitInstanceID(_ context.Context, id string) (string, error) {
 	return out, err
 }
 
+// secretPrefix starts the meta bucket's keys of InitSecret's values.
+const secretPrefix = "secret/"
+
 // InitSecret implements store.Store.
 func (s *Store) InitSecret(_ context.Context, name string, sealed []byte) ([]byte, error) {
 	var out []byte
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
-		k := []byte("secret/" + name)
+		k := []byte(secretPrefix + name)
 		if v := m.Get(k); v != nil {
 			out = bytes.Clone(v) // v is only valid inside the transaction
 			return nil
