@@ -44,9 +44,9 @@ const (
 
 // untilFailing binds feature to model and calls it until a call fails: the
 // calls before that were still routed (by a catalog not yet updated) to the
-// healthy model the feature was bound to. It returns the first failure and
-// how long that call took.
-func (c *testCluster) untilFailing(md map[string]string, feature, model string) (error, time.Duration) {
+// healthy model the feature was bound to. It returns how long the first
+// failing call took and its error.
+func (c *testCluster) untilFailing(md map[string]string, feature, model string) (time.Duration, error) {
 	c.t.Helper()
 	c.bind(feature, model)
 	deadline := time.Now().Add(10 * time.Second)
@@ -54,12 +54,12 @@ func (c *testCluster) untilFailing(md map[string]string, feature, model string) 
 		start := time.Now()
 		_, err := c.stream(withMetadata(md), feature)
 		if err != nil {
-			return err, time.Since(start)
+			return time.Since(start), err
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	c.t.Fatalf("feature %s bound to %s still succeeds after 10 s", feature, model)
-	return nil, 0
+	return 0, nil
 }
 
 // untilHealthy binds feature back to the stub and waits until it serves.
@@ -168,7 +168,7 @@ func TestModelServerFaults(t *testing.T) {
 
 			stop := make(chan struct{})
 			wait := c.healthyTraffic(md, stop)
-			err, took := c.untilFailing(md, faultFeature, model)
+			took, err := c.untilFailing(md, faultFeature, model)
 			close(stop)
 			healthy, healthyErr := wait()
 
@@ -418,7 +418,7 @@ func TestFirstByteBudgetSpansRetriesAndFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := fm.Requests(faultmodel.StallHeaders)
-	err, took := c.untilFailing(md, faultFeature, "stall-primary")
+	took, err := c.untilFailing(md, faultFeature, "stall-primary")
 	if st, _ := status.FromError(err); st.Code() != codes.DeadlineExceeded {
 		t.Fatalf("status = %v, want DeadlineExceeded", err)
 	}

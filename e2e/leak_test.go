@@ -146,7 +146,7 @@ func TestNoSecretLeaks(t *testing.T) {
 			t.Fatalf("echoing model's answer %q lacks the key: the bait does not work", body)
 		}
 	}
-	err, _ = c.untilFailing(good, "code_generations", "echoes")
+	_, err = c.untilFailing(good, "code_generations", "echoes")
 	ev.addErr("401 echoing the key", err)
 	if !strings.Contains(status.Convert(err).Message(), "rejected the gateway's credentials") {
 		t.Errorf("echoing model: %v, want the credentials failure", err)

@@ -94,7 +94,7 @@ func (e *env) closeHeld() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, c := range e.held {
-		c.Close()
+		_ = c.Close()
 	}
 	e.held = nil
 }
@@ -159,7 +159,7 @@ var abuses = []abuse{
 		}
 		// Half of the HTTP/2 client preface, then nothing.
 		if _, err := conn.Write([]byte("PRI * HTTP/2.0\r\n")); err != nil {
-			conn.Close()
+			_ = conn.Close()
 			return status.Error(codes.Unavailable, err.Error())
 		}
 		e.mu.Lock()

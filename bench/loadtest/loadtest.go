@@ -155,7 +155,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 
 	c, err := cluster.Start(ctx, cluster.Config{BinDir: cfg.BinDir, WorkDir: dir, StubTokens: stubTokens, StubDelay: time.Millisecond,
 		FaultModel: &faultmodel.Config{Tokens: stubTokens}, GatewayHTTP: true,

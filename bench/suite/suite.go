@@ -124,7 +124,7 @@ func Run(ctx context.Context, o Options, logw io.Writer) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(dir)
+		defer func() { _ = os.RemoveAll(dir) }()
 		o.WorkDir = dir
 	}
 	abs, err := filepath.Abs(o.BinDir)

@@ -31,7 +31,7 @@ func runVerify(o Options, r *Report) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	rs, err := gobench.Parse(f)
 	if err != nil {
 		return err

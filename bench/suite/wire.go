@@ -242,7 +242,9 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 	var n int64
 	for _, m := range rpcs {
 		var c int64
-		fmt.Sscanf(m[strings.LastIndexByte(m, '=')+1:], "%d", &c)
+		if _, err := fmt.Sscanf(m[strings.LastIndexByte(m, '=')+1:], "%d", &c); err != nil {
+			return fmt.Errorf("rpcproxy count %q: %w", m, err)
+		}
 		n += c
 	}
 	per := float64(n) / float64(max(completions, 1))

@@ -178,7 +178,7 @@ func (g *gateway) buildGRPC(v *auth.Verifier, reg prometheus.Registerer) (*compl
 		Time: 2 * time.Minute, Timeout: 20 * time.Second, MaxConnectionIdle: 5 * time.Minute}))
 	// Headers hold the token (at most --max-token-bytes) and a few short
 	// x-gitlab-* values.
-	serverOpts = append(serverOpts, rpcserver.PreAuthOptions(cfg.HandshakeTimeout, uint32(max(64<<10, 2*cfg.MaxTokenBytes)))...)
+	serverOpts = append(serverOpts, rpcserver.PreAuthOptions(cfg.HandshakeTimeout, uint32(min(max(64<<10, 2*cfg.MaxTokenBytes), 1<<30)))...)
 	if cfg.Plaintext {
 		g.log.Warn().Str("addr", cfg.GRPCAddr).Msg("serving plaintext gRPC (--plaintext): tokens cross the network unencrypted; use only for local development")
 	} else {

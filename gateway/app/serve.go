@@ -26,7 +26,7 @@ func (g *gateway) listen() (l listeners, err error) {
 	defer func() {
 		if err != nil {
 			for _, lis := range opened {
-				lis.Close()
+				_ = lis.Close()
 			}
 		}
 	}()

@@ -160,7 +160,7 @@ func parseClaims(data []byte) (*claims, error) {
 // numericDate reads an RFC 7519 NumericDate: a JSON number (never a string)
 // of seconds since the epoch, non-negative and below year 5138.
 func numericDate(val []byte) (time.Time, error) {
-	if len(val) == 0 || !(val[0] >= '0' && val[0] <= '9') {
+	if len(val) == 0 || val[0] < '0' || val[0] > '9' {
 		return time.Time{}, errClaimType
 	}
 	f, err := strconv.ParseFloat(string(val), 64)

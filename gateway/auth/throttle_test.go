@@ -76,7 +76,7 @@ func TestFailureLimiterMemoryIsBounded(t *testing.T) {
 	if !fl.Blocked("10.0.3.231") {
 		t.Fatal("the latest client was forgotten at once")
 	}
-	var off *FailureLimiter = NewFailureLimiter(0, 0, nil)
+	off := NewFailureLimiter(0, 0, nil)
 	off.Failed("x")
 	if off != nil || off.Blocked("x") {
 		t.Fatal("a zero rate must disable the limiter")

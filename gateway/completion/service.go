@@ -242,7 +242,7 @@ func (s *Service) callWithRetry(ctx context.Context, t catalog.Target, req *adap
 		if err == nil || *sent > 0 || attempt >= s.cfg.Attempts || !retryable(err) || ctx.Err() != nil || budgetSpent(ctx) {
 			return res, err
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := backoff/2 + rand.N(backoff/2+1) //nolint:gosec // G404: retry jitter, not a secret
 		if e, ok := adapter.AsError(err); ok && e.RetryAfter > 0 {
 			// The model said when to come back: honour it, unless that is
 			// longer than a caller should wait for a first token (fail over).

@@ -21,7 +21,7 @@ import (
 )
 
 // envModelAPIKey holds a model's API key when --api-key-file is not given.
-const envModelAPIKey = "AIRLOCK_MODEL_API_KEY"
+const envModelAPIKey = "AIRLOCK_MODEL_API_KEY" //nolint:gosec // G101: the variable's name, not a credential
 
 // modelFlags are the flags of model create and model update.
 type modelFlags struct {
@@ -482,8 +482,8 @@ func writeSecretFile(path, secret string, replace bool) error {
 			return err
 		}
 		if _, err := f.WriteString(secret); err != nil {
-			f.Close()
-			os.Remove(path)
+			_ = f.Close()
+			_ = os.Remove(path)
 			return err
 		}
 		return f.Close()
@@ -493,13 +493,13 @@ func writeSecretFile(path, secret string, replace bool) error {
 		return err
 	}
 	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
+	defer func() { _ = os.Remove(tmp) }() // no-op after the rename
 	if err := f.Chmod(0o600); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if _, err := f.WriteString(secret); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {

@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -349,6 +350,37 @@ func TestCompleteStreamsToStdout(t *testing.T) {
 	}
 	if got := reqs[1].GetMessages()[0].GetContent(); got != "hi from stdin" {
 		t.Errorf("stdin prompt = %q", got)
+	}
+}
+
+// failWriter refuses every write, as a closed pipe does.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+func TestCompleteFailsWhenStdoutFails(t *testing.T) {
+	cl := newCluster(t)
+	env := map[string]string{
+		"AIRLOCK_ISSUER_ADDR": cl.srv.Addr(), "AIRLOCK_GATEWAY_ADDR": cl.srv.Addr(), "AIRLOCK_TOKEN": adminPAT,
+		"AIRLOCK_PLAINTEXT": "true", "AIRLOCK_TIMEOUT": "10s",
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"streaming", []string{"complete", "--feature", "duo_chat", "--prompt", "hi"}},
+		{"unary", []string{"complete", "--feature", "code_generations", "--prompt", "hi", "--unary"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var errOut strings.Builder
+			code := Run(context.Background(), tc.args, IO{
+				Stdin: strings.NewReader(""), Stdout: failWriter{}, Stderr: &errOut,
+				Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+			})
+			if code != 1 || !strings.Contains(errOut.String(), "broken pipe") {
+				t.Fatalf("exit %d stderr %q, want 1 and the write error", code, errOut.String())
+			}
+		})
 	}
 }
 

@@ -186,7 +186,7 @@ func readSecretFile(path, what string) (string, error) {
 	if err != nil {
 		return "", usagef("read %s: %v", what, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil {
 		return "", usagef("read %s %s: %v", what, path, err)

@@ -174,7 +174,9 @@ func complete(c *cli, fs *flag.FlagSet) func(context.Context) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(c.io.Stdout, res.Text)
+			if _, err := fmt.Fprintln(c.io.Stdout, res.Text); err != nil {
+				return err
+			}
 			c.printDone(res.Done)
 			return nil
 		}

@@ -32,7 +32,7 @@ func bootstrap(ctx context.Context, st store.Store, dataDir string, now time.Tim
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return false, fmt.Errorf("bootstrap: %w", err)
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := os.Chmod(dir, 0o700); err != nil { //nolint:gosec // G302: a directory needs x for its owner
 		return false, fmt.Errorf("bootstrap: %w", err)
 	}
 	for _, u := range []store.User{
@@ -64,11 +64,11 @@ func writeSecret(path, secret string) error {
 		return err
 	}
 	if _, err := f.WriteString(secret + "\n"); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {

@@ -27,7 +27,7 @@ const KeySize = 32
 
 // SecretName is the store name of the sealed key; it is also the associated
 // data of the sealed blob, so the blob cannot be swapped in elsewhere.
-const SecretName = "global_user_id_key"
+const SecretName = "global_user_id_key" //nolint:gosec // G101: a record name, not a credential
 
 // Deriver computes global user ids. Safe for concurrent use.
 type Deriver struct {

@@ -18,7 +18,7 @@ func FuzzOpen(f *testing.F) {
 	f.Add([]byte{}, []byte("aad"))
 	f.Fuzz(func(t *testing.T, blob, aad []byte) {
 		pt, err := k.Open(blob, aad)
-		if err == nil && !(bytes.Equal(pt, []byte("secret")) && bytes.Equal(aad, []byte("aad"))) {
+		if err == nil && (!bytes.Equal(pt, []byte("secret")) || !bytes.Equal(aad, []byte("aad"))) {
 			t.Fatalf("forged blob decrypted to %q", pt)
 		}
 	})

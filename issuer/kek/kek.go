@@ -120,11 +120,11 @@ func generate(path string) error {
 		return fmt.Errorf("kek: %w", err)
 	}
 	if _, err := f.WriteString(base64.StdEncoding.EncodeToString(b) + "\n"); err != nil {
-		f.Close()
+		_ = f.Close()
 		return fmt.Errorf("kek: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return fmt.Errorf("kek: %w", err)
 	}
 	return f.Close()

@@ -164,7 +164,7 @@ func (o Options) pat() (string, error) {
 	if err != nil {
 		return "", newError(codes.InvalidArgument, "token file: %v", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	b, err := io.ReadAll(io.LimitReader(f, maxPATFile+1))
 	switch {
 	case err != nil:

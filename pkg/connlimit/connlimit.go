@@ -65,7 +65,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if l.open[key] >= l.perAddr {
 			l.mu.Unlock()
 			l.refuse.Add(1)
-			c.Close()
+			_ = c.Close()
 			continue
 		}
 		l.open[key]++

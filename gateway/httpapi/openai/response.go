@@ -201,7 +201,7 @@ func (h *handlers) run(w http.ResponseWriter, r *http.Request, req *request, s s
 			e := httpapi.FromStatus(err)
 			coreParam(e, req.rename)
 			logging.AddFields(ctx, logging.Fields{"stream_error", e.Message})
-			st.writeLocked(errorEnvelope(e))
+			_ = st.writeLocked(errorEnvelope(e)) // the stream ends here either way
 		})
 		return
 	}

@@ -26,7 +26,7 @@ func (b *Backoff) Next() time.Duration {
 	} else {
 		b.n++
 	}
-	return b.Min/2 + rand.N(ceil-b.Min/2+1)
+	return b.Min/2 + rand.N(ceil-b.Min/2+1) //nolint:gosec // G404: jitter, not a secret
 }
 
 // Reset starts again from Min, after a success.

@@ -56,14 +56,14 @@ func StartProc(name string, argv []string, logPath string) (*Proc, error) {
 	p.cmd.Stdout, p.cmd.Stderr = w, w
 	if err := p.cmd.Start(); err != nil {
 		if logFile != nil {
-			logFile.Close()
+			_ = logFile.Close()
 		}
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	go func() {
 		p.err = p.cmd.Wait()
 		if logFile != nil {
-			logFile.Close()
+			_ = logFile.Close() // a diagnostic log; Wait's error is the one that matters
 		}
 		close(p.done)
 	}()
@@ -211,7 +211,7 @@ func FreeAddr() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().String(), nil
 }
 

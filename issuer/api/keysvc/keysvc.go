@@ -53,7 +53,7 @@ func ToProto(ks *keys.KeySet) *issuerv1.KeySet {
 	out := &issuerv1.KeySet{Revision: ks.Revision, Jwks: ks.JWKS, UpdateTime: ts(ks.UpdateTime)}
 	for _, k := range ks.Keys {
 		out.Keys = append(out.Keys, &issuerv1.KeyInfo{
-			Kid: k.KID, Alg: k.Alg, State: issuerv1.KeyState(k.State), CreateTime: ts(k.CreateTime),
+			Kid: k.KID, Alg: k.Alg, State: issuerv1.KeyState(k.State), CreateTime: ts(k.CreateTime), //nolint:gosec // G115: a small closed enum
 			ActivateTime: ts(k.ActivateTime), RetireTime: ts(k.RetireTime), ExpireTime: ts(k.ExpireTime),
 		})
 	}

@@ -90,7 +90,7 @@ func ValidateUser(u *issuerv1.User) error {
 
 // UserToProto converts a stored user.
 func UserToProto(u store.User) *issuerv1.User {
-	return &issuerv1.User{Username: u.Username, Id: u.ID, Role: issuerv1.Role(u.Role), EntitledFeatures: u.Features, CreateTime: ts(u.CreateTime)}
+	return &issuerv1.User{Username: u.Username, Id: u.ID, Role: issuerv1.Role(u.Role), EntitledFeatures: u.Features, CreateTime: ts(u.CreateTime)} //nolint:gosec // G115: Role is a small closed enum
 }
 
 // PATToProto converts a stored PAT (never its hash).

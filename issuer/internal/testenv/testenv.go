@@ -120,7 +120,11 @@ func New(t testing.TB, o Options) *Env {
 	must(t, err)
 	e.Store, err = boltstore.Open(o.Dir)
 	must(t, err)
-	t.Cleanup(func() { e.Store.Close() })
+	t.Cleanup(func() {
+		if err := e.Store.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
 	e.InstanceID, err = e.Store.InitInstanceID(ctx, "5b3a1c1e-8d7f-4a39-9c52-3f8e0c1d2b7a")
 	must(t, err)
 	e.Keys, err = keys.New(ctx, keys.Config{Store: e.Store, KEK: e.KEK, Alg: o.Alg, MaxTokenTTL: time.Hour, Now: e.Clock.Now, Logger: log})

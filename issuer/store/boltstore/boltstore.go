@@ -81,7 +81,7 @@ func Open(dir string) (*Store, error) {
 		return migrate(tx)
 	})
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", filepath.Join(dir, FileName), err)
 	}
 	// Minting records every token; concurrent mints share one commit (and
@@ -436,7 +436,7 @@ func checkLimit(tx *bolt.Tx, key []byte, kind string, limit int) error {
 		return nil
 	}
 	if n := readU64(tx.Bucket(bMeta), key); n >= uint64(limit) {
-		return &store.LimitError{Kind: kind, Count: int(n), Limit: limit}
+		return &store.LimitError{Kind: kind, Count: int(n), Limit: limit} //nolint:gosec // G115: a record count, far below MaxInt
 	}
 	return nil
 }

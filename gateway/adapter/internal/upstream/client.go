@@ -46,7 +46,7 @@ var (
 	causeFirstByte = &timeoutCause{TimeoutFirstByte}
 	causeIdle      = &timeoutCause{TimeoutIdle}
 	causeTotal     = &timeoutCause{TimeoutTotal}
-	causeDone      = errors.New("upstream call finished")
+	errCauseDone   = errors.New("upstream call finished")
 )
 
 // Credential is how a provider's API takes the model's API key: the header
@@ -319,6 +319,6 @@ func (r *Response) stop() {
 		if r.idle != nil {
 			r.idle.Stop()
 		}
-		r.cancel(causeDone)
+		r.cancel(errCauseDone)
 	})
 }
