@@ -156,14 +156,14 @@ func run(ctx context.Context, dir, url string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--from-data-dir (is the issuer still running? stop it first): %w", err)
 	}
-	defer src.Close()
+	defer func() { _ = src.Close() }() // read only: the copy is checked by reading dst back
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	dst, err := pgstore.Open(ctx, url)
 	if err != nil {
 		return fmt.Errorf("--to-postgres: %w", err)
 	}
-	defer dst.Close()
+	defer func() { _ = dst.Close() }() // every write committed (and read back) before this
 	snap, err := Copy(ctx, src, dst)
 	if errors.Is(err, pgstore.ErrNotEmpty) {
 		return fmt.Errorf("--to-postgres: %w: migrate-store only fills an empty database", err)

@@ -150,7 +150,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("pgstore: migrations: %w", err)
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }() // closes only the database/sql view of the pool
 	latest := LatestSchemaVersion()
 	if _, err := p.Up(ctx); err != nil {
 		if v, verr := p.GetDBVersion(ctx); verr == nil && v > latest {
@@ -218,7 +218,7 @@ func (s *Store) txn(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) err
 		if err == nil || !retryable(err) || attempt == maxAttempts {
 			return err
 		}
-		pause := time.Duration(rand.Int64N(int64(attempt) * int64(2*time.Millisecond)))
+		pause := time.Duration(rand.Int64N(int64(attempt) * int64(2*time.Millisecond))) //nolint:gosec // G404: retry jitter, not a secret
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -63,7 +63,7 @@ func (s *Store) WatchRevisions(ctx context.Context, opts WatchOptions, fn func(C
 		if opts.OnDisconnect != nil {
 			opts.OnDisconnect(err)
 		}
-		pause := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
+		pause := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1)) //nolint:gosec // G404: reconnect jitter, not a secret
 		backoff = min(2*backoff, 5*time.Second)
 		select {
 		case <-ctx.Done():
@@ -82,7 +82,7 @@ func (s *Store) listen(ctx context.Context, resyncEvery time.Duration, fn func(C
 	if err != nil {
 		return fmt.Errorf("pgstore: watch: connect: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }() // a listener connection: nothing to flush
 	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
 		return fmt.Errorf("pgstore: watch: listen: %w", err)
 	}
