@@ -51,7 +51,7 @@ func ChatBody(req *adapter.Request, model string, msgs []adapter.Message, includ
 	for i, m := range msgs {
 		b.Messages[i] = message(m)
 	}
-	return json.Marshal(b)
+	return appendBody(make([]byte, 0, b.size()), b)
 }
 
 // TextBody returns the JSON body of a streaming text completion request with
@@ -59,7 +59,23 @@ func ChatBody(req *adapter.Request, model string, msgs []adapter.Message, includ
 func TextBody(req *adapter.Request, model, prompt string, stop []string, includeUsage bool) ([]byte, error) {
 	b := newBody(req, model, stop, includeUsage)
 	b.Prompt = &prompt
-	return json.Marshal(b)
+	return appendBody(make([]byte, 0, b.size()), b)
+}
+
+// size estimates the encoded length so the body is written in one
+// allocation (escapes may still grow it).
+func (b *body) size() int {
+	n := 160 + len(b.Model)
+	for _, m := range b.Messages {
+		n += 32 + len(m.Role) + len(m.Content)
+	}
+	if b.Prompt != nil {
+		n += len(*b.Prompt)
+	}
+	for _, s := range b.Stop {
+		n += 3 + len(s)
+	}
+	return n + n/4
 }
 
 func newBody(req *adapter.Request, model string, stop []string, includeUsage bool) *body {
