@@ -11,6 +11,11 @@ GRPCURL_VERSION            ?= v1.9.3
 
 BINARIES := issuer gateway stubmodel airlockctl
 
+# The released gRPC contract that `buf breaking` holds every change against: an image built
+# from the last release (`buf build '.git#ref=<release>' -o build/api-baseline.binpb`, now the
+# first landing, 01ff6d2). Refresh it only when a release ships.
+API_BASELINE := build/api-baseline.binpb
+
 .PHONY: all build run demo test unit-test lint generate check-generated tools fuzz-short validate-deploy \
         compose-test images dist bench loadtest clean
 
@@ -45,6 +50,7 @@ lint: $(BIN)/buf
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
+	$(BIN)/buf breaking --against $(API_BASELINE)
 
 ## generate: regenerate Go code from proto/ with local plugins only
 generate: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
@@ -94,5 +100,5 @@ bench:
 
 ## loadtest: bounded mixed load on loopback against the real binaries (~60 s; LOADTEST_DURATION=5s for a quick run)
 loadtest: build
-	$(GO) build -o $(BIN)/ ./cmd/airlock-load
-	$(BIN)/airlock-load --bin $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/airlock-bench
+	$(BIN)/airlock-bench loadtest --bin-dir $(BIN)

@@ -12,12 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/airlock-dev/airlock/gateway/adapter/adaptertest"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/client"
 )
 
 // replayServer serves each wire fixture under /<case>/..., in small flushed
@@ -112,9 +115,9 @@ func TestEveryAdapterThroughTheGateway(t *testing.T) {
 	rs := newReplayServer(t, fixtures)
 	c := newCluster(t)
 	admin := c.asUser(context.Background(), "admin")
-	models := issuerv1.NewModelServiceClient(dial(t, c.issuerGRPC))
-	md := c.mint([]string{"duo_chat"}, 0).GetMetadata()
-	gw := gatewayv1.NewCompletionServiceClient(dial(t, c.gatewayGRPC))
+	models := issuerv1.NewModelServiceClient(dial(t, c.IssuerGRPC))
+	md := cluster.Metadata(c.mint([]string{"duo_chat"}, 0))
+	gw := dial(t, c.GatewayGRPC)
 
 	for _, f := range fixtures {
 		t.Run(f.Case, func(t *testing.T) {
@@ -127,7 +130,7 @@ func TestEveryAdapterThroughTheGateway(t *testing.T) {
 			// The binding reaches the gateway by push; retry until the
 			// replay server sees this case asked for (normally at once).
 			var text string
-			var done *gatewayv1.CompletionDone
+			var done *client.Done
 			var err error
 			for deadline := time.Now().Add(5 * time.Second); ; {
 				before := rs.hit(f.Case)
@@ -162,37 +165,32 @@ func TestEveryAdapterThroughTheGateway(t *testing.T) {
 			if text != f.ExpectedText {
 				t.Fatalf("text = %q, want %q", text, f.ExpectedText)
 			}
-			if done.GetFinishReason() != finishNames[f.ExpectedFinish] || done.GetModel() != f.Case {
-				t.Fatalf("done = %v, want finish %s from model %s", done, f.ExpectedFinish, f.Case)
+			if done == nil || done.FinishReason != finishNames[f.ExpectedFinish] || done.Model != f.Case {
+				t.Fatalf("done = %+v, want finish %s from model %s", done, f.ExpectedFinish, f.Case)
 			}
-			if u := f.ExpectedUsage; u != nil && (done.GetUsage().GetPromptTokens() != uint32(u.PromptTokens) || done.GetUsage().GetCompletionTokens() != uint32(u.CompletionTokens)) {
-				t.Fatalf("usage = %v, want %+v", done.GetUsage(), *u)
+			var usage client.Usage // none reported reads as zero
+			if done.Usage != nil {
+				usage = *done.Usage
+			}
+			if u := f.ExpectedUsage; u != nil && (usage.PromptTokens != uint32(u.PromptTokens) || usage.CompletionTokens != uint32(u.CompletionTokens)) {
+				t.Fatalf("usage = %+v, want %+v", usage, *u)
 			}
 		})
 	}
 }
 
-func streamAll(ctx context.Context, gw gatewayv1.CompletionServiceClient) (string, *gatewayv1.CompletionDone, error) {
-	st, err := gw.StreamCompletion(ctx, &gatewayv1.StreamCompletionRequest{Feature: "duo_chat",
-		Messages: []*gatewayv1.Message{{Role: "user", Content: "hi"}}})
-	if err != nil {
-		return "", nil, err
+// streamAll streams a duo_chat answer over gw with pkg/client and returns
+// its text, how it ended (nil on error) and the error.
+func streamAll(ctx context.Context, gw grpc.ClientConnInterface) (string, *client.Done, error) {
+	return cluster.Collect(client.New(gw).Stream(ctx, "duo_chat", client.User("hi")))
+}
+
+// modelOf is the model that answered, "" when the call failed.
+func modelOf(d *client.Done) string {
+	if d == nil {
+		return ""
 	}
-	var b strings.Builder
-	var done *gatewayv1.CompletionDone
-	for {
-		m, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			return b.String(), done, nil
-		}
-		if err != nil {
-			return b.String(), done, err
-		}
-		b.WriteString(m.GetText())
-		if m.GetDone() != nil {
-			done = m.GetDone()
-		}
-	}
+	return d.Model
 }
 
 // TestFailoverAndEgressGuard checks routing decisions made before any byte
@@ -201,7 +199,7 @@ func streamAll(ctx context.Context, gw gatewayv1.CompletionServiceClient) (strin
 func TestFailoverAndEgressGuard(t *testing.T) {
 	c := newCluster(t)
 	admin := c.asUser(context.Background(), "admin")
-	models := issuerv1.NewModelServiceClient(dial(t, c.issuerGRPC))
+	models := issuerv1.NewModelServiceClient(dial(t, c.IssuerGRPC))
 	dead := func() string { // a port nothing listens on
 		l, _ := net.Listen("tcp", "127.0.0.1:0")
 		defer l.Close()
@@ -215,7 +213,7 @@ func TestFailoverAndEgressGuard(t *testing.T) {
 	create(&issuerv1.Model{Name: "dead-primary", Family: "general", Provider: "openai_compatible", Identifier: "x",
 		Endpoint: "http://" + dead + "/v1", TrustedNetworks: []string{"127.0.0.1/32"}, FallbackModel: "stub"})
 	create(&issuerv1.Model{Name: "untrusted", Family: "general", Provider: "openai_compatible", Identifier: "x",
-		Endpoint: "http://localhost:" + strings.Split(c.stubAddr, ":")[1] + "/v1", TrustedNetworks: []string{"10.0.0.0/8"}})
+		Endpoint: "http://localhost:" + strings.Split(c.StubAddr, ":")[1] + "/v1", TrustedNetworks: []string{"10.0.0.0/8"}})
 	bind := func(feature, model string) {
 		if _, err := models.SetFeatureSetting(admin, &issuerv1.SetFeatureSettingRequest{Setting: &issuerv1.FeatureSetting{Feature: feature, Model: model}}); err != nil {
 			t.Fatal(err)
@@ -223,16 +221,17 @@ func TestFailoverAndEgressGuard(t *testing.T) {
 	}
 	bind("duo_chat", "dead-primary")
 	bind("code_generations", "untrusted")
-	md := c.mint(nil, 0).GetMetadata()
-	gw := gatewayv1.NewCompletionServiceClient(dial(t, c.gatewayGRPC))
+	md := cluster.Metadata(c.mint(nil, 0))
+	cc := dial(t, c.GatewayGRPC)
 
 	eventually(t, func() error {
-		text, done, err := streamAll(withMetadata(md), gw)
-		if err != nil || done.GetModel() != "stub" || text != stubAnswer {
-			return errors.New("no failover yet: " + done.GetModel() + " " + errString(err))
+		text, done, err := streamAll(withMetadata(md), cc)
+		if err != nil || modelOf(done) != "stub" || text != stubAnswer {
+			return errors.New("no failover yet: " + modelOf(done) + " " + errString(err))
 		}
 		return nil
 	})
+	gw := gatewayv1.NewCompletionServiceClient(cc)
 	eventually(t, func() error {
 		_, err := gw.Complete(withMetadata(md), &gatewayv1.CompleteRequest{Feature: "code_generations", Messages: []*gatewayv1.Message{{Role: "user", Content: "x"}}})
 		if st, _ := status.FromError(err); st.Code() != codes.FailedPrecondition || st.Message() != "model endpoint resolves outside the model's trusted networks" {

@@ -39,8 +39,8 @@ func (a *acked) addMD(dst *[]map[string]string, md map[string]string) {
 
 func TestIssuerCrashMidWriteKeepsAcknowledgedWrites(t *testing.T) {
 	c := newCluster(t)
-	models := issuerv1.NewModelServiceClient(dial(t, c.issuerGRPC))
-	tokens := issuerv1.NewTokenServiceClient(dial(t, c.issuerGRPC))
+	models := issuerv1.NewModelServiceClient(dial(t, c.IssuerGRPC))
+	tokens := issuerv1.NewTokenServiceClient(dial(t, c.IssuerGRPC))
 	admin := c.asUser(context.Background(), "admin")
 	demo := c.asUser(context.Background(), "demo")
 
@@ -56,7 +56,7 @@ func TestIssuerCrashMidWriteKeepsAcknowledgedWrites(t *testing.T) {
 				name := fmt.Sprintf("crash-%d-%d", w, i)
 				cctx, cancel := context.WithTimeout(admin, 2*time.Second)
 				_, err := models.CreateModel(cctx, &issuerv1.CreateModelRequest{Model: &issuerv1.Model{
-					Name: name, Family: "general", Provider: "openai_compatible", Endpoint: "http://" + c.stubAddr + "/v1",
+					Name: name, Family: "general", Provider: "openai_compatible", Endpoint: "http://" + c.StubAddr + "/v1",
 					Identifier: "airlock-stub", TrustedNetworks: []string{"127.0.0.1/32"},
 				}})
 				cancel()
@@ -94,7 +94,7 @@ func TestIssuerCrashMidWriteKeepsAcknowledgedWrites(t *testing.T) {
 	for a.n.Load() < 40 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	c.issuer.kill()
+	c.Issuer.Kill()
 	wg.Wait()
 	stop()
 	a.mu.Lock()
@@ -106,10 +106,10 @@ func TestIssuerCrashMidWriteKeepsAcknowledgedWrites(t *testing.T) {
 
 	// Same data directory: the store must open and hold every acknowledged
 	// write.
-	c.startIssuer()
+	c.restartIssuer()
 	// A fresh connection: the old one may still be backing off from the
 	// refused dials while the issuer was down.
-	models = issuerv1.NewModelServiceClient(dial(t, c.issuerGRPC))
+	models = issuerv1.NewModelServiceClient(dial(t, c.IssuerGRPC))
 	list, err := models.ListModels(admin, &issuerv1.ListModelsRequest{})
 	if err != nil {
 		t.Fatalf("ListModels after restart: %v", err)
@@ -126,8 +126,7 @@ func TestIssuerCrashMidWriteKeepsAcknowledgedWrites(t *testing.T) {
 
 	// A fresh gateway knows only what the restarted issuer serves: the
 	// signing keys and the revocations must have survived.
-	c.gateway.stop()
-	c.startGateway()
+	c.restartGateway()
 	for _, md := range lastN(a.minted, 30) {
 		if text, err := c.stream(withMetadata(md), "duo_chat"); err != nil || text != stubAnswer {
 			t.Errorf("token minted before the crash: %v", err)
@@ -148,7 +147,7 @@ func TestIssuerCrashMidWriteKeepsAcknowledgedWrites(t *testing.T) {
 		}
 	}
 	// And the issuer keeps working on its recovered store.
-	if text, err := c.stream(withMetadata(c.mint(nil, 0).GetMetadata()), "duo_chat"); err != nil || text != stubAnswer {
+	if text, err := c.stream(withToken(c.mint(nil, 0)), "duo_chat"); err != nil || text != stubAnswer {
 		t.Fatalf("token minted after the restart: %v", err)
 	}
 }

@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,7 +15,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/airlock-dev/airlock/internal/faultmodel"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
+	"github.com/airlock-dev/airlock/internal/testkit/faultmodel"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 )
@@ -34,6 +32,9 @@ var faultGatewayArgs = []string{
 	"--upstream-total-timeout", "20s",
 }
 
+// faultModel is the fault model server's configuration in every fault test.
+var faultModel = faultmodel.Config{Tokens: 4}
+
 // The feature that the faulty models serve; the healthy stub keeps
 // serving healthyFeature throughout.
 const (
@@ -41,43 +42,11 @@ const (
 	healthyFeature = "code_completions"
 )
 
-func startFaultModel(t *testing.T) *faultmodel.Server {
-	t.Helper()
-	fm, err := faultmodel.Start(faultmodel.Config{Tokens: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = fm.Close() })
-	return fm
-}
-
-// createModel registers an OpenAI-compatible model at endpoint.
-func (c *cluster) createModel(name, endpoint, apiKey string) {
-	c.t.Helper()
-	models := issuerv1.NewModelServiceClient(dial(c.t, c.issuerGRPC))
-	_, err := models.CreateModel(c.asUser(context.Background(), "admin"), &issuerv1.CreateModelRequest{Model: &issuerv1.Model{
-		Name: name, Family: "general", Provider: "openai_compatible", Endpoint: endpoint,
-		Identifier: "fault-" + name, ApiKey: apiKey, TrustedNetworks: []string{"127.0.0.1/32"},
-	}})
-	if err != nil {
-		c.t.Fatalf("CreateModel(%s): %v", name, err)
-	}
-}
-
-func (c *cluster) bind(feature, model string) {
-	c.t.Helper()
-	models := issuerv1.NewModelServiceClient(dial(c.t, c.issuerGRPC))
-	if _, err := models.SetFeatureSetting(c.asUser(context.Background(), "admin"),
-		&issuerv1.SetFeatureSettingRequest{Setting: &issuerv1.FeatureSetting{Feature: feature, Model: model}}); err != nil {
-		c.t.Fatalf("SetFeatureSetting(%s → %s): %v", feature, model, err)
-	}
-}
-
 // untilFailing binds feature to model and calls it until a call fails: the
 // calls before that were still routed (by a catalog not yet updated) to the
 // healthy model the feature was bound to. It returns the first failure and
 // how long that call took.
-func (c *cluster) untilFailing(md map[string]string, feature, model string) (error, time.Duration) {
+func (c *testCluster) untilFailing(md map[string]string, feature, model string) (error, time.Duration) {
 	c.t.Helper()
 	c.bind(feature, model)
 	deadline := time.Now().Add(10 * time.Second)
@@ -94,7 +63,7 @@ func (c *cluster) untilFailing(md map[string]string, feature, model string) (err
 }
 
 // untilHealthy binds feature back to the stub and waits until it serves.
-func (c *cluster) untilHealthy(md map[string]string, feature string) {
+func (c *testCluster) untilHealthy(md map[string]string, feature string) {
 	c.t.Helper()
 	c.bind(feature, "stub")
 	deadline := time.Now().Add(10 * time.Second)
@@ -109,7 +78,7 @@ func (c *cluster) untilHealthy(md map[string]string, feature string) {
 
 // healthyTraffic streams healthyFeature back to back until stop and
 // reports the count of successes and the first failure.
-func (c *cluster) healthyTraffic(md map[string]string, stop <-chan struct{}) (wait func() (int, error)) {
+func (c *testCluster) healthyTraffic(md map[string]string, stop <-chan struct{}) (wait func() (int, error)) {
 	var (
 		wg    sync.WaitGroup
 		ok    int
@@ -150,9 +119,9 @@ func retryDelay(err error) time.Duration {
 }
 
 func TestModelServerFaults(t *testing.T) {
-	fm := startFaultModel(t)
-	c := newCluster(t, faultGatewayArgs...)
-	md := c.mint(nil, 0).GetMetadata()
+	c := startCluster(t, cluster.Config{FaultModel: &faultModel, GatewayArgs: faultGatewayArgs})
+	fm := c.Faults
+	md := cluster.Metadata(c.mint(nil, 0))
 	closed, err := faultmodel.ClosedURL()
 	if err != nil {
 		t.Fatal(err)
@@ -237,14 +206,14 @@ func TestModelServerFaults(t *testing.T) {
 }
 
 func TestCancelMidStreamClosesUpstreamWithin100ms(t *testing.T) {
-	fm := startFaultModel(t)
 	// A long idle timeout: only the caller's cancellation may end the call.
-	c := newCluster(t, "--upstream-idle-timeout", "30s")
+	c := startCluster(t, cluster.Config{FaultModel: &faultModel, GatewayArgs: []string{"--upstream-idle-timeout", "30s"}})
+	fm := c.Faults
 	c.createModel("stalls", fm.URL(faultmodel.StallMidStream), "")
-	md := c.mint(nil, 0).GetMetadata()
+	md := cluster.Metadata(c.mint(nil, 0))
 	c.bind(faultFeature, "stalls")
 
-	gw := gatewayv1.NewCompletionServiceClient(dial(t, c.gatewayGRPC))
+	gw := gatewayv1.NewCompletionServiceClient(dial(t, c.GatewayGRPC))
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithCancel(withMetadata(md))
 		st, err := gw.StreamCompletion(ctx, &gatewayv1.StreamCompletionRequest{Feature: faultFeature,
@@ -286,44 +255,28 @@ func TestCancelMidStreamClosesUpstreamWithin100ms(t *testing.T) {
 	}
 }
 
-// vmRSS reads a process's resident set size in bytes.
-func vmRSS(t *testing.T, pid int) int64 {
-	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				t.Fatalf("VmRSS %q: %v", rest, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS in /proc status")
-	return 0
-}
-
 func TestSlowConsumerHoldsBoundedMemory(t *testing.T) {
 	const (
 		rssGrowthBound = 32 << 20 // the gateway's RSS growth while the client stalls
 		writtenBound   = 16 << 20 // what the model server can push before it is paused
 	)
-	fm := startFaultModel(t)
-	c := newCluster(t, faultGatewayArgs...)
+	c := startCluster(t, cluster.Config{FaultModel: &faultModel, GatewayArgs: faultGatewayArgs})
+	fm := c.Faults
 	c.createModel("floods", fm.URL(faultmodel.Endless), "")
-	md := c.mint(nil, 0).GetMetadata()
-	pid := c.gateway.cmd.Process.Pid
-	baseline := vmRSS(t, pid)
+	md := cluster.Metadata(c.mint(nil, 0))
+	vmRSS := func() int64 {
+		u, err := c.Gateway.Usage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.RSS
+	}
+	baseline := vmRSS()
 	c.bind(faultFeature, "floods")
 
 	// A client with a fixed 64 KiB window (no BDP growth) that reads one
 	// message and then nothing more.
-	cc, err := grpc.NewClient(c.gatewayGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	cc, err := grpc.NewClient(c.GatewayGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
 	if err != nil {
 		t.Fatal(err)
@@ -355,7 +308,7 @@ func TestSlowConsumerHoldsBoundedMemory(t *testing.T) {
 	for i := 0; i < 12; i++ {
 		time.Sleep(250 * time.Millisecond)
 		samples = append(samples, fm.Written(faultmodel.Endless))
-		peakRSS = max(peakRSS, vmRSS(t, pid))
+		peakRSS = max(peakRSS, vmRSS())
 	}
 	last, earlier := samples[len(samples)-1], samples[len(samples)-5]
 	t.Logf("model server wrote %v (MiB, every 250ms); gateway RSS baseline %d MiB, peak %d MiB",
@@ -394,16 +347,15 @@ func mib(b []int64) []string {
 
 func TestIssuerStalledMidWatch(t *testing.T) {
 	c := newCluster(t)
-	md := c.mint(nil, 0).GetMetadata()
-	pid := c.issuer.cmd.Process.Pid
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+	md := cluster.Metadata(c.mint(nil, 0))
+	if err := c.Issuer.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	resumed := false
 	resume := func() {
 		if !resumed {
 			resumed = true
-			_ = syscall.Kill(pid, syscall.SIGCONT)
+			_ = c.Issuer.Signal(syscall.SIGCONT)
 		}
 	}
 	t.Cleanup(resume) // a stopped process would ignore the harness's SIGTERM
@@ -422,13 +374,13 @@ func TestIssuerStalledMidWatch(t *testing.T) {
 	// After SIGCONT the same watch delivers a rotation: a token signed by
 	// the new key verifies.
 	resume()
-	keys := issuerv1.NewKeyServiceClient(dial(t, c.issuerGRPC))
+	keys := issuerv1.NewKeyServiceClient(dial(t, c.IssuerGRPC))
 	ctx, cancel := context.WithTimeout(c.asUser(context.Background(), "admin"), 5*time.Second)
 	defer cancel()
 	if _, err := keys.RotateKeys(ctx, &issuerv1.RotateKeysRequest{}); err != nil {
 		t.Fatalf("RotateKeys after SIGCONT: %v", err)
 	}
-	fresh := c.mint(nil, 0).GetMetadata()
+	fresh := cluster.Metadata(c.mint(nil, 0))
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		text, err := c.stream(withMetadata(fresh), "duo_chat")

@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,89 +15,30 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/airlock-dev/airlock/internal/stubmodel"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
+	"github.com/airlock-dev/airlock/internal/testkit/stubmodel"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
-	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 )
-
-// configureStub registers the stub model and binds every feature to it.
-func (c *cluster) configureStub() {
-	ctx := c.asUser(context.Background(), "admin")
-	models := issuerv1.NewModelServiceClient(dial(c.t, c.issuerGRPC))
-	_, err := models.CreateModel(ctx, &issuerv1.CreateModelRequest{Model: &issuerv1.Model{
-		Name: "stub", Family: "general", Provider: "openai_compatible",
-		Endpoint: "http://" + c.stubAddr + "/v1", Identifier: "airlock-stub",
-		TrustedNetworks: []string{"127.0.0.1/32"},
-	}})
-	if err != nil && status.Code(err) != codes.AlreadyExists {
-		c.t.Fatalf("CreateModel: %v", err)
-	}
-	for _, f := range []string{"code_completions", "code_generations", "duo_chat"} {
-		if _, err := models.SetFeatureSetting(ctx, &issuerv1.SetFeatureSettingRequest{Setting: &issuerv1.FeatureSetting{Feature: f, Model: "stub"}}); err != nil {
-			c.t.Fatalf("SetFeatureSetting(%s): %v", f, err)
-		}
-	}
-}
-
-func (c *cluster) mint(features []string, ttl time.Duration) *issuerv1.MintTokenResponse {
-	c.t.Helper()
-	req := &issuerv1.MintTokenRequest{Features: features}
-	if ttl > 0 {
-		req.Ttl = durationpb.New(ttl)
-	}
-	resp, err := issuerv1.NewTokenServiceClient(dial(c.t, c.issuerGRPC)).MintToken(c.asUser(context.Background(), "demo"), req)
-	if err != nil {
-		c.t.Fatalf("MintToken: %v", err)
-	}
-	return resp
-}
-
-func withMetadata(md map[string]string) context.Context {
-	return metadata.NewOutgoingContext(context.Background(), metadata.New(md))
-}
-
-// stream calls StreamCompletion and returns the text and final status.
-func (c *cluster) stream(ctx context.Context, feature string) (string, error) {
-	gw := gatewayv1.NewCompletionServiceClient(dial(c.t, c.gatewayGRPC))
-	st, err := gw.StreamCompletion(ctx, &gatewayv1.StreamCompletionRequest{Feature: feature,
-		Messages: []*gatewayv1.Message{{Role: "user", Content: "Say hello"}}})
-	if err != nil {
-		return "", err
-	}
-	var b strings.Builder
-	for {
-		m, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			return b.String(), nil
-		}
-		if err != nil {
-			return b.String(), err
-		}
-		b.WriteString(m.GetText())
-	}
-}
 
 var stubAnswer = stubmodel.New(stubmodel.Config{}).Text(12)
 
 func TestFlowEndToEnd(t *testing.T) {
 	c := newCluster(t)
 	tok := c.mint(nil, 0)
-	if len(tok.GetScopes()) != 3 {
-		t.Fatalf("demo user's token scopes = %v, want all three features", tok.GetScopes())
+	if len(tok.Scopes) != 3 {
+		t.Fatalf("demo user's token scopes = %v, want all three features", tok.Scopes)
 	}
-	text, err := c.stream(withMetadata(tok.GetMetadata()), "duo_chat")
+	text, err := c.stream(withToken(tok), "duo_chat")
 	if err != nil {
 		t.Fatalf("StreamCompletion: %v", err)
 	}
 	if text != stubAnswer {
 		t.Fatalf("streamed text = %q, want %q", text, stubAnswer)
 	}
-	gw := gatewayv1.NewCompletionServiceClient(dial(t, c.gatewayGRPC))
-	resp, err := gw.Complete(withMetadata(tok.GetMetadata()), &gatewayv1.CompleteRequest{Feature: "code_completions",
+	gw := gatewayv1.NewCompletionServiceClient(dial(t, c.GatewayGRPC))
+	resp, err := gw.Complete(withToken(tok), &gatewayv1.CompleteRequest{Feature: "code_completions",
 		CodeContext: &gatewayv1.CodeContext{FileName: "main.go", ContentAboveCursor: "func main() {\n", ContentBelowCursor: "}\n", Language: "go"}})
 	if err != nil {
 		t.Fatalf("Complete: %v", err)
@@ -111,7 +49,7 @@ func TestFlowEndToEnd(t *testing.T) {
 }
 
 // forged signs claims like the issuer's with a key the issuer never published.
-func forged(t *testing.T, c *cluster, md map[string]string, mutate func(jwt.Token)) string {
+func forged(t *testing.T, c *testCluster, md map[string]string, mutate func(jwt.Token)) string {
 	t.Helper()
 	raw, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -120,7 +58,7 @@ func forged(t *testing.T, c *cluster, md map[string]string, mutate func(jwt.Toke
 	key, _ := jwk.FromRaw(raw)
 	_ = jwk.AssignKeyID(key)
 	now := time.Now()
-	tok, _ := jwt.NewBuilder().JwtID(uuid.NewString()).Issuer(c.issuerURL()).Subject(md["x-gitlab-instance-id"]).
+	tok, _ := jwt.NewBuilder().JwtID(uuid.NewString()).Issuer(c.IssuerURL()).Subject(md["x-gitlab-instance-id"]).
 		Audience([]string{"gitlab-ai-gateway"}).IssuedAt(now).NotBefore(now.Add(-5*time.Second)).Expiration(now.Add(time.Hour)).
 		Claim("gitlab_realm", "self-managed").Claim("scopes", []string{"duo_chat"}).Build()
 	if mutate != nil {
@@ -135,9 +73,9 @@ func forged(t *testing.T, c *cluster, md map[string]string, mutate func(jwt.Toke
 
 func TestRejections(t *testing.T) {
 	c := newCluster(t, "--leeway", "0s")
-	good := c.mint(nil, 0).GetMetadata()
-	codeOnly := c.mint([]string{"code_completions"}, 0).GetMetadata()
-	short := c.mint(nil, time.Second).GetMetadata()
+	good := cluster.Metadata(c.mint(nil, 0))
+	codeOnly := cluster.Metadata(c.mint([]string{"code_completions"}, 0))
+	short := cluster.Metadata(c.mint(nil, time.Second))
 	with := func(base map[string]string, k, v string) map[string]string {
 		out := map[string]string{}
 		for kk, vv := range base {
@@ -183,7 +121,7 @@ func TestWrongAudienceIsRefused(t *testing.T) {
 	// A gateway that expects another audience sees every issuer token as
 	// minted for someone else.
 	c := newCluster(t, "--audience", "some-other-service")
-	_, err := c.stream(withMetadata(c.mint(nil, 0).GetMetadata()), "duo_chat")
+	_, err := c.stream(withToken(c.mint(nil, 0)), "duo_chat")
 	if st, _ := status.FromError(err); st.Code() != codes.Unauthenticated || st.Message() != "Forbidden by auth provider" {
 		t.Fatalf("status = %v, want Unauthenticated Forbidden by auth provider", err)
 	}
@@ -199,7 +137,7 @@ func TestGatewayOnHTTPJWKS(t *testing.T) {
 	var fetches atomic.Int32
 	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetches.Add(1)
-		resp, err := http.Get(c.issuerURL() + "/oauth/discovery/keys")
+		resp, err := http.Get(c.JWKSURL())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
@@ -210,10 +148,8 @@ func TestGatewayOnHTTPJWKS(t *testing.T) {
 		_, _ = io.Copy(w, resp.Body)
 	}))
 	defer jwks.Close()
-	c.gateway.stop()
-	c.gatewayArgs = []string{"--jwks-url", jwks.URL + "/oauth/discovery/keys"}
-	c.startGateway()
-	text, err := c.stream(withMetadata(c.mint(nil, 0).GetMetadata()), "duo_chat")
+	c.restartGateway("--jwks-url", jwks.URL+"/oauth/discovery/keys")
+	text, err := c.stream(withToken(c.mint(nil, 0)), "duo_chat")
 	if err != nil || text != stubAnswer {
 		t.Fatalf("stream with keys from the HTTP JWKS: %q, %v", text, err)
 	}

@@ -1,30 +1,24 @@
 // Package e2e drives the real binaries (issuer, gateway, stubmodel) through
 // the whole flow over loopback: an administrator configures a model, a user
 // mints a token, the gateway verifies it with keys fetched over gRPC and
-// streams a completion back.
+// streams a completion back. The processes come from
+// internal/testkit/cluster; this file only adapts it to *testing.T.
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/airlock-dev/airlock/pkg/healthprobe"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
+	"github.com/airlock-dev/airlock/pkg/client"
 )
 
 var binDir string
@@ -40,9 +34,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "../cmd/issuer", "../cmd/gateway", "../cmd/stubmodel")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := cluster.Build(context.Background(), dir); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building binaries:", err)
 		os.Exit(1)
 	}
@@ -59,153 +51,127 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a running binary whose output is kept for failure reports.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *syncBuffer
+// testCluster is one test's cluster; its methods fail the test instead of
+// returning errors.
+type testCluster struct {
+	*cluster.Cluster
+	t *testing.T
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func startProc(t *testing.T, name string, args ...string) *proc {
+// newCluster starts the default cluster (stub bound to every feature) with
+// extra gateway flags.
+func newCluster(t *testing.T, gatewayArgs ...string) *testCluster {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}}
-	p.cmd = exec.Command(filepath.Join(binDir, name), args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("---- %s output ----\n%s", name, p.out.String())
-		}
-	})
-	return p
+	return startCluster(t, cluster.Config{GatewayArgs: gatewayArgs})
 }
 
-// stop sends SIGTERM and waits (SIGKILL after 10 s).
-func (p *proc) stop() {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
-	}
-}
-
-// kill ends the process at once, as a crash would.
-func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
-}
-
-func freeAddr(t *testing.T) string {
+// startCluster starts cfg's cluster from the binaries TestMain built, with
+// a stub answering 12 tokens 1 ms apart, and stops it when the test ends,
+// printing the tail of each process's output if the test failed.
+func startCluster(t *testing.T, cfg cluster.Config) *testCluster {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	cfg.BinDir, cfg.WorkDir = binDir, t.TempDir()
+	cfg.StubTokens, cfg.StubDelay = 12, time.Millisecond
+	c, err := cluster.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() {
+			for _, p := range []*cluster.Proc{c.Issuer, c.Gateway, c.Stub} {
+				if p != nil {
+					t.Logf("---- %s output (last 64 KiB) ----\n%s", p.Name, p.Output())
+				}
+			}
+		}
+	})
+	return &testCluster{Cluster: c, t: t}
 }
 
-func waitHealthy(t *testing.T, p *proc, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if healthprobe.Check(context.Background(), addr, "", nil, time.Second) == nil {
-			return
-		}
-		if p.cmd.ProcessState != nil {
-			t.Fatalf("%s exited: %s", p.name, p.out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+func (c *testCluster) restartIssuer() {
+	c.t.Helper()
+	if err := c.RestartIssuer(context.Background()); err != nil {
+		c.t.Fatal(err)
 	}
-	t.Fatalf("%s at %s not healthy after 60s", p.name, addr)
 }
 
-// cluster is one issuer, one gateway and one stub model on loopback.
-type cluster struct {
-	t                      *testing.T
-	dataDir                string
-	issuerGRPC, issuerHTTP string
-	gatewayGRPC, stubAddr  string
-	issuer, gateway, stub  *proc
-	gatewayArgs            []string
+func (c *testCluster) restartGateway(extraArgs ...string) {
+	c.t.Helper()
+	if err := c.RestartGateway(context.Background(), extraArgs...); err != nil {
+		c.t.Fatal(err)
+	}
 }
 
-func newCluster(t *testing.T, gatewayArgs ...string) *cluster {
-	t.Helper()
-	c := &cluster{t: t, dataDir: t.TempDir(), issuerGRPC: freeAddr(t), issuerHTTP: freeAddr(t), gatewayGRPC: freeAddr(t), stubAddr: freeAddr(t), gatewayArgs: gatewayArgs}
-	c.stub = startProc(t, "stubmodel", "--addr", c.stubAddr, "--tokens", "12", "--delay", "1ms")
-	c.startIssuer()
-	c.startGateway()
-	c.configureStub()
-	return c
-}
-
-func (c *cluster) issuerURL() string { return "http://" + c.issuerHTTP }
-
-func (c *cluster) startIssuer() {
-	c.issuer = startProc(c.t, "issuer", "--dev", "--data-dir", filepath.Join(c.dataDir, "issuer"),
-		"--grpc-addr", c.issuerGRPC, "--http-addr", c.issuerHTTP, "--issuer-url", c.issuerURL())
-	waitHealthy(c.t, c.issuer, c.issuerGRPC)
-}
-
-func (c *cluster) startGateway() {
-	args := append([]string{"--plaintext", "--grpc-addr", c.gatewayGRPC, "--http-addr", "",
-		"--issuer-addr", c.issuerGRPC, "--issuer-token-file", c.credential("gateway"),
-		"--expected-issuer", c.issuerURL()}, c.gatewayArgs...)
-	c.gateway = startProc(c.t, "gateway", args...)
-	waitHealthy(c.t, c.gateway, c.gatewayGRPC)
-}
-
-func (c *cluster) credential(user string) string {
-	return filepath.Join(c.dataDir, "issuer", "credentials", user+".token")
-}
-
-func (c *cluster) pat(user string) string {
-	b, err := os.ReadFile(c.credential(user))
+func (c *testCluster) pat(user string) string {
+	c.t.Helper()
+	pat, err := c.PAT(user)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return strings.TrimSpace(string(b))
+	return pat
 }
 
+// asUser returns ctx carrying a personal access token for the issuer.
+func (c *testCluster) asUser(ctx context.Context, user string) context.Context {
+	c.t.Helper()
+	ctx, err := c.AsUser(ctx, user)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return ctx
+}
+
+// mint mints a token for the demo user.
+func (c *testCluster) mint(features []string, ttl time.Duration) *client.Token {
+	c.t.Helper()
+	tok, err := c.Mint(context.Background(), "demo", features, ttl)
+	if err != nil {
+		c.t.Fatalf("MintToken: %v", err)
+	}
+	return tok
+}
+
+// stream streams a chat answer for feature with the metadata on ctx and
+// returns the text and final status (pkg/client's Stream).
+func (c *testCluster) stream(ctx context.Context, feature string) (string, error) {
+	text, _, err := c.Chat(ctx, feature)
+	return text, err
+}
+
+// createModel registers an OpenAI-compatible model at endpoint.
+func (c *testCluster) createModel(name, endpoint, apiKey string) {
+	c.t.Helper()
+	m := cluster.LoopbackModel(name, endpoint, "fault-"+name)
+	m.ApiKey = apiKey
+	if err := c.CreateModel(context.Background(), m); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *testCluster) bind(feature, model string) {
+	c.t.Helper()
+	if err := c.Bind(context.Background(), feature, model); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// withToken returns a context carrying what a client sends with tok.
+func withToken(tok *client.Token) context.Context {
+	return withMetadata(cluster.Metadata(tok))
+}
+
+func withMetadata(md map[string]string) context.Context {
+	return metadata.NewOutgoingContext(context.Background(), metadata.New(md))
+}
+
+// dial opens a plaintext connection of the test's own, closed when it ends.
 func dial(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := cluster.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
 	return cc
-}
-
-// asUser returns ctx carrying a personal access token for the issuer.
-func (c *cluster) asUser(ctx context.Context, user string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.pat(user))
 }

@@ -22,8 +22,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/airlock-dev/airlock/internal/faultmodel"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
+	"github.com/airlock-dev/airlock/internal/testkit/faultmodel"
 	"github.com/airlock-dev/airlock/issuer/kek"
 	"github.com/airlock-dev/airlock/issuer/store/boltstore"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
@@ -66,18 +68,17 @@ func httpGet(t *testing.T, url string) []byte {
 
 func TestNoSecretLeaks(t *testing.T) {
 	t.Setenv("AIRLOCK_ISSUER_LOG_LEVEL", "debug") // the most verbose logs are the likeliest to leak
-	fm := startFaultModel(t)
-	gatewayHTTP := freeAddr(t)
-	c := newCluster(t, "--log-level", "debug", "--http-addr", gatewayHTTP)
+	c := startCluster(t, cluster.Config{FaultModel: &faultModel, GatewayHTTP: true, GatewayArgs: []string{"--log-level", "debug"}})
+	fm := c.Faults
 	ev := evidence{}
 
 	// Models with the key: one healthy, one whose server echoes the key in
 	// a 401.
-	c.createModel("keyed", "http://"+c.stubAddr+"/v1", leakAPIKey)
+	c.createModel("keyed", "http://"+c.StubAddr+"/v1", leakAPIKey)
 	c.createModel("echoes", fm.URL(faultmodel.EchoKey), leakAPIKey)
 	c.bind("duo_chat", "keyed")
 	c.bind("code_generations", "echoes")
-	models := issuerv1.NewModelServiceClient(dial(t, c.issuerGRPC))
+	models := issuerv1.NewModelServiceClient(dial(t, c.IssuerGRPC))
 	admin := c.asUser(context.Background(), "admin")
 	if got, err := models.GetModel(admin, &issuerv1.GetModelRequest{Name: "keyed"}); err != nil {
 		t.Fatalf("GetModel: %v", err)
@@ -93,22 +94,22 @@ func TestNoSecretLeaks(t *testing.T) {
 	// Tokens: good, revoked, and a rotation in between.
 	var bearers []string
 	mint := func(features []string) map[string]string {
-		resp := c.mint(features, 0)
-		ev.addMsg("MintToken (metadata removed)", &issuerv1.MintTokenResponse{Jti: resp.GetJti(), Scopes: resp.GetScopes(), ExpireTime: resp.GetExpireTime()})
-		bearers = append(bearers, resp.GetToken())
-		return resp.GetMetadata()
+		tok := c.mint(features, 0)
+		ev.addMsg("MintToken (metadata removed)", &issuerv1.MintTokenResponse{Jti: tok.ID, Scopes: tok.Scopes, ExpireTime: timestamppb.New(tok.Expiry)})
+		bearers = append(bearers, tok.AccessToken)
+		return cluster.Metadata(tok)
 	}
 	good := mint(nil)
 	codeOnly := mint([]string{"code_completions"})
-	keys := issuerv1.NewKeyServiceClient(dial(t, c.issuerGRPC))
+	keys := issuerv1.NewKeyServiceClient(dial(t, c.IssuerGRPC))
 	if _, err := keys.RotateKeys(admin, &issuerv1.RotateKeysRequest{}); err != nil {
 		t.Fatalf("RotateKeys: %v", err)
 	}
 	afterRotation := mint(nil)
-	revokedResp := c.mint(nil, 0)
-	bearers = append(bearers, revokedResp.GetToken())
-	tokens := issuerv1.NewTokenServiceClient(dial(t, c.issuerGRPC))
-	if _, err := tokens.RevokeToken(c.asUser(context.Background(), "demo"), &issuerv1.RevokeTokenRequest{Jti: revokedResp.GetJti()}); err != nil {
+	revoked := c.mint(nil, 0)
+	bearers = append(bearers, revoked.AccessToken)
+	tokens := issuerv1.NewTokenServiceClient(dial(t, c.IssuerGRPC))
+	if _, err := tokens.RevokeToken(c.asUser(context.Background(), "demo"), &issuerv1.RevokeTokenRequest{Jti: revoked.ID}); err != nil {
 		t.Fatalf("RevokeToken: %v", err)
 	}
 
@@ -116,7 +117,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	// to route to the keyed model).
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		gw := gatewayv1.NewCompletionServiceClient(dial(t, c.gatewayGRPC))
+		gw := gatewayv1.NewCompletionServiceClient(dial(t, c.GatewayGRPC))
 		resp, err := gw.Complete(withMetadata(afterRotation), &gatewayv1.CompleteRequest{Feature: "duo_chat",
 			Messages: []*gatewayv1.Message{{Role: "user", Content: "hello"}}})
 		if err == nil && resp.GetDone().GetModel() == "keyed" {
@@ -155,7 +156,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	tampered := strings.Clone(good["authorization"])
 	tampered = tampered[:len(tampered)-4] + "AAAA"
 	refusals := map[string]map[string]string{
-		"revoked":          revokedResp.GetMetadata(),
+		"revoked":          cluster.Metadata(revoked),
 		"forged":           with(good, "authorization", "Bearer "+forged(t, c, good, nil)),
 		"tampered":         with(good, "authorization", tampered),
 		"wrong instance":   with(good, "x-gitlab-instance-id", uuid.NewString()),
@@ -181,23 +182,28 @@ func TestNoSecretLeaks(t *testing.T) {
 	ev.addErr("MintToken with a wrong PAT", err)
 
 	// Metrics and public key documents.
-	ev.add("gateway /metrics", httpGet(t, "http://"+gatewayHTTP+"/metrics"))
-	ev.add("issuer /metrics", httpGet(t, c.issuerURL()+"/metrics"))
-	ev.add("issuer JWKS", httpGet(t, c.issuerURL()+"/oauth/discovery/keys"))
+	ev.add("gateway /metrics", httpGet(t, "http://"+c.GatewayHTTP+"/metrics"))
+	ev.add("issuer /metrics", httpGet(t, c.IssuerURL()+"/metrics"))
+	ev.add("issuer JWKS", httpGet(t, c.JWKSURL()))
 
-	// Stop everything so that every log line is written.
-	c.gateway.stop()
-	c.issuer.stop()
-	c.stub.stop()
-	for _, p := range []*proc{c.issuer, c.gateway, c.stub} {
-		ev.add("log: "+p.name, []byte(p.out.String()))
+	// Stop everything so that every log line is written, then read the
+	// whole logs.
+	for _, p := range []*cluster.Proc{c.Gateway, c.Issuer, c.Stub} {
+		p.Stop(10 * time.Second)
+	}
+	for _, p := range []*cluster.Proc{c.Issuer, c.Gateway, c.Stub} {
+		log, err := p.Log()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.add("log: "+p.Name, log)
 	}
 	if !bytes.Contains(ev["log: gateway"], []byte("model server rejected")) && !bytes.Contains(ev["log: gateway"], []byte("FailedPrecondition")) {
 		t.Errorf("gateway log lacks the 401 failure: the evidence is incomplete")
 	}
 
 	// The secrets, in the forms they could leak in.
-	issuerDir := filepath.Join(c.dataDir, "issuer")
+	issuerDir := c.DataDir
 	secrets := map[string][]string{"model API key": {leakAPIKey}}
 	for _, u := range []string{"admin", "demo", "gateway"} {
 		secrets["PAT of "+u] = []string{c.pat(u)}

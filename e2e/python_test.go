@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/airlock-dev/airlock/internal/needs"
+	"github.com/airlock-dev/airlock/internal/testkit/needs"
 )
 
 // TestPythonClientInterop runs python/interop_test.py with Debian's
@@ -21,9 +21,9 @@ func TestPythonClientInterop(t *testing.T) {
 	cmd := exec.Command(python, "-m", "unittest", "-v", "interop_test")
 	cmd.Dir = "../python"
 	cmd.Env = append(os.Environ(),
-		"AIRLOCK_ISSUER_ADDR="+c.issuerGRPC,
-		"AIRLOCK_GATEWAY_ADDR="+c.gatewayGRPC,
-		"AIRLOCK_TOKEN_FILE="+c.credential("demo"),
+		"AIRLOCK_ISSUER_ADDR="+c.IssuerGRPC,
+		"AIRLOCK_GATEWAY_ADDR="+c.GatewayGRPC,
+		"AIRLOCK_TOKEN_FILE="+c.CredentialFile("demo"),
 		"AIRLOCK_PLAINTEXT=true",
 	)
 	out, err := cmd.CombinedOutput()

@@ -10,12 +10,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 )
 
 // flow runs requests back to back with md until stop is closed and counts
 // outcomes; a request counts as failed on any error or wrong text.
-func (c *cluster) flow(md map[string]string, stop <-chan struct{}) (ok, failed *atomic.Int64, lastErr *atomic.Value, wait func()) {
+func (c *testCluster) flow(md map[string]string, stop <-chan struct{}) (ok, failed *atomic.Int64, lastErr *atomic.Value, wait func()) {
 	ok, failed, lastErr = new(atomic.Int64), new(atomic.Int64), new(atomic.Value)
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
@@ -45,16 +46,16 @@ func (c *cluster) flow(md map[string]string, stop <-chan struct{}) (ok, failed *
 
 func TestRotationUnderLoadLosesNothing(t *testing.T) {
 	c := newCluster(t)
-	keys := issuerv1.NewKeyServiceClient(dial(t, c.issuerGRPC))
+	keys := issuerv1.NewKeyServiceClient(dial(t, c.IssuerGRPC))
 	stop := make(chan struct{})
-	ok, failed, lastErr, wait := c.flow(c.mint(nil, 0).GetMetadata(), stop)
+	ok, failed, lastErr, wait := c.flow(cluster.Metadata(c.mint(nil, 0)), stop)
 	for i := 0; i < 3; i++ {
 		time.Sleep(300 * time.Millisecond)
 		if _, err := keys.RotateKeys(c.asUser(context.Background(), "admin"), &issuerv1.RotateKeysRequest{}); err != nil {
 			t.Fatalf("RotateKeys: %v", err)
 		}
 		// A token signed by the newly active key must work at once.
-		if text, err := c.stream(withMetadata(c.mint(nil, 0).GetMetadata()), "duo_chat"); err != nil || text != stubAnswer {
+		if text, err := c.stream(withToken(c.mint(nil, 0)), "duo_chat"); err != nil || text != stubAnswer {
 			t.Fatalf("token minted right after rotation %d: %v", i+1, err)
 		}
 	}
@@ -69,8 +70,8 @@ func TestRotationUnderLoadLosesNothing(t *testing.T) {
 
 func TestIssuerDownValidTokensKeepWorking(t *testing.T) {
 	c := newCluster(t)
-	md := c.mint(nil, 0).GetMetadata()
-	c.issuer.kill()
+	md := cluster.Metadata(c.mint(nil, 0))
+	c.Issuer.Kill()
 	stop := make(chan struct{})
 	ok, failed, lastErr, wait := c.flow(md, stop)
 	time.Sleep(1500 * time.Millisecond)
@@ -82,11 +83,11 @@ func TestIssuerDownValidTokensKeepWorking(t *testing.T) {
 
 	// The issuer comes back on the same data: the old token still verifies
 	// and the models are kept.
-	c.startIssuer()
+	c.restartIssuer()
 	if text, err := c.stream(withMetadata(md), "duo_chat"); err != nil || text != stubAnswer {
 		t.Fatalf("old token after issuer restart: %v", err)
 	}
-	if text, err := c.stream(withMetadata(c.mint(nil, 0).GetMetadata()), "duo_chat"); err != nil || text != stubAnswer {
+	if text, err := c.stream(withToken(c.mint(nil, 0)), "duo_chat"); err != nil || text != stubAnswer {
 		t.Fatalf("new token after issuer restart: %v", err)
 	}
 }
@@ -94,16 +95,16 @@ func TestIssuerDownValidTokensKeepWorking(t *testing.T) {
 func TestRevocationTakesEffectWithinOneSecond(t *testing.T) {
 	c := newCluster(t)
 	tok := c.mint(nil, 0)
-	if _, err := c.stream(withMetadata(tok.GetMetadata()), "duo_chat"); err != nil {
+	if _, err := c.stream(withToken(tok), "duo_chat"); err != nil {
 		t.Fatalf("before revocation: %v", err)
 	}
-	tokens := issuerv1.NewTokenServiceClient(dial(t, c.issuerGRPC))
-	if _, err := tokens.RevokeToken(c.asUser(context.Background(), "demo"), &issuerv1.RevokeTokenRequest{Jti: tok.GetJti()}); err != nil {
+	tokens := issuerv1.NewTokenServiceClient(dial(t, c.IssuerGRPC))
+	if _, err := tokens.RevokeToken(c.asUser(context.Background(), "demo"), &issuerv1.RevokeTokenRequest{Jti: tok.ID}); err != nil {
 		t.Fatalf("RevokeToken: %v", err)
 	}
 	revokedAt := time.Now()
 	for {
-		_, err := c.stream(withMetadata(tok.GetMetadata()), "duo_chat")
+		_, err := c.stream(withToken(tok), "duo_chat")
 		if status.Code(err) == codes.Unauthenticated {
 			t.Logf("revocation effective after %v", time.Since(revokedAt).Round(time.Millisecond))
 			return
@@ -117,21 +118,21 @@ func TestRevocationTakesEffectWithinOneSecond(t *testing.T) {
 
 func TestGatewayWithoutIssuerFailsClosed(t *testing.T) {
 	c := newCluster(t)
-	md := c.mint(nil, 0).GetMetadata()
-	c.issuer.kill()
-	c.gateway.stop()
+	md := cluster.Metadata(c.mint(nil, 0))
+	c.Issuer.Kill()
 	// A fresh gateway with no key set: NOT_SERVING, and requests Unavailable.
-	args := append([]string{"--plaintext", "--grpc-addr", c.gatewayGRPC, "--http-addr", "",
-		"--issuer-addr", c.issuerGRPC, "--issuer-token-file", c.credential("gateway"),
-		"--expected-issuer", c.issuerURL()}, c.gatewayArgs...)
-	c.gateway = startProc(t, "gateway", args...)
+	if err := c.LaunchGateway(); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(time.Second)
 	_, err := c.stream(withMetadata(md), "duo_chat")
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("gateway with no keys: %v, want Unavailable", err)
 	}
-	c.startIssuer()
-	waitHealthy(t, c.gateway, c.gatewayGRPC)
+	c.restartIssuer()
+	if err := c.WaitGateway(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if text, err := c.stream(withMetadata(md), "duo_chat"); err != nil || text != stubAnswer {
 		t.Fatalf("after the issuer returned: %v", err)
 	}

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/airlock-dev/airlock/internal/stubmodel"
+	"github.com/airlock-dev/airlock/internal/testkit/stubmodel"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
 )
 

@@ -11,8 +11,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/airlock-dev/airlock/bench/cluster"
 	"github.com/airlock-dev/airlock/bench/stats"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 )
 
@@ -25,7 +25,7 @@ const watchersPerConn = 100
 // and the issuer's CPU time from the RotateKeys call to the last delivery.
 func runIssuer(ctx context.Context, o Options, dir string, r *Report, logw io.Writer) error {
 	const section = "5 issuer"
-	c, err := cluster.Start(ctx, cluster.Config{BinDir: o.BinDir, WorkDir: dir, NoGateway: true, NoStub: true})
+	c, err := startCluster(ctx, cluster.Config{BinDir: o.BinDir, WorkDir: dir, NoGateway: true, NoStub: true})
 	if err != nil {
 		return err
 	}

@@ -18,8 +18,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
-	"github.com/airlock-dev/airlock/bench/cluster"
 	"github.com/airlock-dev/airlock/bench/stats"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 )
 
@@ -38,7 +38,7 @@ func runMint(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 	var table strings.Builder
 	table.WriteString("| alg | run | MintToken over gRPC | in-process jwt.Sign | ratio | issuer CPU per mint |\n|---|---|---|---|---|---|\n")
 	for _, alg := range []string{"RS256", "ES256"} {
-		c, err := cluster.Start(ctx, cluster.Config{BinDir: o.BinDir, WorkDir: dir + "-" + alg, NoGateway: true, NoStub: true,
+		c, err := startCluster(ctx, cluster.Config{BinDir: o.BinDir, WorkDir: dir + "-" + alg, NoGateway: true, NoStub: true,
 			IssuerArgs: []string{"--key-alg", alg}})
 		if err != nil {
 			return err

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/airlock-dev/airlock/bench/cluster"
 	"github.com/airlock-dev/airlock/bench/load"
 	gwapp "github.com/airlock-dev/airlock/gateway/app"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 )
 
 // gatewayWithPprof runs the real gateway (gateway/app.Main) in this process

@@ -10,9 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/airlock-dev/airlock/bench/cluster"
 	"github.com/airlock-dev/airlock/bench/load"
 	"github.com/airlock-dev/airlock/bench/stats"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 )
 
 // streamsPerConn spreads the scale test's streams over client connections.

@@ -1,5 +1,5 @@
 // Package suite is the Airlock performance suite behind `make bench` and
-// cmd/airlock-bench: it starts the real binaries on loopback (bench/cluster),
+// cmd/airlock-bench: it starts the real binaries on loopback (internal/testkit/cluster),
 // drives them with the bounded load generator (bench/load), reads the
 // in-process verification benchmarks (bench/verify, gateway/auth) and writes
 // every figure next to its target, to stdout and to BENCHMARKS.md.
@@ -21,6 +21,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/airlock-dev/airlock/bench/loadtest"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 )
 
 // Options select what a run measures and where its inputs and outputs are.
@@ -56,10 +59,14 @@ var AllScenarios = []string{ScVerify, ScWire, ScIssuer, ScMint, ScScale, ScProfi
 // Main runs the airlock-bench command with args (without the program name)
 // and returns the exit code: 0 when every scenario ran (targets missed are
 // reported, not failed: they are findings), 1 when a scenario could not run,
-// 2 for bad usage.
+// 2 for bad usage. `airlock-bench loadtest [flags]` runs the load test
+// instead (bench/loadtest, `make loadtest`).
 func Main(args []string) int {
 	if len(args) > 0 && args[0] == "gateway-pprof" {
 		return gatewayWithPprof(args[1:])
+	}
+	if len(args) > 0 && args[0] == "loadtest" {
+		return loadtest.Main(args[1:], os.Stdout, os.Stderr)
 	}
 	fs := flag.NewFlagSet("airlock-bench", flag.ContinueOnError)
 	var o Options
@@ -125,10 +132,8 @@ func Run(ctx context.Context, o Options, logw io.Writer) (*Report, error) {
 		return nil, err
 	}
 	o.BinDir = abs
-	for _, b := range []string{"issuer", "gateway", "stubmodel"} {
-		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {
-			return nil, fmt.Errorf("binary %s missing in --bin-dir (run `go build -o %s/ ./cmd/...`): %w", b, o.BinDir, err)
-		}
+	if err := cluster.CheckBinaries(o.BinDir); err != nil {
+		return nil, err
 	}
 	r := &Report{}
 	start := time.Now()

@@ -11,10 +11,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/airlock-dev/airlock/bench/cluster"
 	"github.com/airlock-dev/airlock/bench/load"
 	"github.com/airlock-dev/airlock/bench/rpcproxy"
 	"github.com/airlock-dev/airlock/bench/stats"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
 )
 
@@ -24,6 +24,15 @@ import (
 var unlimitedGateway = []string{
 	"--user-concurrent-streams", "0", "--user-requests-per-minute", "0",
 	"--max-concurrent-streams", "0", "--max-connections", "0", "--max-streams-per-conn", "1024",
+}
+
+// startCluster starts a cluster for measuring: quiet logs, and the issuer's
+// per-caller limits lifted (one bench user mints thousands of tokens and
+// opens 1,000 watches).
+func startCluster(ctx context.Context, cfg cluster.Config) (*cluster.Cluster, error) {
+	cfg.IssuerArgs = append([]string{"--log-level", "warn", "--mint-rate-per-user", "0", "--max-watches-per-caller", "0"}, cfg.IssuerArgs...)
+	cfg.GatewayArgs = append([]string{"--log-level", "warn"}, cfg.GatewayArgs...)
+	return cluster.Start(ctx, cfg)
 }
 
 // wireStubTokens is the answer length with the stub at zero delay: long
@@ -62,14 +71,15 @@ func startGatewayBench(ctx context.Context, cfg cluster.Config, conns int) (_ *g
 		g.proxy = p
 		return p.Addr(), nil
 	}
-	if g.c, err = cluster.Start(ctx, cfg); err != nil {
+	cfg.GatewayHTTP = true
+	if g.c, err = startCluster(ctx, cfg); err != nil {
 		return nil, err
 	}
-	tok, err := g.c.Mint(ctx, 0)
+	tok, err := g.c.Mint(ctx, "demo", nil, 0)
 	if err != nil {
-		return nil, fmt.Errorf("MintToken: %w", err)
+		return nil, err
 	}
-	g.md = metadata.New(tok.GetMetadata())
+	g.md = metadata.New(cluster.Metadata(tok))
 	for range conns {
 		cc, err := cluster.Dial(g.c.GatewayGRPC)
 		if err != nil {

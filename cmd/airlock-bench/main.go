@@ -1,5 +1,7 @@
 // Command airlock-bench is Airlock's performance suite and load generator
-// (`make bench`). See bench/suite for flags and scenarios.
+// (`make bench`; see bench/suite for flags and scenarios) and, as
+// `airlock-bench loadtest`, the bounded load test (`make loadtest`; see
+// bench/loadtest).
 package main
 
 import (

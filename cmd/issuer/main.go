@@ -8,4 +8,4 @@ import (
 	"github.com/airlock-dev/airlock/issuer/app"
 )
 
-func main() { os.Exit(app.Main(os.Args[1:])) }
+func main() { os.Exit(app.Main(os.Args[1:], os.Stderr)) }

@@ -5,7 +5,7 @@ package main
 import (
 	"os"
 
-	"github.com/airlock-dev/airlock/internal/stubmodel"
+	"github.com/airlock-dev/airlock/internal/testkit/stubmodel"
 )
 
 func main() { os.Exit(stubmodel.Main(os.Args[1:], os.Stderr)) }

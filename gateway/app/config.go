@@ -70,8 +70,9 @@ type Config struct {
 	TotalConcurrentStreams int
 }
 
-// parseConfig reads flags, env (AIRLOCK_GATEWAY_*) and --config into a Config.
-func parseConfig(args []string, stderr io.Writer) (Config, error) {
+// ParseConfig reads args, then AIRLOCK_GATEWAY_* variables, then the
+// --config file, and validates the result.
+func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -83,7 +84,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.IssuerCert, "issuer-cert", "", "client certificate presented to the issuer (mTLS)")
 	fs.StringVar(&c.IssuerKey, "issuer-key", "", "client key for --issuer-cert")
 	fs.StringVar(&c.IssuerServerName, "issuer-server-name", "", "expected name in the issuer's certificate (default: host of --issuer-addr)")
-	fs.StringVar(&c.JWKSURL, "jwks-url", "", "take verification keys from this HTTP JWKS URL (e.g. a GitLab instance's /oauth/discovery/keys) instead of the issuer's KeyService")
+	fs.StringVar(&c.JWKSURL, "jwks-url", "", "take verification keys from this HTTP JWKS URL (e.g. a GitLab instance's /oauth/discovery/keys) instead of the issuer's KeyService; models and revocations still come from --issuer-addr")
 	fs.StringVar(&c.ExpectedIssuer, "expected-issuer", "http://127.0.0.1:9441", "required iss claim (the issuer's --issuer-url)")
 	fs.StringVar(&c.Audience, "audience", token.Audience, "required aud claim")
 	fs.DurationVar(&c.Leeway, "leeway", 30*time.Second, "clock leeway for exp, nbf and iat")
@@ -123,11 +124,11 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	c.MaxConnStream = uint32(maxConnStreams)
-	return c, c.validate()
+	return c, c.Validate()
 }
 
-// validate checks the configuration; each message names the setting.
-func (c Config) validate() error {
+// Validate checks the configuration, naming the flag at fault.
+func (c Config) Validate() error {
 	var errs []error
 	check := func(bad bool, format string, a ...any) {
 		if bad {
@@ -136,8 +137,8 @@ func (c Config) validate() error {
 	}
 	_, _, err := net.SplitHostPort(c.GRPCAddr)
 	check(err != nil, "--grpc-addr %q: %v", c.GRPCAddr, err)
-	check(c.IssuerAddr == "" && c.JWKSURL == "", "--issuer-addr or --jwks-url is required")
-	check(c.IssuerAddr != "" && c.IssuerTokenFile == "" && c.IssuerCert == "",
+	check(c.IssuerAddr == "", "--issuer-addr is required: the gateway reads the model configuration and revocations from the issuer (--jwks-url replaces only the source of verification keys)")
+	check(c.IssuerTokenFile == "" && c.IssuerCert == "",
 		"--issuer-token-file or --issuer-cert (mutual TLS) is required: the gateway authenticates to the issuer to read models and revocations")
 	check(c.ExpectedIssuer == "", "--expected-issuer is required: tokens from any other issuer are refused")
 	check(c.Audience == "", "--audience must not be empty")

@@ -13,9 +13,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
-	"github.com/airlock-dev/airlock/gateway/internal/backoff"
+	"github.com/airlock-dev/airlock/gateway/internal/follow"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 	"github.com/airlock-dev/airlock/pkg/feature"
 )
@@ -48,6 +49,7 @@ type snapshot struct {
 // Catalog holds the latest configuration.
 type Catalog struct {
 	client  issuerv1.ModelServiceClient
+	opts    Options
 	log     zerolog.Logger
 	snap    atomic.Pointer[snapshot]
 	changed func(revision uint64)
@@ -58,12 +60,18 @@ type Options struct {
 	Logger zerolog.Logger
 	// OnChange is called after each new revision is applied.
 	OnChange func(revision uint64)
+	// MinBackoff and MaxBackoff bound the jittered reconnect backoff
+	// (defaults: the same as every watch of the issuer, 200 ms and 5 s).
+	MinBackoff, MaxBackoff time.Duration
+	// Sleep waits between reconnects (d or until ctx is done, reporting
+	// whether d elapsed); nil means real time. Tests inject a fake clock.
+	Sleep func(ctx context.Context, d time.Duration) bool
 }
 
 // New returns a catalog fed by client (which must carry the gateway's
 // credentials). Call Run to start following the issuer.
 func New(client issuerv1.ModelServiceClient, o Options) *Catalog {
-	return &Catalog{client: client, log: o.Logger, changed: o.OnChange}
+	return &Catalog{client: client, opts: o, log: o.Logger, changed: o.OnChange}
 }
 
 // Ready reports whether a configuration has been received.
@@ -136,40 +144,30 @@ func (c *Catalog) Route(f feature.Feature) ([]Target, error) {
 	return out, nil
 }
 
-// Run follows WatchModels until ctx is done, reconnecting with jittered
-// exponential backoff (200 ms doubling to 5 s). The last configuration stays
-// in force while the issuer is unreachable.
+// Run follows WatchModels until ctx is done, reconnecting with the jittered
+// backoff every watch of the issuer uses (gateway/internal/follow). The last
+// configuration stays in force while the issuer is unreachable.
 func (c *Catalog) Run(ctx context.Context) {
-	b := backoff.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
-	for ctx.Err() == nil {
-		start := time.Now()
-		err := c.watch(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(start) > 30*time.Second {
-			b.Reset() // the watch was healthy for a while: this is a new outage
-		}
-		wait := b.Next()
-		c.log.Warn().Err(err).Dur("retry_in", wait).Msg("model configuration watch ended; reconnecting")
-		if !backoff.Sleep(ctx, wait) {
-			return
-		}
-	}
+	follow.Run(ctx, follow.Config{What: "model configuration watch", MinBackoff: c.opts.MinBackoff, MaxBackoff: c.opts.MaxBackoff,
+		Sleep: c.opts.Sleep, Logger: c.log}, c.watch)
 }
 
-func (c *Catalog) watch(ctx context.Context) error {
+// watch runs one WatchModels stream until it ends; it reports whether any
+// message arrived.
+func (c *Catalog) watch(ctx context.Context) (delivered bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.client.WatchModels(ctx, &issuerv1.WatchModelsRequest{KnownRevision: c.Revision()})
+	// WaitForReady: back as soon as the issuer is (see keyset).
+	stream, err := c.client.WatchModels(ctx, &issuerv1.WatchModelsRequest{KnownRevision: c.Revision()}, grpc.WaitForReady(true))
 	if err != nil {
-		return err
+		return false, err
 	}
 	for {
 		m, err := stream.Recv()
 		if err != nil {
-			return err
+			return delivered, err
 		}
+		delivered = true
 		if m.GetRevision() != 0 && m.GetRevision() == c.Revision() && c.Ready() {
 			continue
 		}

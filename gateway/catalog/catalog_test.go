@@ -139,3 +139,55 @@ func TestRunFollowsTheWatchAcrossReconnects(t *testing.T) {
 		t.Fatalf("known revisions sent = %v, want the reconnect to resume from 1", fake.known)
 	}
 }
+
+// refusing answers every watch with PermissionDenied before any message.
+type refusing struct {
+	issuerv1.UnimplementedModelServiceServer
+}
+
+func (refusing) WatchModels(*issuerv1.WatchModelsRequest, issuerv1.ModelService_WatchModelsServer) error {
+	return status.Error(codes.PermissionDenied, "not a gateway")
+}
+
+// TestRunBacksOffOnTheInjectedClock: the catalog reconnects on the shared
+// follow loop, so a refusing issuer sees waits that grow from MinBackoff,
+// taken on the injected clock (no real sleeping).
+func TestRunBacksOffOnTheInjectedClock(t *testing.T) {
+	lis := bufconn.Listen(1 << 16)
+	srv := grpc.NewServer()
+	issuerv1.RegisterModelServiceServer(srv, refusing{})
+	go srv.Serve(lis)
+	defer srv.Stop()
+	cc, err := grpc.NewClient("passthrough:///buf", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var waits []time.Duration
+	c := New(issuerv1.NewModelServiceClient(cc), Options{MinBackoff: time.Second, MaxBackoff: time.Hour,
+		Sleep: func(ctx context.Context, d time.Duration) bool {
+			waits = append(waits, d)
+			if len(waits) == 4 {
+				cancel()
+			}
+			return ctx.Err() == nil
+		}})
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not use the injected clock")
+	}
+	for i, w := range waits {
+		if ceil := time.Second << i; w < time.Second/2 || w > ceil {
+			t.Errorf("wait %d = %v, want within [0.5s, %v]", i, w, ceil)
+		}
+	}
+	if len(waits) != 4 || c.Ready() {
+		t.Fatalf("waits %v, ready %v; want 4 waits and no configuration", waits, c.Ready())
+	}
+}

@@ -9,7 +9,7 @@ import (
 
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 
-	"github.com/airlock-dev/airlock/gateway/internal/backoff"
+	"github.com/airlock-dev/airlock/gateway/internal/follow"
 )
 
 // NewGRPC returns a Cache fed by the issuer's KeyService on cc. Run loads
@@ -38,9 +38,12 @@ func fromProto(ks *issuerv1.KeySet) (*snapshot, error) {
 	return parseSet(ks.GetJwks(), ks.GetRevision())
 }
 
+// runGRPC follows WatchKeys until ctx is done. Before each stream, while
+// no set is loaded yet, it tries GetKeys: a set in hand sooner, even if the
+// stream cannot be opened.
 func (c *Cache) runGRPC(ctx context.Context, client issuerv1.KeyServiceClient) {
-	b := backoff.Backoff{Min: c.opts.MinBackoff, Max: c.opts.MaxBackoff}
-	for ctx.Err() == nil {
+	follow.Run(ctx, follow.Config{What: "key set watch", MinBackoff: c.opts.MinBackoff, MaxBackoff: c.opts.MaxBackoff,
+		Sleep: c.opts.Sleep, Logger: c.log}, func(ctx context.Context) (bool, error) {
 		if c.snap.Load() == nil {
 			fctx, cancel := context.WithTimeout(ctx, c.opts.FetchTimeout)
 			s, err := c.fetch(fctx)
@@ -51,19 +54,8 @@ func (c *Cache) runGRPC(ctx context.Context, client issuerv1.KeyServiceClient) {
 				c.log.Warn().Err(err).Msg("initial key set fetch failed")
 			}
 		}
-		got, err := c.watch(ctx, client)
-		if ctx.Err() != nil {
-			return
-		}
-		if got {
-			// The stream was healthy; a fresh failure starts a fresh backoff.
-			b.Reset()
-		}
-		c.log.Warn().Err(err).Msg("key set watch ended; reconnecting")
-		if !backoff.Sleep(ctx, b.Next()) {
-			return
-		}
-	}
+		return c.watch(ctx, client)
+	})
 }
 
 // watch runs one WatchKeys stream until it fails. It reports whether any
@@ -75,7 +67,10 @@ func (c *Cache) watch(ctx context.Context, client issuerv1.KeyServiceClient) (go
 	// known_revision 0: the issuer answers at once with the full set, which
 	// both proves the stream is up and resynchronises after an issuer
 	// restart that may have reset its revision.
-	stream, err := client.WatchKeys(wctx, &issuerv1.WatchKeysRequest{})
+	// WaitForReady: while the issuer is unreachable the call waits for the
+	// connection (which redials promptly) instead of failing at once, so the
+	// stream is back as soon as the issuer is.
+	stream, err := client.WatchKeys(wctx, &issuerv1.WatchKeysRequest{}, grpc.WaitForReady(true))
 	if err != nil {
 		return false, err
 	}

@@ -66,7 +66,7 @@ func (h *httpSource) run(ctx context.Context) {
 			wait = h.maxAge
 			h.mu.Unlock()
 		}
-		if !backoff.Sleep(ctx, wait) {
+		if !h.c.opts.Sleep(ctx, wait) {
 			return
 		}
 	}

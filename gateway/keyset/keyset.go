@@ -25,6 +25,8 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/airlock-dev/airlock/gateway/internal/backoff"
+	"github.com/airlock-dev/airlock/gateway/internal/follow"
 	"github.com/airlock-dev/airlock/pkg/keypolicy"
 )
 
@@ -47,8 +49,8 @@ const (
 	DefaultMaxStaleness    = 24 * time.Hour
 	DefaultRefetchInterval = 5 * time.Second
 	DefaultFetchTimeout    = 5 * time.Second
-	DefaultMinBackoff      = 200 * time.Millisecond
-	DefaultMaxBackoff      = 30 * time.Second
+	DefaultMinBackoff      = follow.DefaultMinBackoff // the same for every watch of the issuer
+	DefaultMaxBackoff      = follow.DefaultMaxBackoff
 	DefaultMinRefresh      = time.Minute
 	DefaultMaxRefresh      = time.Hour
 )
@@ -65,7 +67,7 @@ type Options struct {
 	// FetchTimeout bounds one GetKeys call or HTTP fetch (default 5 s).
 	FetchTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the jittered exponential backoff
-	// between reconnects or failed polls (defaults 200 ms and 30 s).
+	// between reconnects or failed polls (defaults 200 ms and 5 s).
 	MinBackoff, MaxBackoff time.Duration
 	// MinRefresh and MaxRefresh clamp the HTTP source's poll interval taken
 	// from Cache-Control max-age (defaults 1 min and 1 h). Unused by gRPC.
@@ -80,6 +82,10 @@ type Options struct {
 	// OnKeysRemoved is called with the kids that an update removed, so
 	// caches of verified tokens can evict what those keys signed.
 	OnKeysRemoved func(kids []string)
+	// Sleep waits between reconnects and polls: d or until ctx is done,
+	// reporting whether d elapsed. nil means real time; tests inject a
+	// fake clock here (with Now).
+	Sleep func(ctx context.Context, d time.Duration) bool
 }
 
 func (o Options) withDefaults() Options {
@@ -106,6 +112,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Sleep == nil {
+		o.Sleep = backoff.Sleep
 	}
 	return o
 }

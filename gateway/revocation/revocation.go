@@ -20,14 +20,14 @@ import (
 
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 
-	"github.com/airlock-dev/airlock/gateway/internal/backoff"
+	"github.com/airlock-dev/airlock/gateway/internal/follow"
 )
 
 // Defaults for Options.
 const (
 	DefaultGrace      = 5 * time.Minute
-	DefaultMinBackoff = 200 * time.Millisecond
-	DefaultMaxBackoff = 30 * time.Second
+	DefaultMinBackoff = follow.DefaultMinBackoff // the same for every watch of the issuer
+	DefaultMaxBackoff = follow.DefaultMaxBackoff
 	// DefaultPruneInterval is how often Run drops expired entries.
 	DefaultPruneInterval = time.Minute
 	// DefaultMaxTTL caps how long an entry is kept when the issuer sends no
@@ -50,6 +50,9 @@ type Options struct {
 	Logger zerolog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Sleep waits between reconnects (d or until ctx is done, reporting
+	// whether d elapsed); nil means real time. Tests inject a fake clock.
+	Sleep func(ctx context.Context, d time.Duration) bool
 	// OnRevoke is called once for each newly revoked jti, after it is in the
 	// list, so a cache of verified tokens can evict it.
 	OnRevoke func(jti string)
@@ -191,26 +194,15 @@ func (l *List) Run(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
-	b := backoff.Backoff{Min: l.opts.MinBackoff, Max: l.opts.MaxBackoff}
-	for ctx.Err() == nil {
-		got, err := l.watch(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if got {
-			b.Reset()
-		}
-		l.opts.Logger.Warn().Err(err).Msg("revocation watch ended; reconnecting")
-		if !backoff.Sleep(ctx, b.Next()) {
-			return
-		}
-	}
+	follow.Run(ctx, follow.Config{What: "revocation watch", MinBackoff: l.opts.MinBackoff, MaxBackoff: l.opts.MaxBackoff,
+		Sleep: l.opts.Sleep, Logger: l.opts.Logger}, l.watch)
 }
 
 func (l *List) watch(ctx context.Context) (got bool, err error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := l.client.WatchRevocations(wctx, &issuerv1.WatchRevocationsRequest{})
+	// WaitForReady: back as soon as the issuer is (see keyset).
+	stream, err := l.client.WatchRevocations(wctx, &issuerv1.WatchRevocationsRequest{}, grpc.WaitForReady(true))
 	if err != nil {
 		return false, err
 	}

@@ -164,7 +164,7 @@ func TestRunBootstrapMintRestart(t *testing.T) {
 	if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health = %v %v", hr, err)
 	}
-	if code := Main([]string{"healthcheck", "--addr", r.addrs.GRPC}); code != 0 {
+	if code := Main([]string{"healthcheck", "--addr", r.addrs.GRPC}, io.Discard); code != 0 {
 		t.Fatalf("healthcheck subcommand = %d", code)
 	}
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+demo)

@@ -17,7 +17,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 	"go.uber.org/goleak"
 
-	"github.com/airlock-dev/airlock/internal/needs"
+	"github.com/airlock-dev/airlock/internal/testkit/needs"
 	"github.com/airlock-dev/airlock/issuer/httpapi"
 	"github.com/airlock-dev/airlock/issuer/internal/testenv"
 	"github.com/airlock-dev/airlock/issuer/keys"

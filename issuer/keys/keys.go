@@ -9,10 +9,18 @@
 //	  → RETIRED (published until retire + max token TTL + leeway)
 //	  → pruned
 //
-// The clock is injected and Tick advances the schedule, so tests drive every
-// phase without sleeping. Every signature is verified against the public key
-// before it is returned: a faulty signer fails closed instead of minting
-// tokens nobody can verify.
+// A prepared key is published one rotation period (never less than the max
+// token TTL) before it activates, and a retired key stays published until
+// retire + max token TTL + leeway.
+//
+// Policy is apart from mechanics, as in SPIRE's CA manager: plan (plan.go)
+// decides the next state from key metadata alone and is tested without
+// crypto; the Manager carries a plan out (generate, seal, persist, publish)
+// and signs; a Rotator owns the ticker and asks a Gate whether this replica
+// may advance the schedule at all. The clock is injected and Tick advances
+// the schedule, so tests drive every phase without sleeping. Every signature
+// is verified against the public key before it is returned: a faulty signer
+// fails closed instead of minting tokens nobody can verify.
 package keys
 
 import (
@@ -117,8 +125,9 @@ type key struct {
 
 // Manager owns the signing keys. Safe for concurrent use.
 type Manager struct {
-	cfg Config
-	hub broadcast.Hub[*KeySet]
+	cfg   Config
+	sched Schedule
+	hub   broadcast.Hub[*KeySet]
 
 	// rotMu serialises schedule changes, so key generation (slow for RSA)
 	// and the store write happen without holding mu, which Sign needs.
@@ -156,7 +165,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.RotationPeriod < cfg.MaxTokenTTL {
 		return nil, fmt.Errorf("keys: rotation period %v is shorter than the max token TTL %v: the next key would not be published a full token lifetime before it signs", cfg.RotationPeriod, cfg.MaxTokenTTL)
 	}
-	m := &Manager{cfg: cfg}
+	m := &Manager{cfg: cfg, sched: Schedule{RotationPeriod: cfg.RotationPeriod, MaxTokenTTL: cfg.MaxTokenTTL, Leeway: cfg.Leeway}}
 	stored, rev, err := cfg.Store.ListKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("keys: load: %w", err)
@@ -238,7 +247,9 @@ func newKey(signer crypto.Signer, alg string) (*key, error) {
 	return &key{meta: store.SigningKey{KID: kid, Alg: alg}, signer: signer, pub: pub, verified: new(atomic.Bool)}, nil
 }
 
-func (m *Manager) newKey(now, activate time.Time, state store.KeyState) (*key, error) {
+// generateKey makes a new key with meta's State, CreateTime and
+// ActivateTime, its private half sealed with the KEK.
+func (m *Manager) generateKey(meta store.SigningKey) (*key, error) {
 	signer, err := keypolicy.Generate(m.cfg.Alg)
 	if err != nil {
 		return nil, fmt.Errorf("keys: generate: %w", err)
@@ -256,16 +267,16 @@ func (m *Manager) newKey(now, activate time.Time, state store.KeyState) (*key, e
 	if err != nil {
 		return nil, fmt.Errorf("keys: seal: %w", err)
 	}
-	k.meta.State, k.meta.Sealed = state, sealed
-	k.meta.CreateTime, k.meta.ActivateTime = now, activate
+	k.meta.State, k.meta.Sealed = meta.State, sealed
+	k.meta.CreateTime, k.meta.ActivateTime = meta.CreateTime, meta.ActivateTime
 	return k, nil
 }
 
 // Tick advances the schedule to now: it creates the first active key,
 // activates the prepared key once its time has come (retiring the active
 // one), prepares a next key if there is none, and prunes retired keys whose
-// tokens have all expired. Changes are stored (durably) before they are
-// published or used for signing.
+// tokens have all expired (see plan). Changes are stored (durably) before
+// they are published or used for signing.
 func (m *Manager) Tick(ctx context.Context, now time.Time) error {
 	return m.advance(ctx, now, false)
 }
@@ -279,90 +290,62 @@ func (m *Manager) Rotate(ctx context.Context) (*KeySet, error) {
 	return m.KeySet(), nil
 }
 
+// advance plans the next state from the current keys and carries it out.
 func (m *Manager) advance(ctx context.Context, now time.Time, force bool) error {
 	m.rotMu.Lock()
 	defer m.rotMu.Unlock()
 	m.mu.RLock()
 	cur := m.keys
 	m.mu.RUnlock()
-	next := make([]*key, 0, len(cur)+2)
-	var active, prepared *key
-	changed := false
-	for _, k := range cur {
-		switch k.meta.State {
-		case store.KeyActive:
-			active = k
-		case store.KeyPrepared:
-			prepared = k
-		}
+	metas := make([]store.SigningKey, len(cur))
+	for i, k := range cur {
+		metas[i] = k.meta
 	}
-	clone := func(k *key) *key { c := *k; return &c }
-
-	if active == nil {
-		if prepared != nil {
-			// An interrupted rotation: promote what verifiers already know.
-			active, prepared = clone(prepared), nil
-			active.meta.State, active.meta.ActivateTime = store.KeyActive, now
-		} else {
-			k, err := m.newKey(now, now, store.KeyActive)
-			if err != nil {
-				return err
-			}
-			active = k
-		}
-		changed = true
-	}
-	var retiring *key
-	if prepared != nil && (force || !now.Before(prepared.meta.ActivateTime)) {
-		retiring = clone(active)
-		retiring.meta.State, retiring.meta.RetireTime = store.KeyRetired, now
-		retiring.meta.ExpireTime = now.Add(m.cfg.MaxTokenTTL + m.cfg.Leeway)
-		active = clone(prepared)
-		active.meta.State, active.meta.ActivateTime = store.KeyActive, now
-		prepared = nil
-		changed = true
-	}
-	if prepared == nil {
-		k, err := m.newKey(now, active.meta.ActivateTime.Add(m.cfg.RotationPeriod), store.KeyPrepared)
-		if err != nil {
-			return err
-		}
-		if min := now.Add(m.cfg.MaxTokenTTL); k.meta.ActivateTime.Before(min) {
-			// After downtime the nominal time may be near or past: still
-			// publish the key a full token lifetime before it signs.
-			k.meta.ActivateTime = min
-		}
-		prepared = k
-		changed = true
-	}
-	next = append(next, active, prepared)
-	if retiring != nil {
-		next = append(next, retiring)
-	}
-	for _, k := range cur {
-		if k.meta.State != store.KeyRetired {
-			continue
-		}
-		if !now.Before(k.meta.ExpireTime) {
-			changed = true
-			m.cfg.Logger.Info().Str("kid", k.meta.KID).Msg("retired signing key pruned")
-			continue
-		}
-		next = append(next, k)
-	}
-	if !changed {
+	p := plan(metas, now, m.sched, force)
+	if !p.Changed() {
 		return nil
 	}
-	metas := make([]store.SigningKey, len(next))
-	for i, k := range next {
-		metas[i] = k.meta
+	return m.carryOut(ctx, cur, p, now, force)
+}
+
+// carryOut makes p real: it generates and seals the keys p asks for,
+// stores the whole set, and only once that is durable signs with it and
+// publishes it. On error nothing changed (a generated key that was not
+// stored is forgotten). The caller holds rotMu.
+func (m *Manager) carryOut(ctx context.Context, cur []*key, p Plan, now time.Time, force bool) error {
+	byKID := make(map[string]*key, len(cur))
+	for _, k := range cur {
+		byKID[k.meta.KID] = k
+	}
+	next := make([]*key, 0, len(p.Keys))
+	metas := make([]store.SigningKey, 0, len(p.Keys))
+	for _, meta := range p.Keys {
+		var k *key
+		if meta.KID == "" {
+			var err error
+			if k, err = m.generateKey(meta); err != nil {
+				return err
+			}
+		} else {
+			old, ok := byKID[meta.KID]
+			if !ok {
+				return fmt.Errorf("keys: plan names unknown key %s", meta.KID)
+			}
+			c := *old // a copy: keys are replaced, never mutated; shares the verified flag
+			c.meta = meta
+			k = &c
+		}
+		next, metas = append(next, k), append(metas, k.meta)
 	}
 	rev, err := m.cfg.Store.ReplaceKeys(ctx, metas)
 	if err != nil {
 		return fmt.Errorf("keys: store: %w", err)
 	}
-	if retiring != nil {
-		m.cfg.Logger.Info().Str("kid", active.meta.KID).Str("retired_kid", retiring.meta.KID).Bool("forced", force).Msg("signing key activated")
+	for _, kid := range p.Pruned {
+		m.cfg.Logger.Info().Str("kid", kid).Msg("retired signing key pruned")
+	}
+	if p.Activated != "" {
+		m.cfg.Logger.Info().Str("kid", p.Activated).Strs("retired_kids", p.Retired).Bool("forced", force).Msg("signing key activated")
 	}
 	m.mu.Lock()
 	m.keys = next
@@ -469,23 +452,6 @@ func (m *Manager) Sign(payload []byte) (string, error) {
 		k.verified.Store(true)
 	}
 	return string(out), nil
-}
-
-// Run calls Tick every interval until ctx is done, logging failures (the
-// next tick retries; signing continues with the current active key).
-func (m *Manager) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := m.Tick(ctx, m.cfg.Now()); err != nil {
-				m.cfg.Logger.Error().Err(err).Msg("key rotation tick failed")
-			}
-		}
-	}
 }
 
 // CacheMaxAge is how long an HTTP verifier may cache ks: until the prepared

@@ -1,8 +1,8 @@
 // Package rpcserver builds the gRPC server both Airlock services run: one
 // interceptor chain (metrics → caller's first interceptors → request id →
-// logging → auth → caller's after-auth interceptors → recovery, unary and
-// stream), the standard health service, server
-// reflection, and graceful shutdown.
+// logging → auth → caller's after-auth interceptors → drain of long-lived
+// streams → recovery, unary and stream), the standard health service,
+// server reflection, and graceful shutdown.
 package rpcserver
 
 import (
@@ -47,6 +47,16 @@ type Options struct {
 	// see the caller's identity (per-caller limits).
 	UnaryAfterAuth  []grpc.UnaryServerInterceptor
 	StreamAfterAuth []grpc.StreamServerInterceptor
+	// Stopping is closed when shutdown begins. Streams that do not end by
+	// themselves (the health service's Watch, and LongLived methods) then
+	// end at once with Unavailable, and new ones are refused the same way,
+	// so clients reconnect and a graceful stop waits only for calls that
+	// finish. Other streams (a completion in flight) keep the grace period.
+	// nil: never.
+	Stopping <-chan struct{}
+	// LongLived reports the service's own watch methods (full names); see
+	// Stopping.
+	LongLived func(fullMethod string) bool
 	// ServerOptions are appended (TLS credentials, size limits, keepalive).
 	ServerOptions []grpc.ServerOption
 	// Registerer, if set, receives the standard gRPC server metrics
@@ -88,6 +98,11 @@ func New(o Options) (*grpc.Server, *health.Server) {
 	}
 	unary = append(unary, o.UnaryAfterAuth...)
 	stream = append(stream, o.StreamAfterAuth...)
+	if o.Stopping != nil {
+		stream = append(stream, drainStream(func(m string) bool {
+			return m == healthpb.Health_Watch_FullMethodName || (o.LongLived != nil && o.LongLived(m))
+		}, o.Stopping))
+	}
 	unary = append(unary, recovery.UnaryServerInterceptor(rec))
 	stream = append(stream, recovery.StreamServerInterceptor(rec))
 
@@ -162,7 +177,9 @@ func Serve(ctx context.Context, srv *grpc.Server, lis net.Listener, grace time.D
 // certificate (the kubelet's gRPC probe) when the main port requires mutual
 // TLS: it answers SERVING or NOT_SERVING and nothing else.
 func ServeHealth(ctx context.Context, lis net.Listener, hs healthpb.HealthServer) error {
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.StreamInterceptor(drainStream(func(m string) bool {
+		return m == healthpb.Health_Watch_FullMethodName // ends at once when ctx does
+	}, ctx.Done())))
 	healthpb.RegisterHealthServer(srv, hs)
 	return Serve(ctx, srv, lis, time.Second)
 }

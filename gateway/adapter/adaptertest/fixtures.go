@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/airlock-dev/airlock/internal/needs"
+	"github.com/airlock-dev/airlock/internal/testkit/needs"
 )
 
 // Fixture is one case of the shared wire fixtures (../shared/fixtures/wire

@@ -2,30 +2,30 @@ package loadtest
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestParseMetricsReadsUnlabelledSeries(t *testing.T) {
+func TestParseRuntimeReadsEverySeriesOrFails(t *testing.T) {
 	text := `# HELP go_goroutines Number of goroutines.
 # TYPE go_goroutines gauge
 go_goroutines 42
 go_memstats_heap_inuse_bytes 1.2345e+06
 grpc_server_handled_total{grpc_code="OK"} 7
 `
-	m, err := parseMetrics(strings.NewReader(text), "go_goroutines", "go_memstats_heap_inuse_bytes")
-	if err != nil || m["go_goroutines"] != 42 || m["go_memstats_heap_inuse_bytes"] != 1234500 {
-		t.Fatalf("parseMetrics = %v, %v", m, err)
+	if _, err := parseRuntime([]byte(text)); err == nil || !strings.Contains(err.Error(), "process_resident_memory_bytes missing") {
+		t.Fatalf("a missing series: %v, want it reported", err)
 	}
-	if _, err := parseMetrics(strings.NewReader(text), "process_resident_memory_bytes"); err == nil {
-		t.Fatal("a missing series was not reported")
+	rt, err := parseRuntime([]byte(text + "process_resident_memory_bytes 2.5e+07\n"))
+	if err != nil || rt != (GatewayRuntime{Goroutines: 42, HeapInuse: 1234500, ResidentSize: 25e6}) {
+		t.Fatalf("parseRuntime = %+v, %v", rt, err)
 	}
 }
 
@@ -42,11 +42,32 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
+func TestShortRunsStillRotate(t *testing.T) {
+	tests := []struct {
+		name           string
+		duration, want time.Duration
+	}{
+		{"default run", 0, 10 * time.Second},
+		{"long run", 5 * time.Minute, 10 * time.Second},
+		{"LOADTEST_DURATION=5s", 5 * time.Second, 5 * time.Second / 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := (Config{Duration: tt.duration}).withDefaults().RotateEvery; got != tt.want {
+				t.Fatalf("RotateEvery = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if got := (Config{Duration: 5 * time.Second, RotateEvery: time.Second}).withDefaults().RotateEvery; got != time.Second {
+		t.Fatalf("an explicit period was replaced: %v", got)
+	}
+}
+
 func TestReportFlagsEveryDefect(t *testing.T) {
 	cfg := Config{}.withDefaults()
 	r := &Report{Tallies: map[Kind]*Tally{}, Rotations: 0,
-		Baseline: gatewayRuntime{Goroutines: 20, HeapInuse: 4 << 20},
-		After:    gatewayRuntime{Goroutines: 200, HeapInuse: 64 << 20}}
+		Baseline: GatewayRuntime{Goroutines: 20, HeapInuse: 4 << 20},
+		After:    GatewayRuntime{Goroutines: 200, HeapInuse: 64 << 20}}
 	for _, k := range Kinds {
 		r.Tallies[k] = &Tally{Requests: 10, OK: 10, Codes: map[string]int{"OK": 10}}
 	}
@@ -72,9 +93,8 @@ func TestSmoke(t *testing.T) {
 		t.Skip("builds and runs the binaries")
 	}
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+string(os.PathSeparator), "../cmd/issuer", "../cmd/gateway", "../cmd/stubmodel")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	if err := cluster.Build(context.Background(), bin); err != nil {
+		t.Fatal(err)
 	}
 	var log strings.Builder
 	rep, err := Run(context.Background(), Config{BinDir: bin, Duration: 5 * time.Second, RotateEvery: 2 * time.Second,

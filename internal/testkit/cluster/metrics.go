@@ -1,12 +1,50 @@
 package cluster
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"strconv"
 	"strings"
 )
+
+// GatewayMetrics fetches the gateway's /metrics page (Config.GatewayHTTP).
+func (c *Cluster) GatewayMetrics(ctx context.Context) ([]byte, error) {
+	if c.GatewayHTTP == "" {
+		return nil, errors.New("cluster: the gateway has no HTTP listener (Config.GatewayHTTP)")
+	}
+	return c.metrics(ctx, "http://"+c.GatewayHTTP+"/metrics")
+}
+
+// IssuerMetrics fetches the issuer's /metrics page.
+func (c *Cluster) IssuerMetrics(ctx context.Context) ([]byte, error) {
+	return c.metrics(ctx, "http://"+c.IssuerHTTP+"/metrics")
+}
+
+// metrics fetches a Prometheus text page of at most 32 MiB.
+func (c *Cluster) metrics(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	var b bytes.Buffer
+	if _, err := copyLimited(&b, resp.Body, 32<<20); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
 
 // Sample sums every sample of the metric family name in a Prometheus text
 // exposition page whose labels contain every "k=\"v\"" pair in match. It

@@ -1,10 +1,3 @@
-// Package cluster starts the real Airlock binaries (issuer, gateway, stub
-// model) on loopback for the benchmark suite, and reads what the benchmarks
-// need from outside them: CPU time and resident memory from /proc, and
-// series from their Prometheus /metrics pages.
-//
-// It is a harness for measurements, not for correctness tests: it never
-// asserts anything, it only starts, configures and stops processes.
 package cluster
 
 import (
@@ -16,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,24 +22,27 @@ import (
 // cgo (sysconf), which the suite avoids.
 const clockTick = 100
 
-// Proc is a running child process whose output goes to a log file (or is
-// kept in memory) so failures can be reported.
+// Proc is a running child process. Its output is appended to a log file
+// (when one is given) and its last 64 KiB are kept in memory, so a failure
+// can be reported without reading the file.
 type Proc struct {
-	Name string
-	cmd  *exec.Cmd
-	out  *tailBuffer
-	done chan struct{}
-	err  error
+	Name    string
+	cmd     *exec.Cmd
+	out     *tailBuffer
+	logPath string
+	done    chan struct{}
+	err     error
 }
 
 // StartProc starts argv[0] with argv[1:], its output appended to logPath
-// (and the last 64 KiB kept for Output). It returns once the process has
-// been started, not once it serves.
+// (none if empty) and its tail kept for Output. It returns once the process
+// has been started, not once it serves. The process inherits the caller's
+// environment.
 func StartProc(name string, argv []string, logPath string) (*Proc, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("cluster: empty command")
 	}
-	p := &Proc{Name: name, out: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+	p := &Proc{Name: name, out: &tailBuffer{max: 64 << 10}, logPath: logPath, done: make(chan struct{})}
 	var w io.Writer = p.out
 	var logFile *os.File
 	if logPath != "" {
@@ -86,10 +83,21 @@ func (p *Proc) Exited() bool {
 	}
 }
 
-// Output returns the tail of the process's output.
+// Output returns the last 64 KiB of the process's output.
 func (p *Proc) Output() string { return p.out.String() }
 
-// Stop sends SIGTERM and waits up to grace, then kills the process.
+// Log returns the whole log file, which holds the output of every process
+// started with the same log path (a restarted process appends). It fails
+// when the process was started without a log file.
+func (p *Proc) Log() ([]byte, error) {
+	if p.logPath == "" {
+		return nil, fmt.Errorf("cluster: %s has no log file", p.Name)
+	}
+	return os.ReadFile(p.logPath)
+}
+
+// Stop sends SIGTERM and waits up to grace, then kills the process. It
+// returns at once if the process has ended.
 func (p *Proc) Stop(grace time.Duration) {
 	if p.Exited() {
 		return
@@ -98,9 +106,26 @@ func (p *Proc) Stop(grace time.Duration) {
 	select {
 	case <-p.done:
 	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		p.Kill()
 	}
+}
+
+// Kill ends the process at once with SIGKILL, as a crash would (kill -9),
+// and waits for it.
+func (p *Proc) Kill() {
+	if !p.Exited() {
+		_ = p.cmd.Process.Kill()
+	}
+	<-p.done
+}
+
+// Signal sends sig to the process (SIGSTOP and SIGCONT freeze and resume
+// it). It fails once the process has ended.
+func (p *Proc) Signal(sig os.Signal) error {
+	if p.Exited() {
+		return fmt.Errorf("cluster: %s has exited", p.Name)
+	}
+	return p.cmd.Process.Signal(sig)
 }
 
 // Usage is a process's cumulative CPU time and current resident memory.
@@ -190,13 +215,38 @@ func FreeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// Build compiles the given main packages (e.g. ./cmd/gateway) into dir.
-func Build(ctx context.Context, moduleDir, dir string, pkgs ...string) error {
-	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", dir + string(os.PathSeparator)}, pkgs...)...)
-	cmd.Dir = moduleDir
-	out, err := cmd.CombinedOutput()
+// Binaries are the commands a cluster runs, found in Config.BinDir.
+var Binaries = []string{"issuer", "gateway", "stubmodel"}
+
+// Build compiles Binaries from this module's cmd/ into dir. The working
+// directory must be inside the module (a test's package directory is).
+func Build(ctx context.Context, dir string) error {
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
+		return fmt.Errorf("cluster: go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(gomod))
+	if mod == "" || mod == os.DevNull {
+		return errors.New("cluster: not inside the airlock module; cannot build the binaries")
+	}
+	args := []string{"build", "-o", dir + string(os.PathSeparator)}
+	for _, b := range Binaries {
+		args = append(args, "./cmd/"+b)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = filepath.Dir(mod)
+	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// CheckBinaries reports the first of Binaries missing from dir.
+func CheckBinaries(dir string) error {
+	for _, b := range Binaries {
+		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+			return fmt.Errorf("binary %s missing in %s (run `go build -o %s/ ./cmd/...`): %w", b, dir, dir, err)
+		}
 	}
 	return nil
 }

@@ -1,12 +1,13 @@
 // Package loadtest drives the real binaries (issuer, gateway, stub model)
 // on loopback with a bounded, mixed load: valid tokens on healthy models,
 // valid tokens on a model server that fails intermittently
-// (internal/faultmodel's Flaky: 503s and connection resets), and forged,
+// (internal/testkit/faultmodel's Flaky: 503s and connection resets), and forged,
 // expired, wrong-instance and revoked tokens, across all three features,
 // while the issuer rotates its keys. Afterwards it checks that every
 // request got the outcome it should and that the gateway's goroutines and
-// heap came back to their baseline. cmd/airlock-load and `make loadtest`
-// run it; its smoke test runs a few seconds of it.
+// heap came back to their baseline. `airlock-bench loadtest` (cmd/airlock-bench)
+// and `make loadtest` run it; its smoke test runs a few seconds of it. The
+// cluster comes from internal/testkit/cluster.
 package loadtest
 
 import (
@@ -27,22 +28,22 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/airlock-dev/airlock/internal/faultmodel"
-	"github.com/airlock-dev/airlock/internal/stubmodel"
-	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
+	"github.com/airlock-dev/airlock/internal/testkit/cluster"
+	"github.com/airlock-dev/airlock/internal/testkit/faultmodel"
+	"github.com/airlock-dev/airlock/internal/testkit/stubmodel"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 )
 
 // Config bounds one run. Zero fields take the defaults noted.
 type Config struct {
-	BinDir      string        // directory holding issuer, gateway and stubmodel (required)
-	Duration    time.Duration // length of the measured load (60 s)
-	RotateEvery time.Duration // key rotation period during the load (10 s)
-	Workers     int           // concurrent client loops (8)
+	BinDir   string        // directory holding issuer, gateway and stubmodel (required)
+	Duration time.Duration // length of the measured load (60 s)
+	// RotateEvery is the key rotation period during the load (10 s, or a
+	// third of a shorter Duration so that a short run still rotates).
+	RotateEvery time.Duration
+	Workers     int // concurrent client loops (8)
 	// Settle is how long the gateway gets after the load to return to its
 	// baseline goroutines and heap (20 s).
 	Settle time.Duration
@@ -58,7 +59,7 @@ func (c Config) withDefaults() Config {
 		c.Duration = 60 * time.Second
 	}
 	if c.RotateEvery <= 0 {
-		c.RotateEvery = 10 * time.Second
+		c.RotateEvery = min(10*time.Second, c.Duration/3)
 	}
 	if c.Workers <= 0 {
 		c.Workers = 8
@@ -112,7 +113,7 @@ var mix = []Kind{ValidHealthy, ValidHealthy, Forged, ValidHealthy, ValidFlaky, E
 var Kinds = []Kind{ValidHealthy, ValidFlaky, Forged, Expired, WrongInstance, Revoked}
 
 // Features: code_generations is bound to the flaky model; the other two
-// to the healthy stub. Invalid tokens are spread across all three.
+// to the healthy stub (cluster.StubModel). Invalid tokens are spread across all three.
 const flakyFeature = "code_generations"
 
 var healthyFeatures = []string{"code_completions", "duo_chat"}
@@ -134,8 +135,8 @@ type Report struct {
 	Duration        time.Duration
 	Rotations       int
 	Tallies         map[Kind]*Tally
-	Baseline, After gatewayRuntime
-	Peak            gatewayRuntime
+	Baseline, After GatewayRuntime
+	Peak            GatewayRuntime
 	Problems        []string // empty when the run passed
 }
 
@@ -156,36 +157,34 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer os.RemoveAll(dir)
 
-	flaky, err := faultmodel.Start(faultmodel.Config{Tokens: 8})
+	c, err := cluster.Start(ctx, cluster.Config{BinDir: cfg.BinDir, WorkDir: dir, StubTokens: stubTokens, StubDelay: time.Millisecond,
+		FaultModel: &faultmodel.Config{Tokens: stubTokens}, GatewayHTTP: true,
+		GatewayArgs: []string{
+			"--leeway", "0s", // tokens minted with a 1 s lifetime expire at once
+			"--user-requests-per-minute", "0", "--user-concurrent-streams", "0",
+			"--upstream-connect-timeout", "2s", "--upstream-first-byte-timeout", "5s",
+			"--upstream-idle-timeout", "5s", "--upstream-total-timeout", "30s",
+			"--log-level", "warn",
+		}})
 	if err != nil {
 		return nil, err
 	}
-	defer flaky.Close()
+	defer c.Close()
+	fmt.Fprintf(cfg.Log, "cluster up: gateway %s, issuer %s, flaky model %s\n", c.GatewayGRPC, c.IssuerGRPC, c.Faults.Addr())
 
-	c, err := startCluster(ctx, cfg.BinDir, dir, 8, []string{
-		"--leeway", "0s", // tokens minted with a 1 s lifetime expire at once
-		"--user-requests-per-minute", "0", "--user-concurrent-streams", "0",
-		"--upstream-connect-timeout", "2s", "--upstream-first-byte-timeout", "5s",
-		"--upstream-idle-timeout", "5s", "--upstream-total-timeout", "30s",
-		"--log-level", "warn",
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer c.stop()
-	fmt.Fprintf(cfg.Log, "cluster up: gateway %s, issuer %s, flaky model %s\n", c.gatewayGRPC, c.issuerGRPC, flaky.Addr())
-
-	l, err := newLoad(ctx, c, flaky)
+	l, err := newLoad(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	return l.run(ctx, cfg)
 }
 
+// stubTokens is the answer length of both the stub and the flaky model.
+const stubTokens = 8
+
 // load holds the tokens and clients of one run.
 type load struct {
-	c       *cluster
-	gw      gatewayv1.CompletionServiceClient
+	c       *cluster.Cluster
 	tokens  issuerv1.TokenServiceClient
 	keys    issuerv1.KeyServiceClient
 	admin   context.Context
@@ -196,34 +195,23 @@ type load struct {
 	invalid map[Kind][]map[string]string
 }
 
-func newLoad(ctx context.Context, c *cluster, flaky *faultmodel.Server) (*load, error) {
-	l := &load{c: c, gw: gatewayv1.NewCompletionServiceClient(c.gatewayConn),
-		tokens: issuerv1.NewTokenServiceClient(c.issuerConn), keys: issuerv1.NewKeyServiceClient(c.issuerConn),
-		answer: stubmodel.New(stubmodel.Config{}).Text(8), invalid: map[Kind][]map[string]string{}}
+// newLoad routes the flaky feature to the fault model (the cluster bound
+// every feature to the stub) and fills the token pools.
+func newLoad(ctx context.Context, c *cluster.Cluster) (*load, error) {
+	l := &load{c: c, tokens: issuerv1.NewTokenServiceClient(c.IssuerConn()), keys: issuerv1.NewKeyServiceClient(c.IssuerConn()),
+		answer: stubmodel.New(stubmodel.Config{}).Text(stubTokens), invalid: map[Kind][]map[string]string{}}
 	var err error
-	if l.admin, err = c.asUser(ctx, "admin"); err != nil {
+	if l.admin, err = c.AsUser(ctx, "admin"); err != nil {
 		return nil, err
 	}
-	if l.demo, err = c.asUser(ctx, "demo"); err != nil {
+	if l.demo, err = c.AsUser(ctx, "demo"); err != nil {
 		return nil, err
 	}
-	models := issuerv1.NewModelServiceClient(c.issuerConn)
-	for _, m := range []*issuerv1.Model{
-		{Name: "healthy", Family: "general", Provider: "openai_compatible", Endpoint: "http://" + c.stubAddr + "/v1", Identifier: "airlock-stub", TrustedNetworks: []string{"127.0.0.1/32"}},
-		{Name: "flaky", Family: "general", Provider: "openai_compatible", Endpoint: flaky.URL(faultmodel.Flaky), Identifier: "flaky", TrustedNetworks: []string{"127.0.0.1/32"}},
-	} {
-		if _, err := models.CreateModel(l.admin, &issuerv1.CreateModelRequest{Model: m}); err != nil {
-			return nil, fmt.Errorf("CreateModel %s: %w", m.GetName(), err)
-		}
+	if err := c.CreateModel(ctx, cluster.LoopbackModel("flaky", c.Faults.URL(faultmodel.Flaky), "flaky")); err != nil {
+		return nil, err
 	}
-	for _, f := range allFeatures {
-		model := "healthy"
-		if f == flakyFeature {
-			model = "flaky"
-		}
-		if _, err := models.SetFeatureSetting(l.admin, &issuerv1.SetFeatureSettingRequest{Setting: &issuerv1.FeatureSetting{Feature: f, Model: model}}); err != nil {
-			return nil, fmt.Errorf("SetFeatureSetting %s: %w", f, err)
-		}
+	if err := c.Bind(ctx, flakyFeature, "flaky"); err != nil {
+		return nil, err
 	}
 
 	// Token pools.
@@ -251,7 +239,7 @@ func newLoad(ctx context.Context, c *cluster, flaky *faultmodel.Server) (*load, 
 		wrong := clone(l.valid[i])
 		wrong["x-gitlab-instance-id"] = uuid.NewString()
 		l.invalid[WrongInstance] = append(l.invalid[WrongInstance], wrong)
-		forged, err := forge(l.valid[i], c.issuerURL())
+		forged, err := forge(l.valid[i], c.IssuerURL())
 		if err != nil {
 			return nil, err
 		}
@@ -263,16 +251,14 @@ func newLoad(ctx context.Context, c *cluster, flaky *faultmodel.Server) (*load, 
 	return l, nil
 }
 
+// mint returns the metadata a client sends with a fresh token of the demo
+// user, and its jti.
 func (l *load) mint(ctx context.Context, ttl time.Duration) (map[string]string, string, error) {
-	req := &issuerv1.MintTokenRequest{}
-	if ttl > 0 {
-		req.Ttl = durationpb.New(ttl)
-	}
-	resp, err := l.tokens.MintToken(l.demo, req)
+	tok, err := l.c.Mint(ctx, "demo", nil, ttl)
 	if err != nil {
-		return nil, "", fmt.Errorf("MintToken: %w", err)
+		return nil, "", err
 	}
-	return resp.GetMetadata(), resp.GetJti(), nil
+	return cluster.Metadata(tok), tok.ID, nil
 }
 
 func clone(m map[string]string) map[string]string {
@@ -335,7 +321,7 @@ func (l *load) run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	time.Sleep(time.Second)
 	var err error
-	if rep.Baseline, err = l.c.runtime(ctx); err != nil {
+	if rep.Baseline, err = l.runtime(ctx); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(cfg.Log, "baseline: %.0f goroutines, heap in use %.1f MiB\n", rep.Baseline.Goroutines, rep.Baseline.HeapInuse/(1<<20))
@@ -364,7 +350,9 @@ func (l *load) run(ctx context.Context, cfg Config) (*Report, error) {
 			// Tokens from the newly active key join the pool at once.
 			md, _, err := l.mint(loadCtx, 0)
 			if err != nil {
-				sideErr = err
+				if loadCtx.Err() == nil { // else the run ended during the call
+					sideErr = err
+				}
 				return
 			}
 			l.mu.Lock()
@@ -383,7 +371,7 @@ func (l *load) run(ctx context.Context, cfg Config) (*Report, error) {
 				return
 			case <-t.C:
 			}
-			if rt, err := l.c.runtime(loadCtx); err == nil {
+			if rt, err := l.runtime(loadCtx); err == nil {
 				rep.Peak.Goroutines = max(rep.Peak.Goroutines, rt.Goroutines)
 				rep.Peak.HeapInuse = max(rep.Peak.HeapInuse, rt.HeapInuse)
 				rep.Peak.ResidentSize = max(rep.Peak.ResidentSize, rt.ResidentSize)
@@ -422,7 +410,7 @@ func (l *load) run(ctx context.Context, cfg Config) (*Report, error) {
 	// Back to baseline once the load is gone?
 	deadline := time.Now().Add(cfg.Settle)
 	for {
-		if rep.After, err = l.c.runtime(ctx); err != nil {
+		if rep.After, err = l.runtime(ctx); err != nil {
 			return nil, err
 		}
 		if rep.After.Goroutines <= rep.Baseline.Goroutines+cfg.GoroutineMargin && rep.After.HeapInuse <= rep.Baseline.HeapInuse+cfg.HeapMargin {
@@ -520,7 +508,7 @@ func (l *load) one(ctx context.Context, k Kind, i int) outcome {
 		md, feature = pool[i%len(pool)], allFeatures[i%len(allFeatures)]
 	}
 	start := time.Now()
-	text, err := l.stream(metadata.NewOutgoingContext(ctx, metadata.New(md)), feature)
+	text, err := l.stream(cluster.Outgoing(ctx, md), feature)
 	o := outcome{kind: k, took: time.Since(start), code: status.Code(err)}
 	st, _ := status.FromError(err)
 	switch k {
@@ -550,22 +538,41 @@ func (l *load) one(ctx context.Context, k Kind, i int) outcome {
 func (l *load) stream(ctx context.Context, feature string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := l.gw.StreamCompletion(ctx, &gatewayv1.StreamCompletionRequest{Feature: feature,
-		Messages: []*gatewayv1.Message{{Role: "user", Content: "Say hello"}}})
+	text, _, err := l.c.Chat(ctx, feature)
+	return text, err
+}
+
+// GatewayRuntime is what the gateway's /metrics says about its own
+// resources.
+type GatewayRuntime struct {
+	Goroutines   float64
+	HeapInuse    float64
+	ResidentSize float64
+}
+
+func (l *load) runtime(ctx context.Context) (GatewayRuntime, error) {
+	page, err := l.c.GatewayMetrics(ctx)
 	if err != nil {
-		return "", err
+		return GatewayRuntime{}, err
 	}
-	var b strings.Builder
-	for {
-		m, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			return b.String(), nil
+	return parseRuntime(page)
+}
+
+// parseRuntime reads GatewayRuntime from a /metrics page; every series
+// must be present.
+func parseRuntime(page []byte) (GatewayRuntime, error) {
+	var rt GatewayRuntime
+	for _, m := range []struct {
+		name string
+		dst  *float64
+	}{{"go_goroutines", &rt.Goroutines}, {"go_memstats_heap_inuse_bytes", &rt.HeapInuse}, {"process_resident_memory_bytes", &rt.ResidentSize}} {
+		v, ok := cluster.Sample(page, m.name)
+		if !ok {
+			return GatewayRuntime{}, fmt.Errorf("gateway /metrics: %s missing", m.name)
 		}
-		if err != nil {
-			return b.String(), err
-		}
-		b.WriteString(m.GetText())
+		*m.dst = v
 	}
+	return rt, nil
 }
 
 // percentile returns the p-th percentile (0..100) of ds.
@@ -600,7 +607,7 @@ func (r *Report) Markdown() string {
 	b.WriteString("| gateway | goroutines | heap in use | RSS |\n|---|---:|---:|---:|\n")
 	for _, row := range []struct {
 		name string
-		rt   gatewayRuntime
+		rt   GatewayRuntime
 	}{{"baseline (after warm-up)", r.Baseline}, {"peak during load", r.Peak}, {"after load", r.After}} {
 		fmt.Fprintf(&b, "| %s | %.0f | %.1f MiB | %.1f MiB |\n", row.name, row.rt.Goroutines, row.rt.HeapInuse/(1<<20), row.rt.ResidentSize/(1<<20))
 	}

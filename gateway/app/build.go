@@ -1,0 +1,205 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+
+	"github.com/airlock-dev/airlock/gateway/adapter"
+	"github.com/airlock-dev/airlock/gateway/adapter/providers"
+	"github.com/airlock-dev/airlock/gateway/auth"
+	"github.com/airlock-dev/airlock/gateway/catalog"
+	"github.com/airlock-dev/airlock/gateway/completion"
+	"github.com/airlock-dev/airlock/gateway/keyset"
+	"github.com/airlock-dev/airlock/gateway/revocation"
+	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/debugpprof"
+	"github.com/airlock-dev/airlock/pkg/rpcserver"
+	"github.com/airlock-dev/airlock/pkg/telemetry"
+	"github.com/airlock-dev/airlock/pkg/tlsconfig"
+)
+
+// gateway is a built gateway: everything but the listeners. serve runs it
+// once; close releases what build opened.
+type gateway struct {
+	cfg     Config
+	log     zerolog.Logger
+	metrics *metrics
+	issuer  *grpc.ClientConn
+	keys    *keyset.Cache
+	revoked *revocation.List
+	models  *catalog.Catalog
+	grpc    *grpc.Server
+	health  *health.Server
+	// stopping is closed when shutdown begins: it ends health watches.
+	stopping chan struct{}
+	http     *http.Server // nil when --http-addr is empty
+}
+
+// build validates cfg and wires the gateway: the issuer connection (not
+// dialled yet), the key, revocation and model sources, the verifier, the
+// completion service on the gRPC server, and the HTTP handler, without
+// listening. On error nothing stays open.
+func build(cfg Config, log zerolog.Logger) (_ *gateway, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry() // per gateway: tests run several in one process
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g := &gateway{cfg: cfg, log: log, metrics: newMetrics(reg), stopping: make(chan struct{})}
+	if g.issuer, err = dialIssuer(cfg, log, telemetry.DialOptions(cfg.Telemetry)...); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, g.issuer.Close())
+		}
+	}()
+	v, err := g.buildSources(reg)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.buildGRPC(v, reg); err != nil {
+		return nil, err
+	}
+	if cfg.HTTPAddr != "" {
+		g.http = &http.Server{Handler: g.httpHandler(reg), ReadHeaderTimeout: 5 * time.Second}
+	}
+	return g, nil
+}
+
+// buildSources makes the key set, the revocation list and the model
+// catalog, all fed by the issuer, and the verifier that reads the first two.
+func (g *gateway) buildSources(reg prometheus.Registerer) (*auth.Verifier, error) {
+	cfg, log := g.cfg, g.log
+	// The verifier is built after its key and revocation sources, which
+	// must evict cached verdicts through it: the hooks close over v.
+	var v *auth.Verifier
+	ksOpts := keyset.Options{
+		MaxStaleness: cfg.MaxStaleness,
+		Logger:       log.With().Str("component", "keyset").Logger(),
+		OnKeysRemoved: func(kids []string) {
+			for _, kid := range kids {
+				v.EvictKey(kid)
+			}
+		},
+	}
+	if cfg.JWKSURL != "" {
+		g.keys = keyset.NewHTTP(cfg.JWKSURL, nil, ksOpts)
+	} else {
+		g.keys = keyset.NewGRPC(g.issuer, ksOpts)
+	}
+	g.revoked = revocation.NewGRPC(g.issuer, revocation.Options{
+		Logger:   log.With().Str("component", "revocation").Logger(),
+		OnRevoke: func(jti string) { v.Evict(jti) },
+	})
+	g.models = catalog.New(issuerv1.NewModelServiceClient(g.issuer), catalog.Options{Logger: log.With().Str("component", "catalog").Logger()})
+	authMetrics, err := auth.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	leeway := cfg.Leeway
+	if leeway == 0 {
+		leeway = -1 // auth.Config reads 0 as "default"; --leeway 0s means none
+	}
+	v, err = auth.NewVerifier(auth.Config{
+		Keys:          g.keys,
+		Revoked:       g.revoked.Revoked,
+		Issuer:        cfg.ExpectedIssuer,
+		Audience:      cfg.Audience,
+		Leeway:        leeway,
+		MaxLifetime:   cfg.MaxTokenLifetime,
+		MaxTokenBytes: cfg.MaxTokenBytes,
+		Metrics:       authMetrics,
+	})
+	return v, err
+}
+
+// buildGRPC makes the completion service and the gRPC server it runs on.
+func (g *gateway) buildGRPC(v *auth.Verifier, reg prometheus.Registerer) error {
+	cfg := g.cfg
+	svc, err := completion.New(completion.Config{
+		Router:    g.models,
+		Authorize: auth.Authorize,
+		Caller: func(ctx context.Context) (string, string) {
+			if id, ok := auth.IdentityFrom(ctx); ok {
+				return id.GlobalUserID, id.JTI
+			}
+			return "", ""
+		},
+		Adapters: providers.Registry(),
+		Timeouts: adapter.Timeouts{Connect: cfg.ConnectTimeout, FirstByte: cfg.FirstByteTimeout, Idle: cfg.IdleTimeout, Total: cfg.TotalTimeout},
+		Limits: completion.Limits{
+			MaxMessages:            cfg.MaxMessages,
+			MaxPromptBytes:         cfg.MaxPromptBytes,
+			MaxAnswerBytes:         cfg.MaxAnswerBytes,
+			MaxEventBytes:          cfg.MaxUpstreamEventBytes,
+			MaxBodyBytes:           cfg.MaxUpstreamBodyBytes,
+			ClientSendTimeout:      cfg.ClientSendTimeout,
+			UserRequestsPerMinute:  cfg.UserRequestsPerMinute,
+			UserConcurrentStreams:  cfg.UserConcurrentStreams,
+			TotalConcurrentStreams: cfg.TotalConcurrentStreams,
+		},
+		Logger:        g.log.With().Str("component", "completion").Logger(),
+		Observer:      g.metrics,
+		WrapTransport: telemetry.HTTPTransport(cfg.Telemetry),
+	})
+	if err != nil {
+		return err
+	}
+	serverOpts := append(telemetry.ServerOptions(cfg.Telemetry),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
+		grpc.MaxConcurrentStreams(cfg.MaxConnStream),
+	)
+	serverOpts = append(serverOpts, rpcserver.KeepaliveServerOptions()...)
+	if cfg.Plaintext {
+		g.log.Warn().Str("addr", cfg.GRPCAddr).Msg("serving plaintext gRPC (--plaintext): tokens cross the network unencrypted; use only for local development")
+	} else {
+		tc, err := tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
+		if err != nil {
+			return err
+		}
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	g.grpc, g.health = rpcserver.New(rpcserver.Options{
+		Logger:        g.log,
+		Auth:          v.AuthFunc,
+		StreamFirst:   []grpc.StreamServerInterceptor{g.metrics.stream},
+		Registerer:    reg,
+		ServerOptions: serverOpts,
+		Stopping:      g.stopping,
+	})
+	svc.Register(g.grpc)
+	return nil
+}
+
+// httpHandler serves metrics, a liveness view of the key set, and with
+// --pprof the runtime profiles.
+func (g *gateway) httpHandler(reg prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	if g.cfg.Pprof {
+		mux.Handle(debugpprof.Prefix, debugpprof.Handler())
+	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !g.keys.Ready() {
+			http.Error(w, "no verification keys", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// close releases what build opened. Call it after serve returned (or
+// instead of serve).
+func (g *gateway) close() error { return g.issuer.Close() }

@@ -1,0 +1,140 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"golang.org/x/net/netutil"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/airlock-dev/airlock/pkg/lifecycle"
+	"github.com/airlock-dev/airlock/pkg/rpcserver"
+)
+
+// listeners are the gateway's bound sockets; http and health are nil when
+// their address is empty.
+type listeners struct {
+	grpc, http, health net.Listener
+}
+
+// listen binds every configured address, or none.
+func (g *gateway) listen() (l listeners, err error) {
+	var opened []net.Listener
+	defer func() {
+		if err != nil {
+			for _, lis := range opened {
+				lis.Close()
+			}
+		}
+	}()
+	bind := func(flag, addr string) (net.Listener, error) {
+		if addr == "" {
+			return nil, nil
+		}
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %w", flag, err)
+		}
+		opened = append(opened, lis)
+		return lis, nil
+	}
+	if l.grpc, err = bind("grpc-addr", g.cfg.GRPCAddr); err != nil {
+		return l, err
+	}
+	if g.cfg.MaxConns > 0 {
+		l.grpc = netutil.LimitListener(l.grpc, g.cfg.MaxConns)
+	}
+	if l.http, err = bind("http-addr", g.cfg.HTTPAddr); err != nil {
+		return l, err
+	}
+	if l.health, err = bind("health-addr", g.cfg.HealthAddr); err != nil {
+		return l, err
+	}
+	return l, nil
+}
+
+// tasks are everything the gateway runs: its servers, the three watches
+// of the issuer, the health watcher, and the start of the shutdown (health
+// NOT_SERVING for everyone while draining). A new listener is one more task.
+func (g *gateway) tasks(l listeners) []lifecycle.Task {
+	grace := g.cfg.ShutdownGrace
+	loop := func(name string, run func(context.Context)) lifecycle.Task {
+		return lifecycle.Task{Name: name, Run: func(ctx context.Context) error { run(ctx); return nil }}
+	}
+	tasks := []lifecycle.Task{
+		{Name: "grpc", Run: func(ctx context.Context) error { return rpcserver.Serve(ctx, g.grpc, l.grpc, grace) }},
+		loop("keys", g.keys.Run),
+		loop("revocations", g.revoked.Run),
+		loop("models", g.models.Run),
+		loop("health", g.watchHealth),
+		lifecycle.OnStop("drain", func() {
+			g.health.Shutdown() // later status changes are ignored
+			close(g.stopping)
+		}),
+	}
+	if l.http != nil {
+		tasks = append(tasks, lifecycle.HTTP("http", g.http, l.http, grace))
+	}
+	if l.health != nil {
+		tasks = append(tasks, lifecycle.Task{Name: "health listener", Run: func(ctx context.Context) error {
+			return rpcserver.ServeHealth(ctx, l.health, g.health)
+		}})
+	}
+	return tasks
+}
+
+// serve listens, runs every task until ctx is done or one fails, and
+// returns once all of them have returned. Call it once.
+func (g *gateway) serve(ctx context.Context, ready func(Addrs)) error {
+	l, err := g.listen()
+	if err != nil {
+		return err
+	}
+	addrs := Addrs{GRPC: l.grpc.Addr().String()}
+	if l.http != nil {
+		addrs.HTTP = l.http.Addr().String()
+	}
+	tasks := g.tasks(l)
+	g.log.Info().Str("grpc_addr", addrs.GRPC).Str("http_addr", addrs.HTTP).Str("issuer", g.cfg.IssuerAddr).
+		Str("expected_issuer", g.cfg.ExpectedIssuer).Msg("gateway started")
+	if ready != nil {
+		ready(addrs)
+	}
+	err = lifecycle.Run(ctx, tasks...)
+	g.log.Info().Msg("gateway stopped")
+	return err
+}
+
+// watchHealth flips the health service to SERVING only while the gateway
+// can really serve: it holds a key set (before the first arrives it cannot
+// verify anything) and the model configuration (without it, it cannot
+// route).
+func (g *gateway) watchHealth(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	serving := false
+	for {
+		ok := g.keys.Ready() && g.models.Ready()
+		g.metrics.keysetRevision.Set(float64(g.keys.Revision()))
+		if ok {
+			g.metrics.keysetAge.Set(g.keys.Age().Seconds())
+		}
+		if ok != serving {
+			serving = ok
+			st := healthpb.HealthCheckResponse_NOT_SERVING
+			if ok {
+				st = healthpb.HealthCheckResponse_SERVING
+			}
+			g.health.SetServingStatus("", st)
+			g.health.SetServingStatus("airlock.gateway.v1.CompletionService", st)
+			g.log.Info().Bool("serving", ok).Uint64("keyset_revision", g.keys.Revision()).Msg("health changed")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,176 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+
+	"github.com/airlock-dev/airlock/issuer/api/authn"
+	"github.com/airlock-dev/airlock/issuer/api/keysvc"
+	"github.com/airlock-dev/airlock/issuer/api/limits"
+	"github.com/airlock-dev/airlock/issuer/api/modelsvc"
+	"github.com/airlock-dev/airlock/issuer/api/tokensvc"
+	"github.com/airlock-dev/airlock/issuer/api/usersvc"
+	"github.com/airlock-dev/airlock/issuer/httpapi"
+	"github.com/airlock-dev/airlock/issuer/kek"
+	"github.com/airlock-dev/airlock/issuer/keys"
+	"github.com/airlock-dev/airlock/issuer/minter"
+	"github.com/airlock-dev/airlock/issuer/store/boltstore"
+	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/rpcserver"
+	"github.com/airlock-dev/airlock/pkg/telemetry"
+)
+
+// issuer is a built issuer: everything but the listeners. serve runs it
+// once; close releases what build opened.
+type issuer struct {
+	cfg        Config
+	log        zerolog.Logger
+	now        func() time.Time
+	store      *boltstore.Store
+	instanceID string
+	keys       *keys.Manager
+	tokens     *tokensvc.Service
+	grpc       *grpc.Server
+	health     *health.Server
+	// stopping is closed when shutdown begins: it ends the watch streams.
+	stopping chan struct{}
+	http     *http.Server
+	httpTLS  *tls.Config // nil: plaintext
+}
+
+// watchMethods are the issuer's long-lived streams: they end at once when
+// the issuer stops, and the gateways reconnect.
+var watchMethods = map[string]bool{
+	issuerv1.KeyService_WatchKeys_FullMethodName:          true,
+	issuerv1.TokenService_WatchRevocations_FullMethodName: true,
+	issuerv1.ModelService_WatchModels_FullMethodName:      true,
+}
+
+// build validates cfg, opens the store, loads (or creates) the keys,
+// bootstraps users when asked, and wires the gRPC services and the HTTP
+// handler, without listening. On error nothing stays open.
+func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.Time) (_ *issuer, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	devDir := ""
+	if cfg.Dev {
+		devDir = cfg.DataDir
+	}
+	k, err := kek.Load(cfg.KEKFile, os.Getenv(EnvKEK), devDir)
+	if err != nil {
+		return nil, err
+	}
+	st, err := boltstore.Open(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, st.Close())
+		}
+	}()
+	s := &issuer{cfg: cfg, log: log, now: now, store: st, stopping: make(chan struct{})}
+	if s.instanceID, err = st.InitInstanceID(ctx, uuid.NewString()); err != nil {
+		return nil, fmt.Errorf("instance id: %w", err)
+	}
+	s.keys, err = keys.New(ctx, keys.Config{
+		Store: st, KEK: k, Alg: cfg.KeyAlg, RotationPeriod: cfg.RotationPeriod,
+		MaxTokenTTL: cfg.MaxTokenTTL, Now: now, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Bootstrap || cfg.Dev {
+		created, err := bootstrap(ctx, st, cfg.DataDir, now())
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			// The path only: the tokens themselves are never logged.
+			log.Info().Str("dir", cfg.DataDir+"/credentials").Msg("bootstrap users admin, demo and gateway created; their tokens are in this directory")
+		}
+	}
+	reg := prometheus.NewRegistry() // per issuer: tests run several in one process
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := s.buildGRPC(ctx, k, reg); err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{
+		Handler:           httpapi.Handler(httpapi.Config{Keys: s.keys, Issuer: cfg.IssuerURL, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Debug: debugHandler(cfg), Now: now}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	return s, nil
+}
+
+// buildGRPC makes the gRPC server with the four services.
+func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Registerer) error {
+	cfg, log, now, st := s.cfg, s.log, s.now, s.store
+	mint, err := minter.New(minter.Config{
+		Signer: s.keys, Recorder: st, Issuer: cfg.IssuerURL, InstanceID: s.instanceID,
+		DefaultTTL: cfg.TokenTTL, MaxTTL: cfg.MaxTokenTTL, Now: now,
+	})
+	if err != nil {
+		return err
+	}
+	if s.tokens, err = tokensvc.New(ctx, tokensvc.Config{Minter: mint, Store: st, Now: now, Logger: log,
+		MintRate: limits.NewRate(cfg.MintRatePerUser)}); err != nil {
+		return err
+	}
+	models, err := modelsvc.New(ctx, modelsvc.Config{Store: st, KEK: k, Now: now, Logger: log, MaxModels: cfg.MaxModels})
+	if err != nil {
+		return err
+	}
+	grpcTLS, httpTLS, err := serverTLS(cfg)
+	if err != nil {
+		return err
+	}
+	s.httpTLS = httpTLS
+	srvOpts := append(telemetry.ServerOptions(cfg.Telemetry), rpcserver.KeepaliveServerOptions()...)
+	if grpcTLS != nil {
+		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(grpcTLS)))
+	} else {
+		log.Warn().Str("addr", cfg.GRPCAddr).Bool("loopback", isLoopback(cfg.GRPCAddr)).
+			Msg("serving gRPC in plaintext (--plaintext or --dev): personal access tokens and tokens cross the network in clear; use only for local development")
+	}
+	public := map[string]bool{}
+	for _, m := range keysvc.PublicMethods {
+		public[m] = true
+	}
+	s.grpc, s.health = rpcserver.New(rpcserver.Options{
+		Logger:          log,
+		Auth:            authn.New(st, now, authn.WithGatewayCertificate(gatewayCert(cfg))),
+		Public:          func(m string) bool { return public[m] },
+		ServerOptions:   srvOpts,
+		Registerer:      reg,
+		StreamAfterAuth: []grpc.StreamServerInterceptor{limits.NewStreams(cfg.MaxWatchesPerCaller).Interceptor()},
+		LongLived:       func(m string) bool { return watchMethods[m] },
+		Stopping:        s.stopping,
+	})
+	keysvc.New(keysvc.Config{Keys: s.keys, Logger: log}).Register(s.grpc)
+	s.tokens.Register(s.grpc)
+	models.Register(s.grpc)
+	usersvc.New(usersvc.Config{Store: st, Now: now, Logger: log, MaxUsers: cfg.MaxUsers}).Register(s.grpc)
+	return nil
+}
+
+// close releases what build opened. Call it after serve returned (or
+// instead of serve).
+func (s *issuer) close() error { return s.store.Close() }
