@@ -17,7 +17,7 @@ BINARIES := issuer gateway stubmodel airlockctl
 API_BASELINE := build/api-baseline.binpb
 
 .PHONY: all build run demo test unit-test lint generate check-generated tools fuzz-short validate-deploy \
-        compose-test images dist bench loadtest clean
+        compose-test compose-up compose-down images dist bench loadtest clean grpcurl
 
 all: build
 
@@ -87,9 +87,22 @@ $(BIN)/protoc-gen-go-grpc:
 $(BIN)/grpcurl:
 	GOBIN=$(BIN) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
+## grpcurl: install grpcurl into ./bin (the `make run` banner's second example uses it)
+grpcurl: $(BIN)/grpcurl
+
 ## compose-test: build images and run the docker compose integration suite
 compose-test: $(BIN)/grpcurl
 	./scripts/compose-test.sh
+
+## compose-up: issuer + gateway + stub under docker compose with mutual TLS: builds the images,
+## makes a private CA, certificates and KEK, registers the stub, prints how to use it.
+## AIRLOCK_PROJECT=name (default airlock-<user>) picks the compose project.
+compose-up:
+	./scripts/compose-test.sh up
+
+## compose-down: stop the compose project and delete its volume and generated secrets
+compose-down:
+	./scripts/compose-test.sh down
 
 clean:
 	rm -rf $(BIN) dist data

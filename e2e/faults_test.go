@@ -140,7 +140,9 @@ func TestModelServerFaults(t *testing.T) {
 		maxBytes  int64 // bound on what the model server could write, if > 0
 	}{
 		{"connection refused", "", codes.Unavailable, "model server unavailable: cannot reach the model server", 0, 0, 0, 2 * time.Second, 0},
-		{"stall before headers", faultmodel.StallHeaders, codes.DeadlineExceeded, "model server time-to-first-byte timeout", 0, 2, 2 * faultTimeout, 2*faultTimeout + time.Second, 0},
+		// One time-to-first-byte budget per call: a stall is not retried into
+		// twice the wait.
+		{"stall before headers", faultmodel.StallHeaders, codes.DeadlineExceeded, "model server time-to-first-byte timeout", 0, 1, faultTimeout, faultTimeout + time.Second, 0},
 		{"stall mid-stream", faultmodel.StallMidStream, codes.DeadlineExceeded, "model server idle timeout", 0, 1, faultTimeout, faultTimeout + time.Second, 0},
 		{"reset mid-stream", faultmodel.ResetMidStream, codes.Unavailable, "model server unavailable: connection to the model server lost mid-stream", 0, 1, 0, time.Second, 0},
 		{"garbage", faultmodel.Garbage, codes.Internal, "model server sent a malformed stream: malformed stream: invalid JSON chunk", 0, 1, 0, time.Second, 0},
@@ -148,8 +150,11 @@ func TestModelServerFaults(t *testing.T) {
 		{"body far larger than allowed", faultmodel.HugeBody, codes.Internal, "model server sent a malformed stream: response body exceeds 67108864 bytes", 0, 1, 0, 10 * time.Second, 80 << 20},
 		{"429 with retry-after", faultmodel.RateLimited, codes.ResourceExhausted, "model server is rate limiting: " + faultmodel.RateLimitedMessage, 2 * time.Second, 1, 0, time.Second, 0},
 		{"500", faultmodel.ServerError, codes.Unavailable, "model server unavailable: " + faultmodel.ServerErrorMessage, 0, 2, 0, 2 * time.Second, 0},
-		// The gateway waits out a short Retry-After (2 s) before its retry.
-		{"503 with retry-after", faultmodel.Overloaded, codes.Unavailable, "model server unavailable: " + faultmodel.OverloadedMessage, 2 * time.Second, 2, 2 * time.Second, 3 * time.Second, 0},
+		// The gateway waits out a short Retry-After before its retry, but
+		// only within the call's time-to-first-byte budget: here the 2 s
+		// hint is longer than the budget (faultTimeout), so the caller gets
+		// Unavailable with the hint at once instead of after 2 s.
+		{"503 with retry-after", faultmodel.Overloaded, codes.Unavailable, "model server unavailable: " + faultmodel.OverloadedMessage, 2 * time.Second, 1, 0, time.Second, 0},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -394,5 +399,33 @@ func TestIssuerStalledMidWatch(t *testing.T) {
 	}
 	if text, err := c.stream(withMetadata(md), "duo_chat"); err != nil || text != stubAnswer {
 		t.Fatalf("token minted before the stall, after recovery: %v", err)
+	}
+}
+
+// A model that stalls before its headers, with a fallback that stalls too:
+// the caller waits one --upstream-first-byte-timeout in all, not one per
+// attempt (it was four: two attempts on each model).
+func TestFirstByteBudgetSpansRetriesAndFallback(t *testing.T) {
+	c := startCluster(t, cluster.Config{FaultModel: &faultModel, GatewayArgs: faultGatewayArgs})
+	fm := c.Faults
+	md := cluster.Metadata(c.mint(nil, 0))
+	c.createModel("stall-fallback", fm.URL(faultmodel.StallHeaders), "")
+	models := issuerv1.NewModelServiceClient(dial(t, c.IssuerGRPC))
+	if _, err := models.CreateModel(c.asUser(context.Background(), "admin"), &issuerv1.CreateModelRequest{Model: &issuerv1.Model{
+		Name: "stall-primary", Family: "general", Provider: "openai_compatible", Endpoint: fm.URL(faultmodel.StallHeaders),
+		Identifier: "fault-primary", TrustedNetworks: []string{"127.0.0.1/32"}, FallbackModel: "stall-fallback",
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	before := fm.Requests(faultmodel.StallHeaders)
+	err, took := c.untilFailing(md, faultFeature, "stall-primary")
+	if st, _ := status.FromError(err); st.Code() != codes.DeadlineExceeded {
+		t.Fatalf("status = %v, want DeadlineExceeded", err)
+	}
+	if took < faultTimeout || took > faultTimeout+time.Second {
+		t.Fatalf("caller waited %v, want one budget of %v", took.Round(time.Millisecond), faultTimeout)
+	}
+	if got := fm.Requests(faultmodel.StallHeaders) - before; got != 1 {
+		t.Errorf("model servers saw %d attempts, want 1 (no attempt starts once the budget is spent)", got)
 	}
 }

@@ -11,12 +11,19 @@
 #
 # usage: scripts/compose-test.sh [test|up|down|images]
 #   test    (default) the whole suite, then tear down
-#   up      build, certificates, start the stack and leave it running
-#   down    stop the stack, remove its volumes and generated secrets
+#   up      build, certificates, KEK, start the stack, register the stub for
+#           every feature, write the client settings to dist/compose/<project>/env
+#           and print how to use it (`make compose-up`)
+#   down    stop the stack, remove its volume and the generated secrets: CA
+#           key, certificates, KEK, tokens (`make compose-down`)
 #   images  build the binaries and images only
 #
+# `up`, `down` and `test` share one preparation (stack_up/stack_down below),
+# so what `make compose-up` starts is what the suite tests.
+#
 # environment:
-#   COMPOSE_PROJECT_NAME    compose project (default airlockct)
+#   AIRLOCK_PROJECT         compose project name (default airlock-<user>; the
+#                           suite adds -test); COMPOSE_PROJECT_NAME overrides it
 #   AIRLOCK_COMPOSE_KEEP=1  leave the stack running after `test` (debugging)
 #   AIRLOCK_COMPOSE_*_PORT  host ports (default: first free from 29440 up)
 set -euo pipefail
@@ -25,9 +32,15 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 mode=${1:-test}
-export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-airlockct}
+# Two people on one host must not share a project: the default carries the
+# user's name (compose project names are lower-case [a-z0-9_-]).
+user_tag=$(id -un | tr 'A-Z' 'a-z' | tr -c 'a-z0-9_\n-' '-')
+default_project=${AIRLOCK_PROJECT:-airlock-$user_tag}
+[[ $mode == test ]] && default_project=$default_project-test
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-$default_project}
 project=$COMPOSE_PROJECT_NAME
-export AIRLOCK_COMPOSE_DIR=$root/dist/compose
+# Each project keeps its certificates, KEK and tokens in its own directory.
+export AIRLOCK_COMPOSE_DIR=$root/dist/compose/$project
 export AIRLOCK_COMPOSE_ISSUER_URL=${AIRLOCK_COMPOSE_ISSUER_URL:-https://gitlab.airlock.test}
 state=$AIRLOCK_COMPOSE_DIR
 tools=$state/tools
@@ -183,6 +196,72 @@ stack_down() {
 	"${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
 	# Generated secrets (CA key, KEK, PATs) never outlive the stack.
 	rm -rf "$state"
+}
+
+# models_subnet prints the subnet of the project's models network: the
+# stub's trusted network.
+models_subnet() {
+	docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}' "${project}_models" | awk '{print $1}'
+}
+
+# register_stub makes the stub the model of every feature, as `make run` does.
+register_stub() {
+	local subnet f
+	subnet=$(models_subnet)
+	[[ -n $subnet ]] || die "cannot find the models network subnet"
+	ctl_admin model create --name stub --family general --provider openai_compatible \
+		--endpoint http://stubmodel:9460/v1 --identifier airlock-stub --trusted-network "$subnet" >/dev/null
+	for f in duo_chat code_completions code_generations; do
+		ctl_admin feature set --feature "$f" --model stub >/dev/null
+	done
+}
+
+# write_env writes the settings a client needs to reach this stack, for
+# `set -a; . dist/compose/<project>/env; set +a`: airlockctl's and the Go
+# SDK's variables, and compose's own, so plain compose commands find the
+# project too.
+write_env() {
+	(umask 077 && cat >"$state/env" <<EOF
+COMPOSE_PROJECT_NAME=$project
+AIRLOCK_COMPOSE_DIR=$state
+AIRLOCK_COMPOSE_ISSUER_PORT=$AIRLOCK_COMPOSE_ISSUER_PORT
+AIRLOCK_COMPOSE_ISSUER_HTTP_PORT=$AIRLOCK_COMPOSE_ISSUER_HTTP_PORT
+AIRLOCK_COMPOSE_GATEWAY_PORT=$AIRLOCK_COMPOSE_GATEWAY_PORT
+AIRLOCK_COMPOSE_GATEWAY_HTTP_PORT=$AIRLOCK_COMPOSE_GATEWAY_HTTP_PORT
+AIRLOCK_ISSUER_ADDR=$issuer_addr
+AIRLOCK_GATEWAY_ADDR=$gateway_addr
+AIRLOCK_CA=$tools/ca.crt
+AIRLOCK_CERT=$tools/airlockctl.crt
+AIRLOCK_KEY=$tools/airlockctl.key
+AIRLOCK_TOKEN_FILE=$tools/demo.token
+EOF
+	)
+}
+
+print_usage() {
+	cat <<EOF
+
+Airlock is running under docker compose (project $project, mutual TLS everywhere):
+  issuer   localhost:$AIRLOCK_COMPOSE_ISSUER_PORT (gRPC; HTTP JWKS on $AIRLOCK_COMPOSE_ISSUER_HTTP_PORT)
+  gateway  localhost:$AIRLOCK_COMPOSE_GATEWAY_PORT (gRPC; metrics on $AIRLOCK_COMPOSE_GATEWAY_HTTP_PORT)
+  stub model registered for every feature (trusted network $(models_subnet))
+Certificates, CA, key-encryption key and tokens: $state/ (removed by make compose-down)
+
+Use it from this shell (airlockctl and the Go SDK read these variables):
+  set -a; . $state/env; set +a
+  bin/airlockctl complete --feature duo_chat --prompt hello
+  bin/airlockctl --token-file $tools/admin.token model list
+
+Or with the airlockctl image, which runs as uid 65532 and so cannot read your owner-only (0600)
+token and key files: run it as yourself, on the host network to reach the published ports:
+  docker run --rm --network host --user "\$(id -u):\$(id -g)" -v $tools:/tools:ro airlock-airlockctl:dev \\
+    --issuer localhost:$AIRLOCK_COMPOSE_ISSUER_PORT --gateway localhost:$AIRLOCK_COMPOSE_GATEWAY_PORT \\
+    --ca /tools/ca.crt --cert /tools/airlockctl.crt --key /tools/airlockctl.key --token-file /tools/demo.token \\
+    complete --feature duo_chat --prompt hello
+
+Stop it, delete its volume and every generated secret: make compose-down AIRLOCK_PROJECT=$project
+(a plain 'docker compose down -v' would leave the CA key, KEK and tokens in $state/)
+EOF
 }
 
 teardown() {
@@ -356,7 +435,7 @@ eventually() {
 step_full_flow() {
 	log "step: full flow"
 	local subnet
-	subnet=$(docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}' "${project}_models" | awk '{print $1}')
+	subnet=$(models_subnet)
 	[[ -n $subnet ]] || die "cannot find the models network subnet"
 
 	check "issuer health SERVING over mTLS" test "$(health "$issuer_addr")" = SERVING
@@ -506,16 +585,22 @@ run_suite() {
 case $mode in
 test) run_suite ;;
 up)
+	if [[ -d $state ]]; then
+		echo "compose-up: $state exists: project $project is up (or was not taken down); run make compose-down AIRLOCK_PROJECT=$project first, or pick another AIRLOCK_PROJECT" >&2
+		exit 1
+	fi
+	# A failed start-up leaves nothing behind: no containers, no secrets.
+	trap 'rc=$?; if ((rc != 0)); then log "start-up failed: taking project $project down again"; stack_down; fi' EXIT
 	stack_up
-	ensure_grpcurl
-	cat <<EOF
-Airlock is running (project $project). Try:
-  $ctl_bin --issuer $issuer_addr --gateway $gateway_addr --ca $tools/ca.crt --cert $tools/airlockctl.crt --key $tools/airlockctl.key --token-file $tools/demo.token complete --feature duo_chat --prompt hello
-  $grpcurl_bin -cacert $tools/ca.crt -cert $tools/airlockctl.crt -key $tools/airlockctl.key $gateway_addr grpc.health.v1.Health/Check
-(configure a model first: see deploy/README.md). Stop with: $0 down
-EOF
+	register_stub
+	write_env
+	trap - EXIT
+	print_usage
 	;;
-down) stack_down ;;
+down)
+	stack_down
+	echo "project $project stopped; its volume and $state/ (CA key, KEK, tokens) are deleted"
+	;;
 images) build_images ;;
 *)
 	echo "usage: $0 [test|up|down|images]" >&2

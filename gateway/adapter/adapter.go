@@ -102,6 +102,12 @@ const (
 	KindMalformed                   // unparsable or truncated stream → Internal
 	KindStreamError                 // the server reported an error inside a 200 stream → Unavailable or Internal by Retryable
 	KindTimeout                     // a configured timeout fired → DeadlineExceeded
+	// KindMisconfigured: the model's configuration is wrong, not the
+	// caller's request: 404/405 (wrong endpoint path or unknown model
+	// identifier), or a 200 that is not a stream (an HTML page of a proxy
+	// in front of the endpoint) → FailedPrecondition, worded for the
+	// administrator.
+	KindMisconfigured
 )
 
 // Error is an upstream failure. Message is safe to show a caller: it never
@@ -136,10 +142,29 @@ func AsError(err error) (*Error, bool) {
 
 // Timeouts bound each phase of an upstream call; zero disables that bound.
 type Timeouts struct {
-	Connect   time.Duration // TCP (and TLS) connect
-	FirstByte time.Duration // request sent → response headers
+	Connect time.Duration // TCP (and TLS) connect
+	// FirstByte bounds request sent → response headers. The completion
+	// service also makes it one budget for the whole call, across retries
+	// and the fallback (WithFirstByteDeadline).
+	FirstByte time.Duration
 	Idle      time.Duration // between two reads of the body
 	Total     time.Duration // whole call
+}
+
+type firstByteKey struct{}
+
+// WithFirstByteDeadline returns ctx carrying the time by which a model
+// server's response headers must have arrived, whatever the attempt: every
+// adapter's first-byte timer fires at the earlier of its own FirstByte
+// timeout and this deadline, so retries and fallbacks share one budget.
+func WithFirstByteDeadline(ctx context.Context, deadline time.Time) context.Context {
+	return context.WithValue(ctx, firstByteKey{}, deadline)
+}
+
+// FirstByteDeadline returns the deadline set by WithFirstByteDeadline.
+func FirstByteDeadline(ctx context.Context) (time.Time, bool) {
+	t, ok := ctx.Value(firstByteKey{}).(time.Time)
+	return t, ok
 }
 
 // Config is what a constructor gets.

@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
@@ -168,7 +167,7 @@ func (g *gateway) buildGRPC(v *auth.Verifier, reg prometheus.Registerer) error {
 		if err != nil {
 			return err
 		}
-		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tc)))
+		serverOpts = append(serverOpts, grpc.Creds(rpcserver.TLSCredentials(tc, g.log)))
 	}
 	g.grpc, g.health = rpcserver.New(rpcserver.Options{
 		Logger:        g.log,

@@ -105,7 +105,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the HTTP port (profiling; keep that port private)")
 	telemetry.RegisterFlags(fs, &c.Telemetry)
 	fs.DurationVar(&c.ConnectTimeout, "upstream-connect-timeout", 5*time.Second, "model server TCP/TLS connect timeout")
-	fs.DurationVar(&c.FirstByteTimeout, "upstream-first-byte-timeout", 60*time.Second, "request sent → model server response headers")
+	fs.DurationVar(&c.FirstByteTimeout, "upstream-first-byte-timeout", 60*time.Second, "longest wait for a model server's response headers, for the whole call: retries and the fallback share this one budget")
 	fs.DurationVar(&c.IdleTimeout, "upstream-idle-timeout", 60*time.Second, "longest pause between two chunks of a model's stream")
 	fs.DurationVar(&c.TotalTimeout, "upstream-total-timeout", 10*time.Minute, "longest whole upstream call")
 	fs.IntVar(&c.MaxMessages, "max-messages", 256, "chat messages per request")

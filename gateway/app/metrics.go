@@ -64,7 +64,7 @@ func (m *metrics) Upstream(model, provider string, ttft, total time.Duration, ch
 func errorCode(err error) string {
 	if e, ok := adapter.AsError(err); ok {
 		switch e.Kind {
-		case adapter.KindAuth:
+		case adapter.KindAuth, adapter.KindMisconfigured:
 			return "FailedPrecondition"
 		case adapter.KindRateLimited:
 			return "ResourceExhausted"

@@ -47,7 +47,9 @@ type Config struct {
 	Timeouts adapter.Timeouts
 	Limits   Limits
 	// Attempts per model before failing over (default 2: one retry);
-	// retries happen only before any text reached the caller.
+	// retries happen only before any text reached the caller, and only
+	// while the call's time-to-first-byte budget (Timeouts.FirstByte,
+	// shared by every attempt and the fallback) lasts.
 	Attempts int
 	// RetryBackoff is the first retry's pause (default 100 ms), doubled
 	// after each retry, with jitter.
@@ -170,6 +172,12 @@ func (s *Service) serve(ctx context.Context, in input, emit func(string) error) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	// One time-to-first-byte budget for the whole call: retries and the
+	// fallback share it, so a caller never waits longer than the timeout
+	// for a model that does not answer.
+	if d := s.cfg.Timeouts.FirstByte; d > 0 {
+		ctx = adapter.WithFirstByteDeadline(ctx, time.Now().Add(d))
+	}
 	// sent counts deltas relayed (no retry or failover once it is > 0);
 	// answerBytes bounds one answer whatever the model does with max_tokens.
 	sent, answerBytes := 0, 0
@@ -191,7 +199,7 @@ func (s *Service) serve(ctx context.Context, in input, emit func(string) error) 
 			return &gatewayv1.CompletionDone{FinishReason: finishReason(res.Finish), Usage: usage(res.Usage), Model: t.Model.Name}, nil
 		}
 		lastErr = err
-		if sent > 0 || !failover(err) || ctx.Err() != nil {
+		if sent > 0 || !failover(err) || ctx.Err() != nil || budgetSpent(ctx) {
 			break
 		}
 		s.cfg.Logger.Warn().Str("model", t.Model.Name).Err(safeErr(err)).Msg("model failed before any text; failing over")
@@ -224,7 +232,7 @@ func (s *Service) callWithRetry(ctx context.Context, t catalog.Target, req *adap
 		}
 		logging.AddFields(ctx, logging.Fields{"model", t.Model.Name, "attempt", attempt,
 			"upstream_ms", total.Milliseconds(), "upstream_ttft_ms", ttft.Milliseconds(), "chunks", chunks})
-		if err == nil || *sent > 0 || attempt >= s.cfg.Attempts || !retryable(err) || ctx.Err() != nil {
+		if err == nil || *sent > 0 || attempt >= s.cfg.Attempts || !retryable(err) || ctx.Err() != nil || budgetSpent(ctx) {
 			return res, err
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
@@ -236,6 +244,9 @@ func (s *Service) callWithRetry(ctx context.Context, t catalog.Target, req *adap
 			}
 			wait = e.RetryAfter
 		}
+		if dl, ok := adapter.FirstByteDeadline(ctx); ok && time.Until(dl) < wait {
+			return res, err // the pause alone would spend the budget
+		}
 		select {
 		case <-ctx.Done():
 			return res, ctx.Err()
@@ -243,6 +254,13 @@ func (s *Service) callWithRetry(ctx context.Context, t catalog.Target, req *adap
 		}
 		backoff *= 2
 	}
+}
+
+// budgetSpent reports whether the call's time-to-first-byte budget is used
+// up: no further attempt may start.
+func budgetSpent(ctx context.Context) bool {
+	dl, ok := adapter.FirstByteDeadline(ctx)
+	return ok && !time.Now().Before(dl)
 }
 
 // adapterFor returns a cached adapter for the target's provider whose HTTP

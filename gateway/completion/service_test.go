@@ -148,6 +148,11 @@ func TestStreamsAndFailsPrecisely(t *testing.T) {
 			targets: []catalog.Target{target("a"), target("b")}, req: chat("hi"), wantText: "par", wantCode: codes.Unavailable, wantMsg: "model server unavailable: overloaded", wantCalls: map[string]int{"a": 1}},
 		{name: "rejected api key is the operator's problem", steps: map[string][]step{"a": {{err: &adapter.Error{Kind: adapter.KindAuth, HTTPStatus: 401, Message: "bad key"}}}},
 			targets: []catalog.Target{target("a")}, req: chat("hi"), wantCode: codes.FailedPrecondition, wantMsg: "model server rejected the gateway's credentials (HTTP 401): check the model's API key", wantCalls: map[string]int{"a": 1}},
+		{name: "a model server's 404 is the administrator's problem, and the fallback is tried",
+			steps:   map[string][]step{"a": {{err: &adapter.Error{Kind: adapter.KindMisconfigured, HTTPStatus: 404, Message: "Not Found"}}}, "b": {{err: &adapter.Error{Kind: adapter.KindMisconfigured, HTTPStatus: 404, Message: "Not Found"}}}},
+			targets: []catalog.Target{target("a"), target("b")}, req: chat("hi"), wantCode: codes.FailedPrecondition,
+			wantMsg:   "model is misconfigured: the model server answered HTTP 404 (no such path or model): Not Found: an administrator must check the model's endpoint and identifier (airlockctl model get)",
+			wantCalls: map[string]int{"a": 1, "b": 1}},
 		{name: "malformed stream is internal", steps: map[string][]step{"a": {{err: &adapter.Error{Kind: adapter.KindMalformed, Message: "stream ended without [DONE]"}}}},
 			targets: []catalog.Target{target("a")}, req: chat("hi"), wantCode: codes.Internal, wantMsg: "model server sent a malformed stream: stream ended without [DONE]"},
 		{name: "idle timeout names itself", steps: map[string][]step{"a": {{err: &adapter.Error{Kind: adapter.KindTimeout, Timeout: "idle"}}}},
@@ -309,5 +314,65 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// stallingAdapter waits, like a model server that never sends headers, until
+// the call's first-byte deadline and reports the first-byte timeout.
+type stallingAdapter struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (a *stallingAdapter) Stream(ctx context.Context, _ *adapter.Request, _ func(string) error) (adapter.Result, error) {
+	a.mu.Lock()
+	a.calls++
+	a.mu.Unlock()
+	dl, ok := adapter.FirstByteDeadline(ctx)
+	if !ok {
+		return adapter.Result{}, errors.New("no first-byte deadline in the context")
+	}
+	select {
+	case <-time.After(time.Until(dl)):
+	case <-ctx.Done():
+		return adapter.Result{}, ctx.Err()
+	}
+	return adapter.Result{}, &adapter.Error{Kind: adapter.KindTimeout, Timeout: "first_byte", Retryable: true}
+}
+
+// A first-byte timeout is transient (retried, failed over), but the caller
+// waits for it once: retries and the fallback share one budget.
+func TestFirstByteBudgetCoversRetriesAndFallbacks(t *testing.T) {
+	const budget = 300 * time.Millisecond
+	sa := &stallingAdapter{}
+	c := start(t, Config{Router: fakeRouter{[]catalog.Target{target("a"), target("b")}}, Authorize: allowAll,
+		Timeouts: adapter.Timeouts{FirstByte: budget},
+		Adapters: map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return sa, nil }}})
+	begin := time.Now()
+	_, _, err := collect(t, c, chat("hi"))
+	took := time.Since(begin)
+	if st, _ := status.FromError(err); st.Code() != codes.DeadlineExceeded || st.Message() != "model server time-to-first-byte timeout" {
+		t.Fatalf("err = %v, want DeadlineExceeded time-to-first-byte", err)
+	}
+	if took < budget || took > budget+budget/2 {
+		t.Fatalf("caller waited %v, want one budget of %v (not one per attempt)", took, budget)
+	}
+	if sa.calls != 1 {
+		t.Fatalf("%d attempts, want 1: nothing is tried once the budget is spent", sa.calls)
+	}
+}
+
+// A fast failure leaves budget for the retry and the fallback.
+func TestFirstByteBudgetLeavesFastFailuresTheirRetries(t *testing.T) {
+	unavailable := &adapter.Error{Kind: adapter.KindUnavailable, HTTPStatus: 503, Message: "down", Retryable: true}
+	fa := &fakeAdapter{calls: map[string]int{}, steps: map[string][]step{"a": {{err: unavailable}}, "b": {{texts: []string{"fb"}}}}}
+	c := start(t, Config{Router: fakeRouter{[]catalog.Target{target("a"), target("b")}}, Authorize: allowAll,
+		Timeouts: adapter.Timeouts{FirstByte: 5 * time.Second},
+		Adapters: map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return fa, nil }}})
+	if text, _, err := collect(t, c, chat("hi")); err != nil || text != "fb" {
+		t.Fatalf("text %q err %v, want the fallback's answer", text, err)
+	}
+	if fa.calls["a"] != 2 || fa.calls["b"] != 1 {
+		t.Fatalf("calls = %v, want a twice, then b", fa.calls)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -71,6 +72,8 @@ func adapterStatus(e *adapter.Error) error {
 			}
 		}
 		return st.Err()
+	case adapter.KindMisconfigured:
+		return status.Errorf(codes.FailedPrecondition, "model is misconfigured: the model server %s: an administrator must check the model's endpoint and identifier (airlockctl model get)", misconfiguredDetail(e))
 	case adapter.KindBadRequest:
 		return status.Errorf(codes.InvalidArgument, "model server refused the request (HTTP %d): %s", e.HTTPStatus, e.Message)
 	case adapter.KindMalformed:
@@ -92,6 +95,19 @@ func adapterStatus(e *adapter.Error) error {
 		return status.Error(codes.Unavailable, "model server unavailable: "+e.Message)
 	}
 	return status.Error(codes.Internal, "model server failed")
+}
+
+// misconfiguredDetail says what the model server did, for an administrator.
+func misconfiguredDetail(e *adapter.Error) string {
+	switch e.HTTPStatus {
+	case http.StatusNotFound:
+		return "answered HTTP 404 (no such path or model): " + e.Message
+	case http.StatusOK:
+		return e.Message
+	case 0:
+		return e.Message
+	}
+	return fmt.Sprintf("answered HTTP %d: %s", e.HTTPStatus, e.Message)
 }
 
 func timeoutName(t string) string {
@@ -128,7 +144,7 @@ func failover(err error) bool {
 		return true
 	}
 	e, ok := adapter.AsError(err)
-	return ok && (e.Kind == adapter.KindRateLimited || e.Kind == adapter.KindAuth)
+	return ok && (e.Kind == adapter.KindRateLimited || e.Kind == adapter.KindAuth || e.Kind == adapter.KindMisconfigured)
 }
 
 // safeErr is what logs see: the status message, never a raw upstream error.

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,12 +37,14 @@ func registerModelFlags(fs *flag.FlagSet, update bool) *modelFlags {
 	fs.StringVar(&m.name, "name", "", "unique model name")
 	fs.StringVar(&m.family, "family", "", "model family: "+model.FamilyList())
 	fs.StringVar(&m.provider, "provider", "", "provider API: "+model.ProviderList())
-	fs.StringVar(&m.endpoint, "endpoint", "", "endpoint URL (vLLM: ends in /v1)")
-	fs.StringVar(&m.identifier, "identifier", "", "model identifier at the server")
+	fs.StringVar(&m.endpoint, "endpoint", "", "model server base URL, without the API path the gateway appends:\n"+
+		"openai_compatible http://host:8000/v1 (must hold the version path); ollama http://host:11434;\n"+
+		"anthropic https://host[/v1]; azure_openai https://<resource>.openai.azure.com; tgi http://host:8080")
+	fs.StringVar(&m.identifier, "identifier", "", "model name at the server; azure_openai: the deployment name (not the model name)")
 	fs.StringVar(&m.apiKeyFile, "api-key-file", "", "file holding the model's API key (or env "+envModelAPIKey+")")
 	fs.Var(&m.trusted, "trusted-network", "CIDR the endpoint must resolve into; repeatable or comma-separated")
 	fs.StringVar(&m.fallback, "fallback", "", "model to fall back to")
-	fs.StringVar(&m.apiVersion, "api-version", "", "API version ("+model.AzureOpenAI+")")
+	fs.StringVar(&m.apiVersion, "api-version", "", "azure_openai only: the api-version query, YYYY-MM-DD[-preview] (default 2024-10-21); refused for other providers")
 	if update {
 		m.clearKey = fs.Bool("clear-api-key", false, "remove the stored API key")
 	}
@@ -66,6 +70,9 @@ func (m *modelFlags) model(c *cli) (*issuerv1.Model, error) {
 	}
 	if key != "" && m.clearKey != nil && *m.clearKey {
 		return nil, usagef("--clear-api-key conflicts with an API key (--api-key-file or %s)", envModelAPIKey)
+	}
+	if m.apiVersion != "" && m.provider != "" && m.provider != model.AzureOpenAI {
+		return nil, usagef("--api-version is for --provider azure_openai only; %s has no api version", m.provider)
 	}
 	return &issuerv1.Model{
 		Name: m.name, Family: m.family, Provider: m.provider, Endpoint: m.endpoint, Identifier: m.identifier,
@@ -403,12 +410,22 @@ func listCommand[R proto.Message](c *cli, fs *flag.FlagSet, fetch func(context.C
 func patCreate(c *cli, fs *flag.FlagSet) func(context.Context) error {
 	username := fs.String("username", "", "user the token belongs to")
 	expires := fs.Duration("expires", 720*time.Hour, "lifetime of the token")
+	out := fs.String("out", "", "write the token to this file (mode 0600) instead of stdout")
+	force := fs.Bool("force", false, "with --out, replace an existing file")
 	return func(ctx context.Context) error {
 		switch {
 		case *username == "":
 			return usagef("--username is required")
 		case *expires <= 0:
 			return usagef("--expires must be positive")
+		case *force && *out == "":
+			return usagef("--force needs --out")
+		}
+		if *out != "" && !*force {
+			// Checked before the token exists, so a refusal mints nothing.
+			if _, err := os.Lstat(*out); err == nil {
+				return usagef("%s exists: give --force to replace it", *out)
+			}
 		}
 		cc, err := c.issuerConn()
 		if err != nil {
@@ -420,10 +437,17 @@ func patCreate(c *cli, fs *flag.FlagSet) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		// The secret alone on stdout, so `airlockctl pat create ... > file`
-		// makes a token file; the id goes to stderr for revocation.
+		// The id goes to stderr (for revocation), also when writing the
+		// file fails; the secret goes to --out or alone on stdout.
 		fmt.Fprintf(c.io.Stderr, "created personal access token %s for %s (expires %s)\n", resp.GetToken().GetId(),
 			resp.GetToken().GetUsername(), formatTime(resp.GetToken().GetExpireTime().AsTime()))
+		if *out != "" {
+			if err := writeSecretFile(*out, resp.GetSecret()+"\n", *force); err != nil {
+				return fmt.Errorf("write %s: %w (revoke the token: airlockctl pat revoke --id %s)", *out, err, resp.GetToken().GetId())
+			}
+			fmt.Fprintf(c.io.Stderr, "wrote it to %s (mode 0600)\n", *out)
+			return nil
+		}
 		_, err = fmt.Fprintln(c.io.Stdout, resp.GetSecret())
 		return err
 	}
@@ -445,4 +469,41 @@ func patRevoke(c *cli, fs *flag.FlagSet) func(context.Context) error {
 		_, err = fmt.Fprintf(c.io.Stdout, "revoked personal access token %s\n", *id)
 		return err
 	}
+}
+
+// writeSecretFile writes secret to path, readable by the owner only. It
+// refuses an existing path unless replace is set; a replacement is written
+// to a new file and renamed over the old one, so the result is 0600 whatever
+// the old file's mode was.
+func writeSecretFile(path, secret string, replace bool) error {
+	if !replace {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		if _, err := f.WriteString(secret); err != nil {
+			f.Close()
+			os.Remove(path)
+			return err
+		}
+		return f.Close()
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.WriteString(secret); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -100,6 +100,10 @@ func TestExitCodes(t *testing.T) {
 			stderr: "airlockctl: InvalidArgument: no personal access token: give --token-file or set AIRLOCK_TOKEN\nusage: airlockctl model list [--json]\n"},
 		{name: "feature set needs exactly one target", args: []string{"feature", "set", "--feature", "duo_chat", "--model", "m", "--disabled"}, code: 2,
 			stderr: "airlockctl: InvalidArgument: give exactly one of --model and --disabled\nusage: airlockctl feature set --feature F (--model M | --disabled) [--json]\n"},
+		{name: "api version is refused where it means nothing", args: []string{"model", "create", "--name", "m", "--provider", "ollama", "--api-version", "2024-10-21"}, code: 2,
+			stderr: "airlockctl: InvalidArgument: --api-version is for --provider azure_openai only; ollama has no api version\nusage: airlockctl model create --name N --family F --provider P --endpoint URL --identifier ID [--api-key-file F] [--trusted-network CIDR]... [--fallback M] [--api-version V (azure_openai)] [--json]\n"},
+		{name: "pat create --force needs --out", args: []string{"pat", "create", "--username", "demo", "--force"}, code: 2,
+			stderr: "airlockctl: InvalidArgument: --force needs --out\nusage: airlockctl pat create --username U [--expires 720h] [--out FILE [--force]]\n"},
 		{name: "help exits 0", args: []string{"help"}, code: 0},
 		{name: "command help exits 0", args: []string{"token", "mint", "-h"}, code: 0},
 	} {
@@ -124,10 +128,10 @@ func TestAdminCommandsSendRequests(t *testing.T) {
 	}
 	full := &issuerv1.Model{Name: "vllm", Family: "mixtral", Provider: "openai_compatible", Endpoint: "http://10.1.2.3:8000/v1",
 		Identifier: "custom_openai/Mixtral-8x7B", ApiKey: modelAPIKey, TrustedNetworks: []string{"10.0.0.0/8", "192.168.0.0/16", "fd00::/8"},
-		FallbackModel: "stub", ApiVersion: "2024-06-01"}
+		FallbackModel: "stub"}
 	modelArgs := []string{"--name", "vllm", "--family", "mixtral", "--provider", "openai_compatible", "--endpoint", "http://10.1.2.3:8000/v1",
 		"--identifier", "custom_openai/Mixtral-8x7B", "--trusted-network", "10.0.0.0/8,192.168.0.0/16", "--trusted-network", "fd00::/8",
-		"--fallback", "stub", "--api-version", "2024-06-01"}
+		"--fallback", "stub"}
 	noKey := proto.Clone(full).(*issuerv1.Model)
 	noKey.ApiKey = ""
 	mask := func(paths ...string) *fieldmaskpb.FieldMask { return &fieldmaskpb.FieldMask{Paths: paths} }
@@ -203,6 +207,43 @@ func TestAdminCommandsSendRequests(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// --out writes an owner-only file and refuses to overwrite one unless told
+// to, before any token is created.
+func TestPATCreateOutWritesAnOwnerOnlyFile(t *testing.T) {
+	cl := newCluster(t)
+	out := filepath.Join(t.TempDir(), "ci-bot.token")
+	r := cl.run(t, "", nil, "pat", "create", "--username", "demo", "--out", out)
+	if r.code != 0 || r.stdout != "" {
+		t.Fatalf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if b, err := os.ReadFile(out); err != nil || string(b) != newPATValue+"\n" {
+		t.Fatalf("file = %q, %v", b, err)
+	}
+	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode = %v, want 0600", fi.Mode().Perm())
+	}
+
+	cl.rec.reset()
+	r = cl.run(t, "", nil, "pat", "create", "--username", "demo", "--out", out)
+	if r.code != 2 || !strings.Contains(r.stderr, "exists: give --force") {
+		t.Fatalf("overwrite without --force: exit %d stderr %q", r.code, r.stderr)
+	}
+	if cl.rec.get("CreatePersonalAccessToken") != nil {
+		t.Fatal("a token was created although it could not be written")
+	}
+
+	if err := os.Chmod(out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = cl.run(t, "", nil, "pat", "create", "--username", "demo", "--out", out, "--force")
+	if r.code != 0 {
+		t.Fatalf("--force: exit %d stderr %q", r.code, r.stderr)
+	}
+	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("replaced file mode = %v, want 0600", fi.Mode().Perm())
 	}
 }
 
@@ -349,8 +390,12 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("TLS with --ca: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
 	r = cl.run(t, "", map[string]string{"AIRLOCK_PLAINTEXT": ""}, "model", "list")
-	if r.code != 1 || !strings.HasPrefix(r.stderr, "airlockctl: Unavailable: ") || !strings.Contains(r.stderr, "certificate") {
-		t.Fatalf("TLS without trusting the CA: exit %d stderr %q", r.code, r.stderr)
+	if r.code != 1 || !strings.HasPrefix(r.stderr, "airlockctl: Unavailable: ") || !strings.Contains(r.stderr, "hint: ") || !strings.Contains(r.stderr, "--ca") {
+		t.Fatalf("TLS without trusting the CA: exit %d stderr %q, want a hint naming --ca", r.code, r.stderr)
+	}
+	r = cl.run(t, "", map[string]string{"AIRLOCK_PLAINTEXT": "true"}, "model", "list")
+	if r.code != 1 || !strings.Contains(r.stderr, "hint: ") || !strings.Contains(r.stderr, "connect with TLS") {
+		t.Fatalf("plaintext to a TLS server: exit %d stderr %q, want a hint to use TLS", r.code, r.stderr)
 	}
 }
 

@@ -47,6 +47,13 @@ func (r *recorder) record(ctx context.Context, method string, req proto.Message)
 	return nil
 }
 
+// reset forgets every recorded request.
+func (r *recorder) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.last)
+}
+
 func (r *recorder) get(method string) proto.Message {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -21,8 +21,8 @@ import (
 
 // Defaults of the global flags.
 const (
-	defaultIssuer  = "127.0.0.1:9440"
-	defaultGateway = "127.0.0.1:9450"
+	defaultIssuer  = client.DefaultIssuerAddr
+	defaultGateway = client.DefaultGatewayAddr
 	defaultTimeout = 30 * time.Second
 	// maxSecretFile bounds token and API key files: a secret is a line,
 	// and a mistyped path to a large file must not be read into memory.
@@ -30,7 +30,7 @@ const (
 )
 
 // envPAT holds the personal access token itself (not a path).
-const envPAT = "AIRLOCK_TOKEN"
+const envPAT = client.EnvToken
 
 // globals are the flags every command accepts.
 type globals struct {
@@ -42,14 +42,15 @@ type globals struct {
 }
 
 // globalEnv maps each global flag to its environment variable.
+// The names are pkg/client's, so the SDK's OptionsFromEnv reads the same.
 var globalEnv = map[string]string{
-	"issuer":     "AIRLOCK_ISSUER_ADDR",
-	"gateway":    "AIRLOCK_GATEWAY_ADDR",
-	"token-file": "AIRLOCK_TOKEN_FILE",
-	"plaintext":  "AIRLOCK_PLAINTEXT",
-	"ca":         "AIRLOCK_CA",
-	"cert":       "AIRLOCK_CERT",
-	"key":        "AIRLOCK_KEY",
+	"issuer":     client.EnvIssuerAddr,
+	"gateway":    client.EnvGatewayAddr,
+	"token-file": client.EnvTokenFile,
+	"plaintext":  client.EnvPlaintext,
+	"ca":         client.EnvCA,
+	"cert":       client.EnvCert,
+	"key":        client.EnvKey,
 	"timeout":    "AIRLOCK_TIMEOUT",
 }
 

@@ -147,14 +147,15 @@ func complete(c *cli, fs *flag.FlagSet) func(context.Context) error {
 			}
 			wrote = true
 		}
-		if err := s.Err(); err != nil {
+		done, err := s.Done()
+		if err != nil {
 			if wrote {
 				fmt.Fprintln(c.io.Stdout)
 			}
 			return err
 		}
 		fmt.Fprintln(c.io.Stdout)
-		c.printDone(*s.Done())
+		c.printDone(done)
 		return nil
 	}
 }

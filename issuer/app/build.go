@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 
 	"github.com/airlock-dev/airlock/issuer/api/authn"
@@ -145,7 +144,7 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 	s.httpTLS = httpTLS
 	srvOpts := append(telemetry.ServerOptions(cfg.Telemetry), rpcserver.KeepaliveServerOptions()...)
 	if grpcTLS != nil {
-		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(grpcTLS)))
+		srvOpts = append(srvOpts, grpc.Creds(rpcserver.TLSCredentials(grpcTLS, log)))
 	} else {
 		log.Warn().Str("addr", cfg.GRPCAddr).Bool("loopback", isLoopback(cfg.GRPCAddr)).
 			Msg("serving gRPC in plaintext (--plaintext or --dev): personal access tokens and tokens cross the network in clear; use only for local development")

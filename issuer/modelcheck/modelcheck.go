@@ -36,8 +36,10 @@ func ValidName(name string) error {
 }
 
 // Validate checks m (its API key, if any, is apiKey) and returns the first
-// *FieldError, or nil. It does not check that the fallback exists: the store
-// does that atomically with the write.
+// *FieldError, or nil. The endpoint must have the form m's provider expects
+// (call Normalize first to accept the unambiguous variants), and
+// api_version is accepted only for azure_openai. It does not check that the
+// fallback exists: the store does that atomically with the write.
 func Validate(m store.Model, apiKey string) error {
 	if err := ValidName(m.Name); err != nil {
 		return err
@@ -56,7 +58,10 @@ func Validate(m store.Model, apiKey string) error {
 		}
 		nets = append(nets, p.Masked())
 	}
-	if err := checkEndpoint(m.Endpoint, nets); err != nil {
+	if err := checkEndpoint(m, nets); err != nil {
+		return err
+	}
+	if err := checkAPIVersion(m); err != nil {
 		return err
 	}
 	if strings.TrimSpace(m.Identifier) == "" {
@@ -82,7 +87,8 @@ func Validate(m store.Model, apiKey string) error {
 	return nil
 }
 
-func checkEndpoint(raw string, nets []netip.Prefix) error {
+func checkEndpoint(m store.Model, nets []netip.Prefix) error {
+	raw := m.Endpoint
 	if raw == "" {
 		return &FieldError{"endpoint", "required: the model server's base URL"}
 	}
@@ -98,7 +104,13 @@ func checkEndpoint(raw string, nets []netip.Prefix) error {
 		return &FieldError{"endpoint", "must not contain credentials: set api_key instead"}
 	}
 	if u.Fragment != "" || u.RawQuery != "" {
+		if m.Provider == "azure_openai" && u.Query().Has("api-version") {
+			return &FieldError{"endpoint", "must not have a query: give the api-version as api_version (airlockctl --api-version) and the resource URL as endpoint"}
+		}
 		return &FieldError{"endpoint", "must not have a query or fragment"}
+	}
+	if err := checkProviderEndpoint(m, u); err != nil {
+		return err
 	}
 	host := u.Hostname()
 	if addr, err := netip.ParseAddr(host); err == nil {

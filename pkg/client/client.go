@@ -121,8 +121,7 @@ func (c *Client) CompleteRequest(ctx context.Context, req *gatewayv1.CompleteReq
 // Stream is an answer arriving as text deltas, used like bufio.Scanner:
 //
 //	for s.Next() { fmt.Print(s.Text()) }
-//	if err := s.Err(); err != nil { ... }
-//	done := s.Done()
+//	done, err := s.Done() // err is s.Err() after a failure
 //
 // A Stream is not safe for concurrent use.
 type Stream struct {
@@ -178,13 +177,20 @@ func (s *Stream) Text() string { return s.text }
 // complete answer or while it is still going.
 func (s *Stream) Err() error { return s.err }
 
-// Done returns how the answer ended, or nil until Next has returned false
-// after a complete answer.
-func (s *Stream) Done() *Done {
-	if !s.ended || s.err != nil {
-		return nil
+// errNotDone is Done's error while the answer is still going.
+var errNotDone = newError(codes.FailedPrecondition, "stream not finished: read until Next returns false before calling Done")
+
+// Done returns how the answer ended once Next has returned false. After a
+// failure it returns the error that ended the stream (the *Error Err
+// returns); before the end it returns a FailedPrecondition *Error.
+func (s *Stream) Done() (Done, error) {
+	switch {
+	case s.err != nil:
+		return Done{}, s.err
+	case !s.ended || s.done == nil:
+		return Done{}, errNotDone
 	}
-	return s.done
+	return *s.done, nil
 }
 
 // Close cancels the stream if it is still going. It is safe to call more

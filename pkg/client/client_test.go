@@ -111,9 +111,22 @@ func TestStreamDeliversDeltasAndDone(t *testing.T) {
 	if text != "Hello from the fake gateway." {
 		t.Errorf("text = %q", text)
 	}
-	d := s.Done()
-	if d == nil || d.Reason() != "stop" || d.Model != "fake-model" || d.Usage == nil || d.Usage.PromptTokens != 2 || d.Usage.CompletionTokens != 5 {
+	d, err := s.Done()
+	if err != nil || d.Reason() != "stop" || d.Model != "fake-model" || d.Usage == nil || d.Usage.PromptTokens != 2 || d.Usage.CompletionTokens != 5 {
 		t.Errorf("done = %+v", d)
+	}
+}
+
+func TestDoneBeforeTheEndIsAnError(t *testing.T) {
+	e := newEnv(t, envOpts{tls: true})
+	s := e.client.Stream(context.Background(), "duo_chat", client.User("hi"))
+	defer s.Close()
+	if !s.Next() {
+		t.Fatalf("no first delta: %v", s.Err())
+	}
+	var ce *client.Error
+	if _, err := s.Done(); !errors.As(err, &ce) || ce.Code != codes.FailedPrecondition {
+		t.Fatalf("Done mid-stream = %v, want FailedPrecondition", err)
 	}
 }
 
@@ -201,8 +214,10 @@ func TestErrorsCarryCodeMessageAndRetryAfter(t *testing.T) {
 			if text != tc.partial {
 				t.Errorf("text before the error = %q, want %q", text, tc.partial)
 			}
-			if s.Done() != nil {
-				t.Errorf("Done = %+v on a failed stream", s.Done())
+			// Done reports the failure too, so code that only looks at
+			// Done cannot mistake a failed answer for a finished one.
+			if d, derr := s.Done(); derr != err || d != (client.Done{}) {
+				t.Errorf("Done = %+v, %v on a failed stream, want the stream's error %v", d, derr, err)
 			}
 			_, err = e.client.Complete(context.Background(), tc.feature, client.User("hi"))
 			check("complete", err)

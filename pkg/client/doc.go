@@ -5,9 +5,17 @@
 // completion client whose errors carry the gRPC code and the Retry-After
 // hint.
 //
-// A tool needs three values: a connection to the issuer dialled with
-// PATCredentials, a TokenSource over it, and a connection to the gateway
-// dialled with NewPerRPCCredentials(source):
+// Dial wires all of it from Options, or from the environment variables
+// airlockctl reads (OptionsFromEnv):
+//
+//	opts, err := client.OptionsFromEnv(os.LookupEnv) // AIRLOCK_TOKEN_FILE, AIRLOCK_PLAINTEXT, AIRLOCK_CA, ...
+//	conn, err := client.Dial(opts)
+//	defer conn.Close()
+//	s := conn.Stream(ctx, "duo_chat", client.User("hello"))
+//
+// By hand, a tool needs three values: a connection to the issuer dialled
+// with PATCredentials, a TokenSource over it, and a connection to the
+// gateway dialled with NewPerRPCCredentials(source):
 //
 //	tlsCreds := credentials.NewTLS(tlsConf) // e.g. from pkg/tlsconfig.Client
 //	ic, _ := grpc.NewClient("issuer:9440", grpc.WithTransportCredentials(tlsCreds),

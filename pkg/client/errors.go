@@ -23,14 +23,22 @@ type Error struct {
 	// RetryAfter is the delay the server asked for in a RetryInfo status
 	// detail (rate limits); zero when it sent none.
 	RetryAfter time.Duration
+	// Hint says what to do about a connection failure this client can
+	// diagnose (TLS against a plaintext server or the reverse, an unknown
+	// CA, a missing client certificate); empty otherwise.
+	Hint string
 
 	st    *status.Status
 	cause error
 }
 
 // Error formats the error as "<Code>: <message>", for example
-// "ResourceExhausted: rate limit exceeded".
+// "ResourceExhausted: rate limit exceeded", followed by "; hint: <Hint>"
+// when there is one.
 func (e *Error) Error() string {
+	if e.Hint != "" {
+		return fmt.Sprintf("%s: %s; hint: %s", e.Code, e.Message, e.Hint)
+	}
 	return fmt.Sprintf("%s: %s", e.Code, e.Message)
 }
 
@@ -49,7 +57,8 @@ func (e *Error) GRPCStatus() *status.Status {
 func (e *Error) Unwrap() error { return e.cause }
 
 // FromError converts err into an *Error: a gRPC status keeps its code,
-// message and RetryInfo; a context error becomes Canceled or
+// message and RetryInfo (and an Unavailable connection failure gets a Hint
+// when its cause is recognised); a context error becomes Canceled or
 // DeadlineExceeded; any other error becomes Unknown. It returns nil for nil
 // and err itself when it already is an *Error. It is the single place where
 // this package (and airlockctl) turns errors into codes.
@@ -70,6 +79,9 @@ func FromError(err error) *Error {
 		return &Error{Code: codes.Unknown, Message: err.Error(), cause: err}
 	}
 	out := &Error{Code: st.Code(), Message: st.Message(), st: st}
+	if st.Code() == codes.Unavailable {
+		out.Hint = transportHint(st.Message())
+	}
 	for _, d := range st.Details() {
 		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
 			if d := ri.GetRetryDelay().AsDuration(); d > 0 {

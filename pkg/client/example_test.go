@@ -48,11 +48,12 @@ func Example() {
 	for s.Next() {
 		fmt.Print(s.Text())
 	}
-	if err := s.Err(); err != nil {
+	done, err := s.Done() // the error that ended the stream, if any
+	if err != nil {
 		fmt.Println("\nerror:", err)
 		return
 	}
-	fmt.Printf("\nfinish=%s model=%s\n", s.Done().Reason(), s.Done().Model)
+	fmt.Printf("\nfinish=%s model=%s\n", done.Reason(), done.Model)
 	// Output:
 	// Hello from the fake gateway.
 	// finish=stop model=fake-model
@@ -105,4 +106,38 @@ func ExampleStream_Deltas() {
 	// "the "
 	// "fake "
 	// "gateway."
+}
+
+// Dial wires everything from Options (or OptionsFromEnv, the variables
+// airlockctl reads): TLS or plaintext, the issuer connection with the
+// personal access token, the token source and the gateway connection.
+func ExampleDial() {
+	iss := clienttest.NewIssuer(nil)
+	iss.AddUser("glpat-demo")
+	srv, err := clienttest.NewServer(func(s grpc.ServiceRegistrar) {
+		iss.Register(s)
+		clienttest.NewGateway(iss).Register(s)
+	}, clienttest.WithTCP()) // plaintext on loopback, as `make run` serves
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Close()
+
+	conn, err := client.Dial(client.Options{
+		IssuerAddr: srv.Addr(), GatewayAddr: srv.Addr(), Plaintext: true,
+		PAT: "glpat-demo", Features: []string{"duo_chat"},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer conn.Close()
+	c, err := conn.Complete(context.Background(), "duo_chat", client.User("Say hello"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(c.Text, c.Done.Reason())
+	// Output:
+	// Hello from the fake gateway. stop
 }

@@ -209,7 +209,7 @@ func (s *TokenSource) mint() (*Token, error) {
 	resp, err := s.minter.MintToken(ctx, req)
 	if err != nil {
 		e := FromError(err)
-		return nil, &Error{Code: e.Code, Message: "mint token: " + e.Message, RetryAfter: e.RetryAfter, cause: e.cause}
+		return nil, &Error{Code: e.Code, Message: "mint token: " + e.Message, RetryAfter: e.RetryAfter, Hint: e.Hint, cause: e.cause}
 	}
 	return tokenFromResponse(resp)
 }

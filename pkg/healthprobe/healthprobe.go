@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -70,8 +71,22 @@ func Main(binary, defaultAddr string, args []string, stderr io.Writer) int {
 		}
 	}
 	if err := Check(context.Background(), *addr, *service, tc, *timeout); err != nil {
-		fmt.Fprintf(stderr, "%s healthcheck: %v\n", binary, err)
+		fmt.Fprintf(stderr, "%s healthcheck: %v%s\n", binary, err, hint(err))
 		return 1
 	}
 	return 0
+}
+
+// hint says which flag to change when the probe and the server disagree
+// about TLS, or "".
+func hint(err error) string {
+	switch msg := err.Error(); {
+	case strings.Contains(msg, "first record does not look like a TLS handshake"):
+		return "; hint: the server speaks plaintext: probe it without --ca, --cert and --key"
+	case strings.Contains(msg, "error reading server preface"):
+		return "; hint: the server closed the connection: if it serves TLS, give --ca (and --cert and --key if it requires a client certificate)"
+	case strings.Contains(msg, "certificate required"), strings.Contains(msg, "bad certificate"):
+		return "; hint: the server requires a client certificate: give --cert and --key"
+	}
+	return ""
 }

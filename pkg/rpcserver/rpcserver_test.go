@@ -3,6 +3,13 @@ package rpcserver
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -181,4 +188,43 @@ func TestServeHealthAnswersOnlyHealth(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("ServeHealth = %v after shutdown", err)
 	}
+}
+
+// A plaintext gRPC client at a TLS port: the handshake fails and the server
+// logs, once, what the client must change.
+func TestTLSCredentialsLogAPlaintextClient(t *testing.T) {
+	cert, err := selfSignedForTest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuf
+	creds := TLSCredentials(&tls.Config{Certificates: []tls.Certificate{cert}}, zerolog.New(&logs))
+	for i := 0; i < 2; i++ {
+		server, client := net.Pipe()
+		go func() {
+			_, _ = client.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+			_, _ = io.Copy(io.Discard, client)
+		}()
+		if _, _, err := creds.ServerHandshake(server); err == nil {
+			t.Fatal("handshake with a plaintext client succeeded")
+		}
+		server.Close()
+		client.Close()
+	}
+	if n := strings.Count(logs.String(), "spoke plaintext gRPC to this TLS port"); n != 1 {
+		t.Fatalf("logged the hint %d times, want once (rate-limited):\n%s", n, logs.String())
+	}
+}
+
+func selfSignedForTest() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

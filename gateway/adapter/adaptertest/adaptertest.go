@@ -301,6 +301,8 @@ func wantKind(fx Fixture) adapter.Kind {
 		return adapter.KindRateLimited
 	case s >= 500:
 		return adapter.KindUnavailable
+	case s == 404 || s == 405:
+		return adapter.KindMisconfigured
 	case s >= 400:
 		return adapter.KindBadRequest
 	}

@@ -102,7 +102,11 @@ func Collect(s *client.Stream) (string, *client.Done, error) {
 	for s.Next() {
 		b.WriteString(s.Text())
 	}
-	return b.String(), s.Done(), s.Err()
+	done, err := s.Done()
+	if err != nil {
+		return b.String(), nil, err
+	}
+	return b.String(), &done, nil
 }
 
 // CreateModel creates m at the issuer as the administrator.

@@ -218,7 +218,11 @@ func FreeAddr() (string, error) {
 // Binaries are the commands a cluster runs, found in Config.BinDir.
 var Binaries = []string{"issuer", "gateway", "stubmodel"}
 
-// Build compiles Binaries from this module's cmd/ into dir. The working
+// Tools are the other commands Build compiles: tests drive the cluster
+// with them as an operator would.
+var Tools = []string{"airlockctl"}
+
+// Build compiles Binaries and Tools from this module's cmd/ into dir. The working
 // directory must be inside the module (a test's package directory is).
 func Build(ctx context.Context, dir string) error {
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
@@ -230,7 +234,7 @@ func Build(ctx context.Context, dir string) error {
 		return errors.New("cluster: not inside the airlock module; cannot build the binaries")
 	}
 	args := []string{"build", "-o", dir + string(os.PathSeparator)}
-	for _, b := range Binaries {
+	for _, b := range append(append([]string{}, Binaries...), Tools...) {
 		args = append(args, "./cmd/"+b)
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)

@@ -165,7 +165,7 @@ func (s *Service) CreateModel(ctx context.Context, req *issuerv1.CreateModelRequ
 	if _, err := authn.Require(ctx, store.RoleAdmin); err != nil {
 		return nil, err
 	}
-	m := fromProto(req.GetModel())
+	m := modelcheck.Normalize(fromProto(req.GetModel()))
 	if err := modelcheck.Validate(m, req.GetModel().GetApiKey()); err != nil {
 		return nil, apierr.Status(s.cfg.Logger, err)
 	}
@@ -210,7 +210,9 @@ func (s *Service) UpdateModel(ctx context.Context, req *issuerv1.UpdateModelRequ
 	now, in := s.cfg.Now(), fromProto(pm)
 	var merged store.Model
 	stored, err := s.cfg.Store.UpdateModel(ctx, in.Name, func(old store.Model) (store.Model, error) {
-		merged = plan.apply(old, in, sealed)
+		// Normalised after the merge: an endpoint's expected form depends on
+		// the provider and identifier, which the mask may leave as stored.
+		merged = modelcheck.Normalize(plan.apply(old, in, sealed))
 		merged.UpdateTime = now
 		return merged, modelcheck.Validate(merged, apiKey)
 	})

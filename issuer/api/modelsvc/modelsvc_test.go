@@ -87,6 +87,10 @@ func TestCreateModelValidation(t *testing.T) {
 			`fallback_model: a model cannot be its own fallback`},
 		{"unknown fallback", with(base, func(m *issuerv1.Model) { m.Name, m.FallbackModel = "f", "ghost" }), codes.InvalidArgument,
 			`fallback_model: unknown model "ghost"`},
+		{"openai_compatible endpoint without a version path", with(base, func(m *issuerv1.Model) { m.Endpoint = "http://10.1.2.3:8000" }), codes.InvalidArgument,
+			`endpoint: openai_compatible endpoint "http://10.1.2.3:8000" has no API version path such as /v1 (requests would go to http://10.1.2.3:8000/chat/completions): want http://host:8000/v1 (vLLM, llama.cpp, LM Studio, TGI /v1, Ollama /v1); the gateway appends /chat/completions or /completions`},
+		{"api version for a provider without one", with(base, func(m *issuerv1.Model) { m.ApiVersion = "2024-10-21" }), codes.InvalidArgument,
+			`api_version: only azure_openai takes an api version; provider openai_compatible does not use it: leave it empty`},
 		{"duplicate name", validModel("base"), codes.AlreadyExists, `model "base": already exists`},
 	}
 	for i, tc := range tests {
@@ -98,6 +102,26 @@ func TestCreateModelValidation(t *testing.T) {
 			_, err := e.Models().CreateModel(ctx, &issuerv1.CreateModelRequest{Model: m})
 			wantStatus(t, err, tc.code, tc.msg)
 		})
+	}
+}
+
+// An endpoint that already holds the API path the gateway appends is stored
+// as its base, and the response shows what was stored.
+func TestCreateModelStoresTheNormalisedEndpoint(t *testing.T) {
+	e := testenv.New(t, testenv.Options{})
+	ctx := testenv.Ctx(e.Admin)
+	resp, err := e.Models().CreateModel(ctx, &issuerv1.CreateModelRequest{Model: with(validModel("full"), func(m *issuerv1.Model) {
+		m.Endpoint = "http://10.1.2.3:8000/v1/chat/completions"
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetModel().GetEndpoint(); got != "http://10.1.2.3:8000/v1" {
+		t.Fatalf("response endpoint = %q, want http://10.1.2.3:8000/v1", got)
+	}
+	got, err := e.Models().GetModel(ctx, &issuerv1.GetModelRequest{Name: "full"})
+	if err != nil || got.GetModel().GetEndpoint() != "http://10.1.2.3:8000/v1" {
+		t.Fatalf("stored endpoint = %q, %v", got.GetModel().GetEndpoint(), err)
 	}
 }
 

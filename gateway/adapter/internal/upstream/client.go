@@ -116,7 +116,8 @@ type Request struct {
 // Start sends r and returns the streaming body once a 2xx response's headers
 // have arrived. Failures are *adapter.Error: a non-2xx status (classified by
 // HTTPError), a connection failure (KindUnavailable, or KindTimeout
-// "connect" for a dial timeout) or an expired first-byte or total timeout;
+// "connect" for a dial timeout) or an expired first-byte (the timeout, or
+// the call's adapter.FirstByteDeadline) or total timeout;
 // if ctx ends first, ctx.Err() is returned instead.
 func (c *Client) Start(ctx context.Context, r Request) (*Response, error) {
 	cctx, cancel := context.WithCancelCause(ctx)
@@ -125,13 +126,19 @@ func (c *Client) Start(ctx context.Context, r Request) (*Response, error) {
 		resp.total = time.AfterFunc(d, func() { cancel(causeTotal) })
 	}
 	var fb *time.Timer
-	if d := c.timeouts.FirstByte; d > 0 {
+	if d, ok := c.firstByte(ctx); ok {
+		if d <= 0 {
+			// The call's budget is spent (earlier attempts used it).
+			resp.stop()
+			return nil, &adapter.Error{Kind: adapter.KindTimeout, Timeout: TimeoutFirstByte, Retryable: true,
+				Message: "model server " + TimeoutFirstByte + " timeout expired"}
+		}
 		fb = time.AfterFunc(d, func() { cancel(causeFirstByte) })
 	}
 	req, err := http.NewRequestWithContext(cctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
 	if err != nil {
 		resp.stop()
-		return nil, &adapter.Error{Kind: adapter.KindBadRequest, Message: "invalid model endpoint URL", Err: err}
+		return nil, &adapter.Error{Kind: adapter.KindMisconfigured, Message: "endpoint is not a valid URL", Err: err}
 	}
 	for k, v := range r.Header {
 		req.Header[k] = v
@@ -161,9 +168,27 @@ func (c *Client) Start(ctx context.Context, r Request) (*Response, error) {
 		}
 		return nil, e
 	}
+	if e := NotAStream(hr.Header); e != nil {
+		resp.stop()
+		_ = hr.Body.Close()
+		return nil, e
+	}
 	resp.Header = hr.Header
 	resp.body = hr.Body
 	return resp, nil
+}
+
+// firstByte returns how long this attempt may wait for response headers:
+// the FirstByte timeout, cut to what remains of the call's deadline
+// (adapter.WithFirstByteDeadline). ok is false when neither bounds it.
+func (c *Client) firstByte(ctx context.Context) (d time.Duration, ok bool) {
+	d, ok = c.timeouts.FirstByte, c.timeouts.FirstByte > 0
+	if dl, has := adapter.FirstByteDeadline(ctx); has {
+		if rem := time.Until(dl); !ok || rem < d {
+			d, ok = rem, true
+		}
+	}
+	return d, ok
 }
 
 // connectError classifies a failure before any response arrived.

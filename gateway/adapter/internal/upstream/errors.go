@@ -3,7 +3,9 @@ package upstream
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -174,6 +176,8 @@ func HTTPError(resp *http.Response, secret string, now func() time.Time) *adapte
 		e.Kind, e.Retryable = adapter.KindRateLimited, true
 	case status >= 500:
 		e.Kind, e.Retryable = adapter.KindUnavailable, true
+	case misconfigured(status, typ, code):
+		e.Kind = adapter.KindMisconfigured
 	default:
 		e.Kind = adapter.KindBadRequest
 		// An overloaded_error type means "come back later" whatever
@@ -184,6 +188,38 @@ func HTTPError(resp *http.Response, secret string, now func() time.Time) *adapte
 		e.RetryAfter = RetryAfter(resp.Header, now)
 	}
 	return e
+}
+
+// misconfigured reports whether a 4xx blames the model's configuration
+// rather than the caller's request: no such path (404, 405) or no such
+// model at the server (OpenAI's model_not_found, whatever the status).
+func misconfigured(status int, typ, code string) bool {
+	switch {
+	case status == http.StatusNotFound, status == http.StatusMethodNotAllowed:
+		return true
+	case strings.EqualFold(code, "model_not_found"), strings.EqualFold(typ, "model_not_found"),
+		strings.EqualFold(typ, "not_found_error"), strings.EqualFold(typ, "NotFoundError"):
+		return true
+	}
+	return false
+}
+
+// NotAStream returns the error for a 2xx response whose content type
+// cannot be a stream (an HTML or XML page, typically a proxy's login or
+// error page in front of the model server), or nil. An absent content
+// type, or any other, is left for the decoder to judge.
+func NotAStream(h http.Header) *adapter.Error {
+	ct := h.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return nil
+	}
+	switch mt {
+	case "text/html", "application/xhtml+xml", "text/xml", "application/xml":
+		return &adapter.Error{Kind: adapter.KindMisconfigured, HTTPStatus: http.StatusOK,
+			Message: fmt.Sprintf("answered with a %s page instead of a stream: something in front of the endpoint (a proxy or login page) answers instead of the model server", mt)}
+	}
+	return nil
 }
 
 // RetryAfter reads the wait hint: retry-after-ms (milliseconds) if present,

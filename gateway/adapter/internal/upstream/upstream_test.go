@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -128,8 +129,14 @@ func TestHTTPError(t *testing.T) {
 			adapter.Error{Kind: adapter.KindUnavailable, HTTPStatus: 500, Message: "Internal Server Error", Retryable: true}},
 		{"503 retry-after seconds", 503, ``, map[string]string{"retry-after": "3"},
 			adapter.Error{Kind: adapter.KindUnavailable, HTTPStatus: 503, Message: "Service Unavailable", Retryable: true, RetryAfter: 3 * time.Second}},
-		{"ollama string error 404", 404, `{"error":"model \"x\" not found, try pulling it first"}`, nil,
-			adapter.Error{Kind: adapter.KindBadRequest, HTTPStatus: 404, Message: `model "x" not found, try pulling it first`}},
+		{"ollama unknown model 404 is the model's configuration", 404, `{"error":"model \"x\" not found, try pulling it first"}`, nil,
+			adapter.Error{Kind: adapter.KindMisconfigured, HTTPStatus: 404, Message: `model "x" not found, try pulling it first`}},
+		{"wrong path 404 with an html body", 404, `<html>nope</html>`, nil,
+			adapter.Error{Kind: adapter.KindMisconfigured, HTTPStatus: 404, Message: "Not Found"}},
+		{"wrong method 405", 405, ``, nil,
+			adapter.Error{Kind: adapter.KindMisconfigured, HTTPStatus: 405, Message: "Method Not Allowed"}},
+		{"openai model_not_found 400", 400, `{"error":{"message":"The model does not exist","type":"invalid_request_error","code":"model_not_found"}}`, nil,
+			adapter.Error{Kind: adapter.KindMisconfigured, HTTPStatus: 400, Type: "invalid_request_error", Code: "model_not_found", Message: "The model does not exist"}},
 		{"vllm flat error 400", 400, `{"object":"error","message":"max_tokens too large","type":"BadRequestError","param":null,"code":400}`, nil,
 			adapter.Error{Kind: adapter.KindBadRequest, HTTPStatus: 400, Type: "BadRequestError", Code: "400", Message: "max_tokens too large"}},
 		{"400 does not honour retry-after", 400, `{}`, map[string]string{"retry-after": "9"},
@@ -235,8 +242,83 @@ func TestStartReportsCallerCancellationAsContextError(t *testing.T) {
 func TestStartRejectsBadURL(t *testing.T) {
 	c := New(adapter.Config{}, BearerKey)
 	_, err := c.Start(context.Background(), Request{URL: "://nope"})
-	if e, ok := adapter.AsError(err); !ok || e.Kind != adapter.KindBadRequest {
-		t.Fatalf("err = %v, want KindBadRequest", err)
+	if e, ok := adapter.AsError(err); !ok || e.Kind != adapter.KindMisconfigured {
+		t.Fatalf("err = %v, want KindMisconfigured", err)
+	}
+}
+
+// A proxy's login page answers 200 in place of the model server: the call
+// fails at once with a message that says so, instead of a decoding error.
+func TestStartRefusesAPageInsteadOfAStream(t *testing.T) {
+	for _, tc := range []struct {
+		contentType string
+		refused     bool
+	}{
+		{"text/html; charset=utf-8", true},
+		{"application/xhtml+xml", true},
+		{"text/event-stream", false},
+		{"application/x-ndjson", false},
+		{"", false},
+	} {
+		t.Run(tc.contentType, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tc.contentType)
+				_, _ = w.Write([]byte("<html><body>Please sign in</body></html>"))
+			}))
+			defer srv.Close()
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			r, err := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}}, BearerKey).Start(context.Background(), Request{URL: srv.URL})
+			if !tc.refused {
+				if err != nil {
+					t.Fatalf("Start: %v", err)
+				}
+				r.Close()
+				return
+			}
+			e, ok := adapter.AsError(err)
+			if !ok || e.Kind != adapter.KindMisconfigured || !strings.Contains(e.Message, "instead of a stream") {
+				t.Fatalf("err = %v, want KindMisconfigured naming the page", err)
+			}
+		})
+	}
+}
+
+// The call's first-byte deadline cuts an attempt's own timeout, and a spent
+// budget fails at once without sending anything.
+func TestStartHonoursTheCallsFirstByteDeadline(t *testing.T) {
+	var hits atomic.Int32
+	stall := make(chan struct{})
+	defer close(stall)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		select {
+		case <-stall:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}, Timeouts: adapter.Timeouts{FirstByte: time.Minute}}, BearerKey)
+
+	begin := time.Now()
+	ctx := adapter.WithFirstByteDeadline(context.Background(), begin.Add(200*time.Millisecond))
+	_, err := c.Start(ctx, Request{URL: srv.URL})
+	if e, ok := adapter.AsError(err); !ok || e.Kind != adapter.KindTimeout || e.Timeout != TimeoutFirstByte {
+		t.Fatalf("err = %v, want a first_byte timeout", err)
+	}
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Fatalf("took %v: the one-minute per-attempt timeout was used, not the call's deadline", took)
+	}
+
+	before := hits.Load()
+	spent := adapter.WithFirstByteDeadline(context.Background(), time.Now().Add(-time.Millisecond))
+	if _, err := c.Start(spent, Request{URL: srv.URL}); err == nil {
+		t.Fatal("Start succeeded with a spent budget")
+	}
+	if hits.Load() != before {
+		t.Fatal("a request was sent although the budget was spent")
 	}
 }
 
