@@ -338,7 +338,6 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 	return nil
 }
 
-
 func orNone(xs []string) string {
 	if len(xs) == 0 {
 		return "none"
