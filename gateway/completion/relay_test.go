@@ -3,8 +3,8 @@ package completion
 import (
 	"context"
 	"errors"
-	"strings"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
