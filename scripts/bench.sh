@@ -20,6 +20,17 @@ if [ "$(ulimit -n)" -lt 12000 ]; then
   echo "bench: open-file limit $(ulimit -n) is below 12000; the scale scenario may fail" >&2
 fi
 
+# The wire scenario compares the gateway with nginx as a plain reverse proxy
+# (run by the suite as its own process on a loopback port, never the system
+# service): install the Debian package when it is missing.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "bench: installing nginx (peer proxy for the wire scenario)"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light >/dev/null ||
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx >/dev/null ||
+    echo "bench: could not install nginx; the wire scenario will fail" >&2
+fi
+
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/airlock-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 

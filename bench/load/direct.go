@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,11 @@ import (
 	"time"
 )
 
-// Direct streams chat completions straight from an OpenAI-compatible server
-// (the stub model) over HTTP SSE: the baseline the gateway is compared with.
+// Direct streams chat completions from an OpenAI-compatible endpoint over
+// HTTP SSE (the stub model itself, or a plain reverse proxy in front of
+// it): the baselines the gateway is compared with. It decodes every chunk
+// as a real client does (encoding/json into the chunk's fields), so that
+// the client's cost is the same whatever it talks to.
 type Direct struct {
 	// Client must pool at least as many connections per host as there are
 	// workers, so that the baseline does not pay for reconnects.
@@ -20,8 +24,10 @@ type Direct struct {
 	// URL is the chat completions endpoint (…/v1/chat/completions).
 	URL string
 	// Body is the request (default: a streamed chat completion of one
-	// short message for the stub's model); Header is added to each request
-	// (the gateway's HTTP API takes the token as Authorization).
+	// short message for the stub's model); the suite sends the body the
+	// gateway sends, so the model does the same work for every path.
+	// Header is added to each request (the gateway's HTTP API takes the
+	// token as Authorization).
 	Body   []byte
 	Header http.Header
 	// Now is the clock; nil means time.Now.
@@ -30,8 +36,8 @@ type Direct struct {
 
 var _ Target = (*Direct)(nil)
 
-// requestBody is what the gateway sends upstream, minus the model name's
-// source: a streamed chat completion of one short message.
+// requestBody is the default request: a streamed chat completion of one
+// short message.
 var requestBody = []byte(`{"model":"airlock-stub","stream":true,"messages":[{"role":"user","content":"Say hello"}]}`)
 
 // Stream implements Target.
@@ -71,14 +77,20 @@ func (d *Direct) Stream(ctx context.Context, _ int) Stream {
 	for !done {
 		line, err := r.ReadSlice('\n')
 		if len(line) > 0 {
-			switch kind := ClassifySSE(line); kind {
-			case SSEText:
+			text, end, derr := DecodeSSELine(line)
+			switch {
+			case derr != nil:
+				s.Err = derr
+			case end:
+				done = true
+			case text != "":
 				if s.Chunks == 0 {
 					s.TTFT = now().Sub(start)
 				}
 				s.Chunks++
-			case SSEDone:
-				done = true
+			}
+			if derr != nil {
+				break
 			}
 		}
 		if err != nil {
@@ -97,44 +109,58 @@ func (d *Direct) Stream(ctx context.Context, _ int) Stream {
 	return s
 }
 
-// SSEKind classifies one line of an OpenAI-style SSE stream.
-type SSEKind int
-
-// Kinds of SSE lines.
-const (
-	SSEOther SSEKind = iota // blank lines, comments, chunks without text
-	SSEText                 // a chunk whose delta carries non-empty content or text
-	SSEDone                 // data: [DONE]
-)
+// chunk is what an OpenAI client reads from each streamed chunk.
+type chunk struct {
+	ID      string `json:"id"`
+	Model   string `json:"model"`
+	Choices []struct {
+		Index int `json:"index"`
+		Delta struct {
+			Role    string `json:"role"`
+			Content string `json:"content"`
+		} `json:"delta"`
+		Text         string  `json:"text"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+	Error json.RawMessage `json:"error"`
+}
 
 var (
-	dataPrefix   = []byte("data:")
-	doneMarker   = []byte("[DONE]")
-	contentField = []byte(`"content":"`)
-	textField    = []byte(`"text":"`)
+	dataPrefix = []byte("data:")
+	doneMarker = []byte("[DONE]")
 )
 
-// ClassifySSE tells text chunks apart from everything else without decoding
-// the JSON, so the baseline client spends as little as it can: the direct
-// figures must be the floor the gateway is compared with. It looks for a
-// "content" or "text" string field with at least one character.
-func ClassifySSE(line []byte) SSEKind {
+// DecodeSSELine decodes one line of an OpenAI-style SSE stream the way a
+// client library does: a `data:` line's JSON is decoded with encoding/json
+// and the text of choice 0 returned; end is true for `data: [DONE]`. Other
+// lines (blank, comments, event names) yield nothing. A chunk that is not
+// valid JSON, or carries an error, is an error.
+func DecodeSSELine(line []byte) (text string, end bool, err error) {
 	rest, ok := bytes.CutPrefix(line, dataPrefix)
 	if !ok {
-		return SSEOther
+		return "", false, nil
 	}
 	rest = bytes.TrimSpace(rest)
 	if bytes.Equal(rest, doneMarker) {
-		return SSEDone
+		return "", true, nil
 	}
-	for _, field := range [][]byte{contentField, textField} {
-		if i := bytes.Index(rest, field); i >= 0 {
-			if j := i + len(field); j < len(rest) && rest[j] != '"' {
-				return SSEText
-			}
+	var c chunk
+	if err := json.Unmarshal(rest, &c); err != nil {
+		return "", false, fmt.Errorf("load: invalid chunk: %w", err)
+	}
+	if len(c.Error) > 0 && string(c.Error) != "null" {
+		return "", false, fmt.Errorf("load: error in stream: %s", c.Error)
+	}
+	for _, ch := range c.Choices {
+		if ch.Index == 0 {
+			return ch.Delta.Content + ch.Text, false, nil
 		}
 	}
-	return SSEOther
+	return "", false, nil
 }
 
 // NewDirectClient returns an HTTP client that keeps up to conns idle

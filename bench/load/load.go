@@ -117,3 +117,30 @@ func Run(ctx context.Context, t Target, concurrency, perWorker int) Round {
 	wg.Wait()
 	return Round{Streams: streams, Wall: time.Since(start)}
 }
+
+// RunFor starts concurrency workers that each perform streams one after
+// another until d has passed since the start (a stream in flight then
+// finishes), and waits for all of them. Rounds of seconds, rather than of
+// a fixed count, keep ramp-up and the last stragglers a small part of the
+// figures.
+func RunFor(ctx context.Context, t Target, concurrency int, d time.Duration) Round {
+	perWorker := make([][]Stream, concurrency)
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				perWorker[w] = append(perWorker[w], t.Stream(ctx, w))
+			}
+		}()
+	}
+	wg.Wait()
+	r := Round{Wall: time.Since(start)}
+	for _, ss := range perWorker {
+		r.Streams = append(r.Streams, ss...)
+	}
+	return r
+}

@@ -3,8 +3,11 @@ package load
 import (
 	"context"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -137,39 +140,77 @@ func TestGatewayReportsStatusAndEmptyStreams(t *testing.T) {
 	}
 }
 
-func TestClassifySSE(t *testing.T) {
+func TestDecodeSSELine(t *testing.T) {
 	tests := []struct {
-		name string
-		line string
-		want SSEKind
+		name, line, text string
+		end, err         bool
 	}{
-		{"chat text", `data: {"choices":[{"delta":{"content":"Hi"}}]}` + "\n", SSEText},
-		{"legacy text", `data: {"choices":[{"text":"Hi"}]}`, SSEText},
-		{"role chunk with empty content", `data: {"choices":[{"delta":{"role":"assistant","content":""}}]}`, SSEOther},
-		{"finish chunk", `data: {"choices":[{"delta":{},"finish_reason":"stop"}]}`, SSEOther},
-		{"done", "data: [DONE]\n", SSEDone},
-		{"done without space", "data:[DONE]", SSEDone},
-		{"blank", "\n", SSEOther},
-		{"comment", ": keep-alive\n", SSEOther},
-		{"field at end of line", `data: {"content":"`, SSEOther},
+		{"chat delta", `data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}` + "\n", "Hi", false, false},
+		{"escaped text is decoded", `data: {"choices":[{"index":0,"delta":{"content":"a\nb\u00e9"}}]}`, "a\nbé", false, false},
+		{"text completion", `data:{"choices":[{"index":0,"text":"x"}]}`, "x", false, false},
+		{"role-only chunk", `data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}`, "", false, false},
+		{"usage chunk", `data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}`, "", false, false},
+		{"other choice only", `data: {"choices":[{"index":1,"delta":{"content":"no"}}]}`, "", false, false},
+		{"done", "data: [DONE]\r\n", "", true, false},
+		{"blank and comments", ": keep-alive", "", false, false},
+		{"invalid JSON", `data: {"choices":[`, "", false, true},
+		{"error member", `data: {"error":{"message":"boom"}}`, "", false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := ClassifySSE([]byte(tt.line)); got != tt.want {
-				t.Fatalf("ClassifySSE(%q) = %v, want %v", tt.line, got, tt.want)
+			text, end, err := DecodeSSELine([]byte(tt.line))
+			if text != tt.text || end != tt.end || (err != nil) != tt.err {
+				t.Fatalf("DecodeSSELine(%q) = %q, %v, %v; want %q, %v, error %v", tt.line, text, end, err, tt.text, tt.end, tt.err)
 			}
 		})
 	}
 }
 
-func FuzzClassifySSE(f *testing.F) {
-	f.Add(`data: {"choices":[{"delta":{"content":"Hi"}}]}`)
-	f.Add("data: [DONE]")
-	f.Add(`data: {"content":"`)
+func TestDirectSendsItsBodyAndHeader(t *testing.T) {
+	got := make(chan string, 1)
+	stub := stubmodel.New(stubmodel.Config{Tokens: 3})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("X-Probe")
+		stub.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	client := NewDirectClient(1)
+	defer client.CloseIdleConnections()
+	body := []byte(`{"model":"m","stream":true,"max_tokens":2,"messages":[{"role":"user","content":"x"}]}`)
+	s := (&Direct{Client: client, URL: srv.URL + "/v1/chat/completions", Body: body, Header: http.Header{"X-Probe": {"1"}}}).Stream(context.Background(), 0)
+	if s.Err != nil || s.Chunks != 2 {
+		t.Fatalf("stream = %+v, want 2 chunks (the body's max_tokens)", s)
+	}
+	if h := <-got; h != "1" {
+		t.Fatalf("header X-Probe = %q", h)
+	}
+}
+
+func TestRunForRunsForTheDuration(t *testing.T) {
+	srv := httptest.NewServer(stubmodel.New(stubmodel.Config{Tokens: 2, Delay: time.Millisecond}))
+	defer srv.Close()
+	client := NewDirectClient(4)
+	defer client.CloseIdleConnections()
+	round := RunFor(context.Background(), &Direct{Client: client, URL: srv.URL + "/v1/chat/completions"}, 3, 150*time.Millisecond)
+	if n, err := round.Errors(); n != 0 || len(round.Streams) < 3 {
+		t.Fatalf("%d streams, %d failed (%v); want at least one per worker", len(round.Streams), n, err)
+	}
+	if round.Wall < 150*time.Millisecond || round.Wall > 5*time.Second {
+		t.Fatalf("round took %v, want about 150ms", round.Wall)
+	}
+}
+
+func FuzzDecodeSSELine(f *testing.F) {
+	for _, l := range []string{"data: [DONE]", `data: {"choices":[{"index":0,"delta":{"content":"a"}}]}`, "data:", ": x", ""} {
+		f.Add(l)
+	}
 	f.Fuzz(func(t *testing.T, line string) {
-		k := ClassifySSE([]byte(line))
-		if k != SSEOther && len(line) < len("data:") {
-			t.Fatalf("ClassifySSE(%q) = %v for a line too short to be data", line, k)
+		text, end, err := DecodeSSELine([]byte(line))
+		if !strings.HasPrefix(line, "data:") && (text != "" || end || err != nil) {
+			t.Fatalf("a line without data: yielded %q, %v, %v", text, end, err)
+		}
+		if end && (text != "" || err != nil) {
+			t.Fatalf("[DONE] with text %q or error %v", text, err)
 		}
 	})
 }

@@ -37,6 +37,7 @@ type Report struct {
 	Figures  []Figure
 	Details  []Detail
 	Failures []string // scenarios that could not run, with the reason
+	nginx    string   // version of the nginx peer, when the wire scenario ran
 }
 
 // Detail is a block of Markdown under a section heading.

@@ -106,8 +106,8 @@ func runScale(ctx context.Context, o Options, dir string, r *Report, logw io.Wri
 		errText = fmt.Sprintf("%d (first: %v)", failed, firstErr)
 	}
 	r.add(Figure{section, name + ": errors", errText, "0", verdict(failed == 0 && opened == int64(n))})
-	r.add(Figure{section, name + ": gateway RSS per stream", perRSS.Format("%.1f") + " KB", "≤ 60 KB", verdict(perRSS.N > 0 && perRSS.Median <= 60)})
-	r.add(Figure{section, name + ": gateway Go heap in use per stream", perHeap.Format("%.1f") + " KB", "≤ 60 KB", verdict(perHeap.N > 0 && perHeap.Median <= 60)})
+	r.add(Figure{section, name + ": gateway RSS per stream", perRSS.Format("%.1f") + " KB", "≤ 40 KB", verdict(perRSS.N > 0 && perRSS.Median <= 40)})
+	r.add(Figure{section, name + ": gateway Go heap in use per stream", perHeap.Format("%.1f") + " KB", "(reported)", Info})
 	r.add(Figure{section, name + ": gateway CPU while holding them", fmt.Sprintf("%.3f cores (%.1f µs per relayed chunk)", cores,
 		(cpu1.CPU-cpu0.CPU).Seconds()*1e6/math.Max(1, float64(n)*window.Seconds())), "(reported)", Info})
 	r.detail(section, "%d streams over %d client connections (%d per connection), the stub emitting one chunk per second for %d chunks. All %d streams had their first chunk %.1f s after the first was opened; samples were taken once a second while every stream was open (%d samples; spread over samples). Memory deltas are against the idle gateway after warm-up (RSS %.1f MB, heap in use %.1f MB). Go goroutines in the gateway while holding the streams: %.0f (%.1f per stream). CPU = utime+stime over %.1f s of the holding window. Whole run %.1f s.",

@@ -82,7 +82,7 @@ func Main(args []string) int {
 	fs.IntVar(&o.Runs, "runs", 3, "repetitions of every side-by-side measurement")
 	fs.BoolVar(&o.Quick, "quick", false, "small sizes (smoke run; figures not comparable)")
 	fs.IntVar(&o.ScaleStreams, "scale-streams", 5000, "concurrent streams held open by the scale scenario")
-	fs.DurationVar(&o.ScaleDuration, "scale-duration", 30*time.Second, "how long each scale stream stays open (one chunk per second)")
+	fs.DurationVar(&o.ScaleDuration, "scale-duration", 20*time.Second, "how long each scale stream stays open (one chunk per second)")
 	fs.IntVar(&o.Watchers, "watchers", 1000, "WatchKeys streams in the key-rotation measurement")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -3,6 +3,7 @@ package completion
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -110,4 +111,41 @@ func TestRelayReportsSendFailure(t *testing.T) {
 	if err := r.emit(context.Background(), "b"); !errors.Is(err, boom) {
 		t.Fatalf("emit after a failed send = %v, want the send error", err)
 	}
+}
+
+// sent returns a send function that reports each text on a channel.
+func sentChan() (func(string) error, chan string) {
+	c := make(chan string, 16)
+	return func(s string) error { c <- s; return nil }, c
+}
+
+// BenchmarkRelayPacedBursts relays one delta per burst, each written before
+// the next arrives (a paced model): the per-chunk cost of starting the
+// sender. (A sender lingering for the next burst, woken through a select
+// with a linger timer, measured 1.13 us of CPU per burst against 0.55 us for
+// starting a goroutine per burst, so the relay starts one.)
+func BenchmarkRelayPacedBursts(b *testing.B) {
+	send, sent := sentChan()
+	r := newRelay(send, 1024, time.Second)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.emit(ctx, "tok"); err != nil {
+			b.Fatal(err)
+		}
+		<-sent
+		for !settled(r) { // the sender exits, as between paced tokens
+			runtime.Gosched()
+		}
+	}
+	if err := r.finish(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// settled reports whether r's sender has exited.
+func settled(r *relay) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.running
 }

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -61,7 +60,9 @@ type Options struct {
 	ServerOptions []grpc.ServerOption
 	// Registerer, if set, receives the standard gRPC server metrics
 	// (grpc_server_started_total, grpc_server_handled_total{grpc_code},
-	// grpc_server_handling_seconds), recorded outermost.
+	// grpc_server_handling_seconds, grpc_server_msg_{received,sent}_total),
+	// recorded outermost; a stream's messages are counted once, when it
+	// ends (metrics.go).
 	Registerer prometheus.Registerer
 	// RefusalSampler samples the finished-call lines of calls refused for
 	// the caller's fault (see refusalCodes), so a flood of bad calls costs
@@ -116,10 +117,10 @@ func New(o Options) (*grpc.Server, *health.Server) {
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor
 	if o.Registerer != nil {
-		m := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+		m := newServerMetrics()
 		o.Registerer.MustRegister(m)
-		unary = append(unary, m.UnaryServerInterceptor())
-		stream = append(stream, m.StreamServerInterceptor())
+		unary = append(unary, m.unary)
+		stream = append(stream, m.stream)
 	}
 	unary = append(unary, o.UnaryFirst...)
 	stream = append(stream, o.StreamFirst...)
@@ -194,9 +195,25 @@ func Logger(l zerolog.Logger) logging.Logger {
 		default:
 			e = l.Error()
 		}
+		if e == nil { // level disabled: build nothing
+			return
+		}
 		for i := 0; i+1 < len(fields); i += 2 {
 			k, _ := fields[i].(string)
-			e = e.Interface(k, fields[i+1])
+			// The common kinds without reflection (Interface marshals
+			// every value with encoding/json).
+			switch v := fields[i+1].(type) {
+			case string:
+				e = e.Str(k, v)
+			case int:
+				e = e.Int(k, v)
+			case int64:
+				e = e.Int64(k, v)
+			case bool:
+				e = e.Bool(k, v)
+			default:
+				e = e.Interface(k, v)
+			}
 		}
 		e.Msg(msg)
 	})

@@ -4,8 +4,10 @@
 // as the product's model support.
 //
 // It serves POST /v1/chat/completions and POST /v1/completions (streaming SSE
-// with `data: [DONE]`, or one JSON body when stream is false), GET /v1/models
-// and GET /healthz.
+// with `data: [DONE]`, or one JSON body when stream is false), GET /v1/models,
+// GET /healthz and GET /debug/last-request (the body of the last completion
+// request, so the benchmarks can send a model exactly what the gateway
+// sends).
 package stubmodel
 
 import (
@@ -13,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -38,6 +41,7 @@ type Server struct {
 	cfg      Config
 	words    []string
 	requests atomic.Int64
+	last     atomic.Pointer[[]byte] // body of the last completion request
 }
 
 // New returns a stub server; zero fields take defaults.
@@ -88,6 +92,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.complete(w, r, true)
 	case "/v1/completions":
 		s.complete(w, r, false)
+	case "/debug/last-request":
+		w.Header().Set("Content-Type", "application/json")
+		if b := s.last.Load(); b != nil {
+			_, _ = w.Write(*b)
+		}
 	default:
 		writeError(w, http.StatusNotFound, "invalid_request_error", "unknown path "+r.URL.Path)
 	}
@@ -103,10 +112,15 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, chat bool) {
 		return
 	}
 	var req request
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<20)).Decode(&req); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 8<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "request body is not valid JSON")
 		return
 	}
+	s.last.Store(&body)
 	if chat && len(req.Messages) == 0 {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "messages is required")
 		return

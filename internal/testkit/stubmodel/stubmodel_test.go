@@ -3,6 +3,7 @@ package stubmodel
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -128,5 +129,30 @@ func TestRejectsBadRequests(t *testing.T) {
 		if resp.StatusCode != tt.want {
 			t.Errorf("%s: status %d, want %d", tt.name, resp.StatusCode, tt.want)
 		}
+	}
+}
+
+func TestServesTheLastRequestBody(t *testing.T) {
+	srv := httptest.NewServer(New(Config{Tokens: 2}))
+	defer srv.Close()
+	get := func() string {
+		resp, err := http.Get(srv.URL + "/debug/last-request")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		if _, err := io.Copy(&b, resp.Body); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	if got := get(); got != "" {
+		t.Fatalf("before any request: %q, want empty", got)
+	}
+	body := `{"model":"m","stream":true,"messages":[{"role":"user","content":"first"}]}`
+	replay(t, srv.URL+"/v1/chat/completions", body)
+	if got := get(); got != body {
+		t.Fatalf("last request = %q, want %q", got, body)
 	}
 }

@@ -4,8 +4,7 @@
 package oaistream
 
 import (
-	stdjson "encoding/json"
-	json "github.com/goccy/go-json"
+	"encoding/json"
 	"unicode/utf8"
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
@@ -52,7 +51,7 @@ func ChatBody(req *adapter.Request, model string, msgs []adapter.Message, includ
 	for i, m := range msgs {
 		b.Messages[i] = message(m)
 	}
-	return json.Marshal(b)
+	return appendBody(make([]byte, 0, b.size()), b)
 }
 
 // TextBody returns the JSON body of a streaming text completion request with
@@ -60,7 +59,23 @@ func ChatBody(req *adapter.Request, model string, msgs []adapter.Message, includ
 func TextBody(req *adapter.Request, model, prompt string, stop []string, includeUsage bool) ([]byte, error) {
 	b := newBody(req, model, stop, includeUsage)
 	b.Prompt = &prompt
-	return json.Marshal(b)
+	return appendBody(make([]byte, 0, b.size()), b)
+}
+
+// size estimates the encoded length so the body is written in one
+// allocation (escapes may still grow it).
+func (b *body) size() int {
+	n := 160 + len(b.Model)
+	for _, m := range b.Messages {
+		n += 32 + len(m.Role) + len(m.Content)
+	}
+	if b.Prompt != nil {
+		n += len(*b.Prompt)
+	}
+	for _, s := range b.Stop {
+		n += 3 + len(s)
+	}
+	return n + n/4
 }
 
 func newBody(req *adapter.Request, model string, stop []string, includeUsage bool) *body {
@@ -105,17 +120,14 @@ func (c *content) UnmarshalJSON(b []byte) error {
 	}
 	switch b[0] {
 	case '"':
-		// Fast path: no escapes means the bytes are the string (the outer
-		// decoder has validated the document already).
+		// No escapes means the bytes are the string (the outer decoder
+		// has validated the document already).
 		if inner := b[1 : len(b)-1]; plain(inner) {
 			*c = content(inner)
 			return nil
 		}
-		// Escaped strings go to encoding/json: the faster decoder's string
-		// code steps outside the slice it is given when called from inside a
-		// decode (the race detector's checkptr catches it).
 		var s string
-		if err := stdjson.Unmarshal(b, &s); err != nil {
+		if err := json.Unmarshal(b, &s); err != nil {
 			return err
 		}
 		*c = content(s)
@@ -124,7 +136,7 @@ func (c *content) UnmarshalJSON(b []byte) error {
 			Type string `json:"type"`
 			Text string `json:"text"`
 		}
-		if err := stdjson.Unmarshal(b, &parts); err != nil {
+		if err := json.Unmarshal(b, &parts); err != nil {
 			return err
 		}
 		var s []byte
@@ -138,29 +150,8 @@ func (c *content) UnmarshalJSON(b []byte) error {
 	return nil // null, numbers, objects: no text
 }
 
-// controlFree reports whether no raw control character (< 0x20) appears
-// inside a JSON string of data. encoding/json rejects such documents; the
-// faster decoder does not, so decodeChunk checks first (one cheap pass).
-func controlFree(data []byte) bool {
-	in, esc := false, false
-	for _, c := range data {
-		switch {
-		case esc:
-			esc = false
-		case c == '\\' && in:
-			esc = true
-		case c == '"':
-			in = !in
-		case c < 0x20 && in:
-			return false
-		}
-	}
-	return true
-}
-
 // plain reports whether a JSON string's inner bytes are its value: no
-// escapes, no control characters (invalid in JSON, and a faster decoder may
-// hand them through), valid UTF-8.
+// escapes, no control characters, valid UTF-8.
 func plain(b []byte) bool {
 	for _, c := range b {
 		if c < 0x20 || c == '\\' {
@@ -180,6 +171,7 @@ type Decoder struct {
 	mode Mode
 	c    chunk
 	u    usage
+	fast fastChunk
 }
 
 // NewDecoder returns a decoder for mode. In-stream error messages are
@@ -237,24 +229,20 @@ func (d *Decoder) Decode(resp upstream.Body, maxEvent int, emit func(string) err
 	return res, nil
 }
 
-// decodeChunk decodes with goccy/go-json, about twice as fast as
-// encoding/json with half the allocations on the relay's hot path, when the
-// document is valid JSON, valid UTF-8 and without raw control characters in
-// strings (every real chunk). The rare rest goes to encoding/json, whose handling of those
-// (replacement characters, rejection) the faster decoder does not share.
-// FuzzChunkDecodingMatchesStdlib holds the two paths to the same results.
-func decodeChunk(data []byte, c *chunk) error {
-	// stdjson.Valid first: the faster decoder uses unsafe pointer arithmetic
-	// that can step past the end of a truncated document, so it only ever
-	// sees complete, well-formed JSON (a fast scan, no allocation).
-	if utf8.Valid(data) && controlFree(data) && stdjson.Valid(data) {
-		return json.Unmarshal(data, c)
+// decodeChunk decodes data into d.c: in one pass with the chunk-shaped
+// decoder (fastchunk.go) when it can, else with encoding/json, whose results
+// the fast path reproduces exactly (FuzzFastChunkMatchesStdlib).
+func (d *Decoder) decodeChunk(data []byte) error {
+	d.reset()
+	if d.fast.decode(data, &d.c) {
+		return nil
 	}
-	return stdjson.Unmarshal(data, c)
+	d.reset()
+	return json.Unmarshal(data, &d.c)
 }
 
-// parse decodes one chunk into the reusable buffers.
-func (d *Decoder) parse(data []byte, resp upstream.Body) (text, finish string, u *usage, err error) {
+// reset prepares the reusable chunk for the next decode.
+func (d *Decoder) reset() {
 	c := &d.c
 	// encoding/json reuses slice elements without zeroing them; clear them
 	// so no field leaks from one chunk into the next.
@@ -263,7 +251,12 @@ func (d *Decoder) parse(data []byte, resp upstream.Body) (text, finish string, u
 	c.Error = c.Error[:0]
 	d.u = usage{PromptTokens: unset, CompletionTokens: unset}
 	c.Usage = &d.u
-	if err := decodeChunk(data, c); err != nil {
+}
+
+// parse decodes one chunk into the reusable buffers.
+func (d *Decoder) parse(data []byte, resp upstream.Body) (text, finish string, u *usage, err error) {
+	c := &d.c
+	if err := d.decodeChunk(data); err != nil {
 		return "", "", nil, upstream.Malformed("invalid JSON chunk", err)
 	}
 	if upstream.HasError(c.Error) {

@@ -69,3 +69,41 @@ func BenchmarkDecodeLongStream(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkChatBody encodes a chat request of a typical code-chat size.
+func BenchmarkChatBody(b *testing.B) {
+	temp := float32(0.2)
+	req := &adapter.Request{MaxTokens: 256, Temperature: &temp, Stop: []string{"\n\n"}}
+	msgs := []adapter.Message{
+		{Role: "system", Content: strings.Repeat("You are a helpful <coding> assistant & reviewer.\n", 8)},
+		{Role: "user", Content: strings.Repeat("func main() {\n\tfmt.Println(\"héllo\")\n}\n", 30)},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ChatBody(req, "qwen2.5-coder", msgs, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkChatBodyFreshGoroutine encodes each request on a new goroutine,
+// as the gateway does (one per call), so stack growth counts.
+func BenchmarkChatBodyFreshGoroutine(b *testing.B) {
+	temp := float32(0.2)
+	req := &adapter.Request{MaxTokens: 256, Temperature: &temp, Stop: []string{"\n\n"}}
+	msgs := []adapter.Message{
+		{Role: "system", Content: strings.Repeat("You are a helpful <coding> assistant & reviewer.\n", 8)},
+		{Role: "user", Content: strings.Repeat("func main() {\n\tfmt.Println(\"héllo\")\n}\n", 30)},
+	}
+	b.ReportAllocs()
+	done := make(chan error)
+	for b.Loop() {
+		go func() {
+			_, err := ChatBody(req, "qwen2.5-coder", msgs, true)
+			done <- err
+		}()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+}
