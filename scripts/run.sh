@@ -97,7 +97,7 @@ wait_healthy() {
 "$BIN/stubmodel" --addr 127.0.0.1:9460 >"$LOGS/stubmodel.log" 2>&1 &
 stub_pid=$!
 pids+=("$stub_pid")
-"$BIN/issuer" --dev --data-dir "$DATA/issuer" >"$LOGS/issuer.log" 2>&1 &
+"$BIN/issuer" --dev --data-dir "$DATA/issuer" --gateway-api-url http://127.0.0.1:9452 >"$LOGS/issuer.log" 2>&1 &
 issuer_pid=$!
 pids+=("$issuer_pid")
 wait_healthy stubmodel "$stub_pid" "$BIN/stubmodel" healthcheck --addr 127.0.0.1:9460

@@ -5,12 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-dev/airlock/issuer/keys"
+	"github.com/airlock-dev/airlock/issuer/restapi"
 	"github.com/airlock-dev/airlock/pkg/flagenv"
 	"github.com/airlock-dev/airlock/pkg/keypolicy"
 	"github.com/airlock-dev/airlock/pkg/token"
@@ -56,6 +58,10 @@ type Config struct {
 	TLSCert             string
 	TLSKey              string
 	TLSClientCA         string
+	// The gateway's HTTP API, for the REST API's direct and indirect paths.
+	GatewayAPIURL     string
+	GatewayAPICA      string
+	GatewayAPITimeout time.Duration
 }
 
 // ParseConfig reads args, then AIRLOCK_ISSUER_* variables, then the
@@ -91,6 +97,9 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.GatewayCertID, "gateway-cert-identity", "spiffe://airlock/gateway", "with mutual TLS, a client certificate with this URI SAN (or common name) is the gateway's service identity, no token needed; empty disables")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "server private key (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA bundle (PEM) that client certificates must chain to; enables mutual TLS on gRPC")
+	fs.StringVar(&c.GatewayAPIURL, "gateway-api-url", "", "the gateway's public HTTP API URL (its --api-http-addr): base_url of /api/v4/code_suggestions/direct_access, and where /api/v4/code_suggestions/completions is forwarded; empty: direct connections disabled, completions 503")
+	fs.StringVar(&c.GatewayAPICA, "gateway-api-ca", "", "CA bundle (PEM) that an https --gateway-api-url's certificate must chain to (default: the system's roots)")
+	fs.DurationVar(&c.GatewayAPITimeout, "gateway-api-timeout", restapi.DefaultForwardTimeout, "bound of one completion forwarded to the gateway, its streamed answer included")
 	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
 		return Config{}, err
 	}
@@ -124,6 +133,16 @@ func (c Config) Validate() error {
 	check(c.TLSCert == "" && !c.Plaintext && !c.Dev, "TLS is required: set --tls-cert and --tls-key, or --plaintext for local development")
 	check(c.TLSCert != "" && c.Plaintext, "--plaintext and --tls-cert are mutually exclusive")
 	check(c.TLSClientCA != "" && c.TLSCert == "", "--tls-client-ca: needs --tls-cert and --tls-key")
+	if c.GatewayAPIURL != "" {
+		gu, err := restapi.ParseGatewayURL(c.GatewayAPIURL)
+		check(err != nil, "--gateway-api-url %q: %v", c.GatewayAPIURL, err)
+		check(err == nil && gu.Scheme == "http" && !c.Plaintext && !c.Dev && !isLoopback(net.JoinHostPort(gu.Hostname(), "0")),
+			"--gateway-api-url %q: plaintext http to a non-loopback gateway sends tokens in clear; use https, or --plaintext for local development", c.GatewayAPIURL)
+		check(err == nil && gu.Scheme == "http" && c.GatewayAPICA != "", "--gateway-api-ca: needs an https --gateway-api-url")
+	} else {
+		check(c.GatewayAPICA != "", "--gateway-api-ca: needs --gateway-api-url")
+	}
+	check(c.GatewayAPITimeout <= 0, "--gateway-api-timeout: must be positive")
 	_, err = zerolog.ParseLevel(c.LogLevel)
 	check(err != nil || c.LogLevel == "", "--log-level %q: want debug, info, warn or error", c.LogLevel)
 	return errors.Join(errs...)
