@@ -306,8 +306,9 @@ func (a *API) completions(w http.ResponseWriter, r *http.Request, id authn.Ident
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.ForwardTimeout)
 	defer cancel()
 	// The server's write timeout is for ordinary answers; a relayed stream
-	// may take the forward's whole bound.
-	_ = http.NewResponseController(w).SetWriteDeadline(a.cfg.Now().Add(a.cfg.ForwardTimeout + 5*time.Second))
+	// may take the forward's whole bound. Socket deadlines are wall-clock
+	// time, not the injected clock's.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(a.cfg.ForwardTimeout + 5*time.Second))
 	resp, err := a.cfg.Gateway.Forward(ctx, path, a.forwardHeader(r, tok), body)
 	if err != nil {
 		switch {
