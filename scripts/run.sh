@@ -168,6 +168,9 @@ OPENAI_BASE_URL come from the same eval):
     curl -sS -N "\$OPENAI_BASE_URL/chat/completions" -H "Authorization: Bearer \$OPENAI_API_KEY" -H "Content-Type: application/json" \\
       -d '{"model":"duo_chat","stream":true,"messages":[{"role":"user","content":"Hello"}]}'
 
+Or, as an IDE does, ask the issuer's GitLab REST API for a direct connection to the gateway:
+    curl -sSf -X POST http://127.0.0.1:9441/api/v4/code_suggestions/direct_access -H "PRIVATE-TOKEN: \$(cat $DATA/issuer/credentials/demo.token)"
+
 Press Ctrl-C to stop.
 MSG
 wait -n "${pids[@]}" || true

@@ -71,7 +71,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("issuer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9440", "gRPC listen address")
-	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9441", "HTTP listen address (JWKS, discovery, health, metrics)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9441", "HTTP listen address (JWKS, discovery, health, metrics, the GitLab instance REST API under /api/v4)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data/issuer", "directory of the embedded store (back it up while the issuer is stopped, or copy issuer.db)")
 	fs.StringVar(&c.IssuerURL, "issuer-url", "http://127.0.0.1:9441", "instance URL: the iss claim and the base of jwks_uri")
 	fs.BoolVar(&c.Dev, "dev", false, "dev defaults: generate <data-dir>/kek if no KEK is given, and bootstrap users")
