@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -698,6 +699,58 @@ func TestParseGatewayURL(t *testing.T) {
 	} {
 		if _, err := restapi.ParseGatewayURL(tc.url); (err == nil) != tc.ok {
 			t.Errorf("%q: err %v, want ok %v", tc.url, err, tc.ok)
+		}
+	}
+}
+
+// failingPATs is a PAT store that cannot be read.
+type failingPATs struct{}
+
+func (failingPATs) Check(context.Context, string) (authn.Identity, error) {
+	return authn.Identity{}, errors.Join(authn.ErrStoreUnavailable, errors.New("disk on fire"))
+}
+
+// A store that cannot be read fails closed with 503, not 401: the caller's
+// credentials may well be good.
+func TestStoreUnavailableIs503(t *testing.T) {
+	e := testenv.New(t, testenv.Options{})
+	mint, err := minter.New(minter.Config{Signer: e.Keys, Recorder: e.Store, GlobalIDs: e.GlobalIDs, Issuer: testenv.Issuer,
+		InstanceID: e.InstanceID, MaxTTL: time.Hour, Now: e.Clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := restapi.New(restapi.Config{PATs: failingPATs{}, Minter: mint, GlobalIDs: e.GlobalIDs, InstanceID: e.InstanceID,
+		InstanceURL: testenv.Issuer, Logger: zerolog.New(e.Logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", restapi.PathDirectAccess, nil)
+	req.Header.Set("PRIVATE-TOKEN", e.User)
+	api.ServeHTTP(rec, req)
+	if rec.Code != 503 || rec.Body.String() != `{"message":"503 Service Unavailable"}`+"\n" {
+		t.Fatalf("got %d %q", rec.Code, rec.Body)
+	}
+	if !strings.Contains(e.Logs.String(), "disk on fire") || strings.Contains(e.Logs.String(), e.User) {
+		t.Fatalf("the store failure must be logged, the PAT never: %s", e.Logs)
+	}
+}
+
+func TestNewRefusesAnIncompleteConfig(t *testing.T) {
+	e := testenv.New(t, testenv.Options{})
+	mint, _ := minter.New(minter.Config{Signer: e.Keys, Recorder: e.Store, GlobalIDs: e.GlobalIDs, Issuer: testenv.Issuer,
+		InstanceID: e.InstanceID, MaxTTL: time.Hour})
+	full := restapi.Config{PATs: failingPATs{}, Minter: mint, GlobalIDs: e.GlobalIDs, InstanceID: e.InstanceID, InstanceURL: testenv.Issuer}
+	if _, err := restapi.New(full); err != nil {
+		t.Fatalf("complete config refused: %v", err)
+	}
+	noPATs := full
+	noPATs.PATs = nil
+	gwURLOnly := full
+	gwURLOnly.GatewayURL = "http://127.0.0.1:9452"
+	for name, cfg := range map[string]restapi.Config{"no PATs": noPATs, "a gateway URL without a gateway": gwURLOnly} {
+		if _, err := restapi.New(cfg); err == nil {
+			t.Errorf("%s: accepted", name)
 		}
 	}
 }
