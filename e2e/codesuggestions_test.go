@@ -55,6 +55,10 @@ func TestCodeSuggestionsDirectAccess(t *testing.T) {
 		!strings.Contains(body, `"active":true`) || !strings.Contains(body, `"scopes":["api"]`) {
 		t.Fatalf("personal_access_tokens/self: %d %s", code, body)
 	}
+	if code, _, body := gitlabCall(t, "GET", "http://"+c.IssuerHTTP+"/oauth/token/info", "", map[string]string{"Authorization": "Bearer " + pat}); code != 200 ||
+		!strings.Contains(body, `"scope":["api"]`) {
+		t.Fatalf("oauth/token/info: %d %s", code, body)
+	}
 	if code, _, body := gitlabCall(t, "GET", api+"/version", "", auth); code != 200 || !strings.Contains(body, `"version":"18.`) {
 		t.Fatalf("version: %d %s", code, body)
 	}

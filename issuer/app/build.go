@@ -134,7 +134,7 @@ func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.
 	}
 	s.http = &http.Server{
 		Handler: httpapi.Handler(httpapi.Config{Keys: s.keys, Issuer: cfg.IssuerURL, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-			Debug: debugHandler(cfg), API: rest, Now: now}),
+			Debug: debugHandler(cfg), API: rest, APIPatterns: restapi.Patterns, Now: now}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

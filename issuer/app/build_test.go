@@ -71,6 +71,11 @@ func TestBuildWithoutListeners(t *testing.T) {
 	if rec.Code != http.StatusUnauthorized || rec.Body.String() != `{"message":"401 Unauthorized"}`+"\n" {
 		t.Fatalf("/api/v4/version without a PAT = %d %s", rec.Code, rec.Body)
 	}
+	rec = httptest.NewRecorder()
+	s.http.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/oauth/token/info", nil))
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), `"invalid_token"`) {
+		t.Fatalf("/oauth/token/info without a token = %d %s", rec.Code, rec.Body)
+	}
 	if s.gateway != nil {
 		t.Fatal("a gateway client without --gateway-api-url")
 	}

@@ -40,15 +40,16 @@ type Config struct {
 	Metrics http.Handler
 	// Debug, if set, serves /debug/pprof/ (the issuer's --pprof).
 	Debug http.Handler
-	// API, if set, serves the instance's REST API under /api/v4/
-	// (issuer/restapi), with the methods it allows.
-	API http.Handler
+	// API, if set, serves the instance's REST API (issuer/restapi) under
+	// APIPatterns, with the methods it allows.
+	API         http.Handler
+	APIPatterns []string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
 
 // Handler returns the HTTP handler. Only GET and HEAD are allowed, except
-// under /api/v4/, which is API's.
+// under APIPatterns, which are API's.
 func Handler(cfg Config) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -103,7 +104,9 @@ func Handler(cfg Config) http.Handler {
 		mux.Handle("/debug/pprof/", cfg.Debug)
 	}
 	if cfg.API != nil {
-		mux.Handle("/api/v4/", cfg.API)
+		for _, p := range cfg.APIPatterns {
+			mux.Handle(p, cfg.API)
+		}
 	}
 	return mux
 }

@@ -309,6 +309,7 @@ func (a *API) completions(w http.ResponseWriter, r *http.Request, id authn.Ident
 	// may take the forward's whole bound. Socket deadlines are wall-clock
 	// time, not the injected clock's.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(a.cfg.ForwardTimeout + 5*time.Second))
+	start := time.Now()
 	resp, err := a.cfg.Gateway.Forward(ctx, path, a.forwardHeader(r, tok), body)
 	if err != nil {
 		switch {
@@ -323,6 +324,8 @@ func (a *API) completions(w http.ResponseWriter, r *http.Request, id authn.Ident
 	}
 	defer resp.Body.Close()
 	relay(w, resp)
+	a.cfg.Logger.Debug().Str("user", id.Username).Str("path", path).Int("status", resp.StatusCode).
+		Dur("took", time.Since(start)).Msg("code suggestion forwarded to the gateway")
 }
 
 // sseAccepted reads X-Supports-Sse-Streaming as GitLab does: true or 1.

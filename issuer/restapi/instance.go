@@ -1,6 +1,7 @@
 package restapi
 
 import (
+	"errors"
 	"hash/fnv"
 	"net/http"
 	"strings"
@@ -95,4 +96,32 @@ func (a *API) enabled(w http.ResponseWriter, r *http.Request, id authn.Identity)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// tokenInfo answers GET /oauth/token/info as GitLab's OAuth provider does,
+// for a PAT sent as `Authorization: Bearer`: the Language Server reads
+// `scope` and needs api in it. Refusals are the OAuth provider's 401.
+func (a *API) tokenInfo(w http.ResponseWriter, r *http.Request) {
+	presented, ok := credential(r.Header)
+	var id authn.Identity
+	var err error
+	if ok {
+		id, err = a.cfg.PATs.Check(r.Context(), presented)
+	}
+	switch {
+	case !ok || errors.Is(err, authn.ErrInvalidPAT):
+		writeJSON(w, http.StatusUnauthorized, map[string]string{
+			"error": "invalid_token", "error_description": "The access token is invalid", "state": "unauthorized"})
+		return
+	case err != nil:
+		a.cfg.Logger.Error().Err(err).Str("path", r.URL.Path).Msg("personal access token lookup failed")
+		writeMessage(w, http.StatusServiceUnavailable)
+		return
+	}
+	left := max(0, int64(id.PATExpireTime.Sub(a.cfg.Now())/time.Second))
+	writeJSON(w, http.StatusOK, map[string]any{
+		"resource_owner_id": id.UserID, "scope": []string{"api"}, "scopes": []string{"api"},
+		"expires_in": left, "expires_in_seconds": left, "application": map[string]any{"uid": nil},
+		"created_at": id.PATCreateTime.Unix(),
+	})
 }

@@ -45,7 +45,14 @@ const (
 	PathCompletions       = "/api/v4/code_suggestions/completions"
 	PathConnectionDetails = "/api/v4/code_suggestions/connection_details"
 	PathEnabled           = "/api/v4/code_suggestions/enabled"
+	// PathOAuthTokenInfo is outside /api/v4: the Language Server checks a
+	// token of 42 characters or more there, as an OAuth token, and an
+	// Airlock PAT is that long.
+	PathOAuthTokenInfo = "/oauth/token/info"
 )
+
+// Patterns are the http.ServeMux patterns the API must be mounted under.
+var Patterns = []string{"/api/v4/", "GET " + PathOAuthTokenInfo}
 
 // PATs authenticates a personal access token (*authn.PATs).
 type PATs interface {
@@ -139,6 +146,7 @@ func New(cfg Config) (*API, error) {
 	a.mux.HandleFunc("POST "+PathCompletions, a.authed(a.completions))
 	a.mux.HandleFunc("POST "+PathConnectionDetails, a.authed(a.connectionDetails))
 	a.mux.HandleFunc("POST "+PathEnabled, a.authed(a.enabled))
+	a.mux.HandleFunc("GET "+PathOAuthTokenInfo, a.tokenInfo)
 	a.mux.HandleFunc("/api/v4/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "404 Not Found"})
 	})

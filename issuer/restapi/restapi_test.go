@@ -754,3 +754,61 @@ func TestNewRefusesAnIncompleteConfig(t *testing.T) {
 		}
 	}
 }
+
+// The Language Server checks a token of 42 characters or more (an Airlock
+// PAT is 49) at the OAuth provider's token info, and needs the api scope.
+func TestOAuthTokenInfo(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	if len(r.e.User) < 42 {
+		t.Fatalf("PATs are %d characters: the Language Server checks them at personal_access_tokens/self, and this route is moot", len(r.e.User))
+	}
+	code, _, body := r.call(t, "GET", restapi.PathOAuthTokenInfo, "", "Authorization", "Bearer "+r.e.User)
+	if code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	m := asJSON(t, body)
+	scope, _ := json.Marshal(m["scope"])
+	// testenv issues PATs valid ten years from its clock's start.
+	if string(scope) != `["api"]` || m["resource_owner_id"] != float64(r.e.Users["user"].ID) || m["expires_in"].(float64) < 3600 {
+		t.Fatalf("token info %s", body)
+	}
+	const invalid = `{"error":"invalid_token","error_description":"The access token is invalid","state":"unauthorized"}` + "\n"
+	for name, h := range map[string][]string{
+		"no token": nil, "revoked PAT": {"Authorization", "Bearer " + r.revoked}, "expired PAT": {"PRIVATE-TOKEN", r.expired},
+	} {
+		if code, _, body := r.call(t, "GET", restapi.PathOAuthTokenInfo, "", h...); code != 401 || body != invalid {
+			t.Errorf("%s: %d %q", name, code, body)
+		}
+	}
+}
+
+// A user entitled to completions only gets completions through the
+// indirect path, and a generation is refused before the gateway is called.
+func TestCompletionsMintTheIntentsFeature(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	ctx := context.Background()
+	u, err := r.e.Store.CreateUser(ctx, store.User{Username: "completer", Role: store.RoleUser, Features: []string{"code_completions"},
+		CreateTime: testenv.Start}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, completer, err := pat.Issue(ctx, r.e.Store, u, testenv.Start, testenv.Start.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := r.call(t, "POST", restapi.PathCompletions, completionBody, "PRIVATE-TOKEN", completer); code != 200 {
+		t.Fatalf("completion: %d %s", code, body)
+	}
+	gen := strings.Replace(completionBody, `"intent":"completion"`, `"intent":"generation"`, 1)
+	if code, _, body := r.call(t, "POST", restapi.PathCompletions, gen, "PRIVATE-TOKEN", completer); code != 403 || body != `{"message":"403 Forbidden"}`+"\n" {
+		t.Fatalf("generation: %d %q", code, body)
+	}
+	if n := r.gw.count(); n != 1 {
+		t.Fatalf("the gateway was called %d times, want once (the completion)", n)
+	}
+	// direct_access mints what the user has: completions only.
+	_, _, body := r.call(t, "POST", restapi.PathDirectAccess, "", "PRIVATE-TOKEN", completer)
+	if scopes, _ := json.Marshal(claims(t, asJSON(t, body)["token"].(string))["scopes"]); string(scopes) != `["complete_code"]` {
+		t.Fatalf("direct_access scopes %s", scopes)
+	}
+}
