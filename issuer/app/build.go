@@ -216,9 +216,12 @@ func (s *issuer) buildREST() (*restapi.API, error) {
 		ForwardTimeout: cfg.GatewayAPITimeout, Logger: s.log, Now: s.now,
 	}
 	if cfg.GatewayAPIURL != "" {
+		u, err := restapi.ParseGatewayURL(cfg.GatewayAPIURL)
+		if err != nil {
+			return nil, fmt.Errorf("--gateway-api-url: %w", err)
+		}
 		var tlsConf *tls.Config
-		if strings.HasPrefix(cfg.GatewayAPIURL, "https:") {
-			var err error
+		if u.Scheme == "https" {
 			if tlsConf, err = tlsconfig.Client(cfg.GatewayAPICA, "", "", ""); err != nil {
 				return nil, fmt.Errorf("--gateway-api-ca: %w", err)
 			}

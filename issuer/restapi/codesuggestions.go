@@ -41,7 +41,7 @@ const (
 	maxContextItems  = 100
 	maxContextItem   = 100_000
 	maxInstruction   = 100_000
-	maxForwardedHdr  = 256 // User-Agent and the Language Server version, forwarded
+	maxForwardedHdr  = 1024 // User-Agent and the Language Server version, forwarded when no longer
 	// maxAnswer bounds the answer relayed back; past it the relay stops.
 	maxAnswer = 16 << 20
 )
