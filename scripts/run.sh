@@ -97,7 +97,7 @@ wait_healthy() {
 "$BIN/stubmodel" --addr 127.0.0.1:9460 >"$LOGS/stubmodel.log" 2>&1 &
 stub_pid=$!
 pids+=("$stub_pid")
-"$BIN/issuer" --dev --data-dir "$DATA/issuer" >"$LOGS/issuer.log" 2>&1 &
+"$BIN/issuer" --dev --data-dir "$DATA/issuer" --gateway-api-url http://127.0.0.1:9452 >"$LOGS/issuer.log" 2>&1 &
 issuer_pid=$!
 pids+=("$issuer_pid")
 wait_healthy stubmodel "$stub_pid" "$BIN/stubmodel" healthcheck --addr 127.0.0.1:9460
@@ -167,6 +167,9 @@ OPENAI_BASE_URL come from the same eval):
     eval "\$($BIN/airlockctl $USER_FLAGS token mint --format env)"
     curl -sS -N "\$OPENAI_BASE_URL/chat/completions" -H "Authorization: Bearer \$OPENAI_API_KEY" -H "Content-Type: application/json" \\
       -d '{"model":"duo_chat","stream":true,"messages":[{"role":"user","content":"Hello"}]}'
+
+Or, as an IDE does, ask the issuer's GitLab REST API for a direct connection to the gateway:
+    curl -sSf -X POST http://127.0.0.1:9441/api/v4/code_suggestions/direct_access -H "PRIVATE-TOKEN: \$(cat $DATA/issuer/credentials/demo.token)"
 
 Press Ctrl-C to stop.
 MSG

@@ -57,6 +57,20 @@ func TestParseConfig(t *testing.T) {
 		{name: "unparsable postgres url, password masked", args: []string{"--plaintext", "--postgres-url", "postgres://u:pw-s3cret@db:port/x"},
 			wantErr: "--postgres-url: cannot parse `postgres://u:xxxxx@db:port/x`"},
 		{name: "unknown sslmode", args: []string{"--plaintext", "--postgres-url", "postgres://db/x?sslmode=maybe"}, wantErr: "--postgres-url: "},
+		{name: "gateway API off by default", args: []string{"--plaintext"}, check: func(c Config) bool {
+			return c.GatewayAPIURL == "" && c.GatewayAPICA == "" && c.GatewayAPITimeout == time.Minute
+		}},
+		{name: "gateway API on loopback in plaintext", args: []string{"--tls-cert", "c.pem", "--tls-key", "k.pem", "--gateway-api-url", "http://127.0.0.1:9452"},
+			check: func(c Config) bool { return c.GatewayAPIURL == "http://127.0.0.1:9452" }},
+		{name: "gateway API elsewhere needs https", args: []string{"--tls-cert", "c.pem", "--tls-key", "k.pem", "--gateway-api-url", "http://gateway.example:9452"},
+			wantErr: `--gateway-api-url "http://gateway.example:9452": plaintext http to a non-loopback gateway`},
+		{name: "gateway API elsewhere in plaintext dev", args: []string{"--plaintext", "--gateway-api-url", "http://gateway:9452"},
+			check: func(c Config) bool { return c.GatewayAPIURL == "http://gateway:9452" }},
+		{name: "gateway API URL must be http(s)", args: []string{"--plaintext", "--gateway-api-url", "gateway:9452"}, wantErr: "--gateway-api-url"},
+		{name: "gateway API CA needs https", args: []string{"--plaintext", "--gateway-api-url", "http://127.0.0.1:9452", "--gateway-api-ca", "ca.pem"},
+			wantErr: "--gateway-api-ca: needs an https --gateway-api-url"},
+		{name: "gateway API CA needs a URL", args: []string{"--plaintext", "--gateway-api-ca", "ca.pem"}, wantErr: "--gateway-api-ca: needs --gateway-api-url"},
+		{name: "gateway API timeout positive", args: []string{"--plaintext", "--gateway-api-timeout", "0s"}, wantErr: "--gateway-api-timeout: must be positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,9 +31,11 @@ import (
 	"github.com/airlock-dev/airlock/issuer/kek"
 	"github.com/airlock-dev/airlock/issuer/keys"
 	"github.com/airlock-dev/airlock/issuer/minter"
+	"github.com/airlock-dev/airlock/issuer/restapi"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
 	"github.com/airlock-dev/airlock/pkg/telemetry"
+	"github.com/airlock-dev/airlock/pkg/tlsconfig"
 )
 
 // issuer is a built issuer: everything but the listeners. serve runs it
@@ -51,6 +55,11 @@ type issuer struct {
 	stopping chan struct{}
 	http     *http.Server
 	httpTLS  *tls.Config // nil: plaintext
+	// mint and mintRate are shared by the gRPC MintToken and the REST API,
+	// so both count against one per-user budget.
+	mint     *minter.Minter
+	mintRate *limits.Rate
+	gateway  *restapi.HTTPGateway // nil without --gateway-api-url
 }
 
 // watchMethods are the issuer's long-lived streams: they end at once when
@@ -119,8 +128,13 @@ func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.
 	if err := s.buildGRPC(ctx, k, reg); err != nil {
 		return nil, err
 	}
+	rest, err := s.buildREST()
+	if err != nil {
+		return nil, err
+	}
 	s.http = &http.Server{
-		Handler:           httpapi.Handler(httpapi.Config{Keys: s.keys, Issuer: cfg.IssuerURL, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Debug: debugHandler(cfg), Now: now}),
+		Handler: httpapi.Handler(httpapi.Config{Keys: s.keys, Issuer: cfg.IssuerURL, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+			Debug: debugHandler(cfg), API: rest, APIPatterns: restapi.Patterns, Now: now}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -135,15 +149,17 @@ const maxRecvBytes = 1 << 20
 // buildGRPC makes the gRPC server with the four services.
 func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Registerer) error {
 	cfg, log, now, st := s.cfg, s.log, s.now, s.store
-	mint, err := minter.New(minter.Config{
+	var err error
+	s.mintRate = limits.NewRate(cfg.MintRatePerUser)
+	s.mint, err = minter.New(minter.Config{
 		Signer: s.keys, Recorder: st, GlobalIDs: s.globalIDs, Issuer: cfg.IssuerURL, InstanceID: s.instanceID,
 		DefaultTTL: cfg.TokenTTL, MaxTTL: cfg.MaxTokenTTL, Now: now,
 	})
 	if err != nil {
 		return err
 	}
-	if s.tokens, err = tokensvc.New(ctx, tokensvc.Config{Minter: mint, Store: st, Now: now, Logger: log,
-		MintRate: limits.NewRate(cfg.MintRatePerUser)}); err != nil {
+	if s.tokens, err = tokensvc.New(ctx, tokensvc.Config{Minter: s.mint, Store: st, Now: now, Logger: log,
+		MintRate: s.mintRate}); err != nil {
 		return err
 	}
 	models, err := modelsvc.New(ctx, modelsvc.Config{Store: st, KEK: k, Now: now, Logger: log, MaxModels: cfg.MaxModels})
@@ -190,6 +206,49 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 	return nil
 }
 
+// buildREST makes the instance's REST API (/api/v4), forwarding to the
+// gateway's HTTP API when --gateway-api-url is set.
+func (s *issuer) buildREST() (*restapi.API, error) {
+	cfg := s.cfg
+	rc := restapi.Config{
+		PATs: authn.NewPATs(s.store, s.now), Minter: s.mint, Limiter: s.mintRate, GlobalIDs: s.globalIDs,
+		InstanceID: s.instanceID, InstanceURL: cfg.IssuerURL, HostName: hostName(cfg.IssuerURL),
+		ForwardTimeout: cfg.GatewayAPITimeout, Logger: s.log, Now: s.now,
+	}
+	if cfg.GatewayAPIURL != "" {
+		u, err := restapi.ParseGatewayURL(cfg.GatewayAPIURL)
+		if err != nil {
+			return nil, fmt.Errorf("--gateway-api-url: %w", err)
+		}
+		var tlsConf *tls.Config
+		if u.Scheme == "https" {
+			if tlsConf, err = tlsconfig.Client(cfg.GatewayAPICA, "", "", ""); err != nil {
+				return nil, fmt.Errorf("--gateway-api-ca: %w", err)
+			}
+		}
+		gw, err := restapi.NewHTTPGateway(cfg.GatewayAPIURL, tlsConf)
+		if err != nil {
+			return nil, fmt.Errorf("--gateway-api-url: %w", err)
+		}
+		s.gateway, rc.Gateway, rc.GatewayURL = gw, gw, strings.TrimRight(cfg.GatewayAPIURL, "/")
+	}
+	return restapi.New(rc)
+}
+
+// hostName is the host of the instance URL (x-gitlab-host-name).
+func hostName(instanceURL string) string {
+	u, err := url.Parse(instanceURL)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
 // close releases what build opened. Call it after serve returned (or
 // instead of serve).
-func (s *issuer) close() error { return s.store.Close() }
+func (s *issuer) close() error {
+	if s.gateway != nil {
+		s.gateway.Close()
+	}
+	return s.store.Close()
+}

@@ -64,6 +64,21 @@ func TestBuildWithoutListeners(t *testing.T) {
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"keys"`) {
 		t.Fatalf("JWKS = %d %s", rec.Code, rec.Body)
 	}
+	// The instance's REST API is mounted next to JWKS; without
+	// --gateway-api-url direct connections are disabled.
+	rec = httptest.NewRecorder()
+	s.http.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v4/version", nil))
+	if rec.Code != http.StatusUnauthorized || rec.Body.String() != `{"message":"401 Unauthorized"}`+"\n" {
+		t.Fatalf("/api/v4/version without a PAT = %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	s.http.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/oauth/token/info", nil))
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), `"invalid_token"`) {
+		t.Fatalf("/oauth/token/info without a token = %d %s", rec.Code, rec.Body)
+	}
+	if s.gateway != nil {
+		t.Fatal("a gateway client without --gateway-api-url")
+	}
 	if got := len(s.tasks(listeners{})); got != 5 {
 		t.Errorf("%d tasks without a health listener, want 5 (grpc, http, keys, token pruning, drain)", got)
 	}

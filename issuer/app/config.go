@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-dev/airlock/issuer/keys"
+	"github.com/airlock-dev/airlock/issuer/restapi"
 	"github.com/airlock-dev/airlock/pkg/flagenv"
 	"github.com/airlock-dev/airlock/pkg/keypolicy"
 	"github.com/airlock-dev/airlock/pkg/token"
@@ -58,6 +60,10 @@ type Config struct {
 	TLSCert             string
 	TLSKey              string
 	TLSClientCA         string
+	// The gateway's HTTP API, for the REST API's direct and indirect paths.
+	GatewayAPIURL     string
+	GatewayAPICA      string
+	GatewayAPITimeout time.Duration
 }
 
 // ParseConfig reads args, then AIRLOCK_ISSUER_* variables, then the
@@ -67,7 +73,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("issuer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9440", "gRPC listen address")
-	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9441", "HTTP listen address (JWKS, discovery, health, metrics)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9441", "HTTP listen address (JWKS, discovery, health, metrics, the GitLab instance REST API under /api/v4)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data/issuer", "directory of the embedded store (back it up while the issuer is stopped, or copy issuer.db)")
 	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL database of the store instead of the embedded one: a postgres:// URL or key=value DSN, TLS per its sslmode (prefer a password file or PGPASSWORD to a password in the URL); empty: the embedded store in --data-dir")
 	fs.StringVar(&c.IssuerURL, "issuer-url", "http://127.0.0.1:9441", "instance URL: the iss claim and the base of jwks_uri")
@@ -94,6 +100,9 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.GatewayCertID, "gateway-cert-identity", "spiffe://airlock/gateway", "with mutual TLS, a client certificate with this URI SAN (or common name) is the gateway's service identity, no token needed; empty disables")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "server private key (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA bundle (PEM) that client certificates must chain to; enables mutual TLS on gRPC")
+	fs.StringVar(&c.GatewayAPIURL, "gateway-api-url", "", "the gateway's public HTTP API URL (its --api-http-addr): base_url of /api/v4/code_suggestions/direct_access, and where /api/v4/code_suggestions/completions is forwarded; empty: direct connections disabled, completions 503")
+	fs.StringVar(&c.GatewayAPICA, "gateway-api-ca", "", "CA bundle (PEM) that an https --gateway-api-url's certificate must chain to (default: the system's roots)")
+	fs.DurationVar(&c.GatewayAPITimeout, "gateway-api-timeout", restapi.DefaultForwardTimeout, "bound of one completion forwarded to the gateway, its streamed answer included")
 	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
 		return Config{}, err
 	}
@@ -132,6 +141,16 @@ func (c Config) Validate() error {
 	check(c.TLSCert == "" && !c.Plaintext && !c.Dev, "TLS is required: set --tls-cert and --tls-key, or --plaintext for local development")
 	check(c.TLSCert != "" && c.Plaintext, "--plaintext and --tls-cert are mutually exclusive")
 	check(c.TLSClientCA != "" && c.TLSCert == "", "--tls-client-ca: needs --tls-cert and --tls-key")
+	if c.GatewayAPIURL != "" {
+		gu, err := restapi.ParseGatewayURL(c.GatewayAPIURL)
+		check(err != nil, "--gateway-api-url %q: %v", c.GatewayAPIURL, err)
+		check(err == nil && gu.Scheme == "http" && !c.Plaintext && !c.Dev && !isLoopback(net.JoinHostPort(gu.Hostname(), "0")),
+			"--gateway-api-url %q: plaintext http to a non-loopback gateway sends tokens in clear; use https, or --plaintext for local development", c.GatewayAPIURL)
+		check(err == nil && gu.Scheme == "http" && c.GatewayAPICA != "", "--gateway-api-ca: needs an https --gateway-api-url")
+	} else {
+		check(c.GatewayAPICA != "", "--gateway-api-ca: needs --gateway-api-url")
+	}
+	check(c.GatewayAPITimeout <= 0, "--gateway-api-timeout: must be positive")
 	_, err = zerolog.ParseLevel(c.LogLevel)
 	check(err != nil || c.LogLevel == "", "--log-level %q: want debug, info, warn or error", c.LogLevel)
 	return errors.Join(errs...)

@@ -1,7 +1,8 @@
 // Package httpapi serves the issuer's HTTP endpoints for third-party
 // verifiers and operators, as a GitLab instance does: the JWK Set at
 // /oauth/discovery/keys, OpenID discovery at
-// /.well-known/openid-configuration, /healthz and /metrics.
+// /.well-known/openid-configuration, /healthz and /metrics, and mounts the
+// instance's REST API (issuer/restapi) under /api/v4/.
 package httpapi
 
 import (
@@ -39,11 +40,16 @@ type Config struct {
 	Metrics http.Handler
 	// Debug, if set, serves /debug/pprof/ (the issuer's --pprof).
 	Debug http.Handler
+	// API, if set, serves the instance's REST API (issuer/restapi) under
+	// APIPatterns, with the methods it allows.
+	API         http.Handler
+	APIPatterns []string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
 
-// Handler returns the HTTP handler. Only GET and HEAD are allowed.
+// Handler returns the HTTP handler. Only GET and HEAD are allowed, except
+// under APIPatterns, which are API's.
 func Handler(cfg Config) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -96,6 +102,11 @@ func Handler(cfg Config) http.Handler {
 	}
 	if cfg.Debug != nil {
 		mux.Handle("/debug/pprof/", cfg.Debug)
+	}
+	if cfg.API != nil {
+		for _, p := range cfg.APIPatterns {
+			mux.Handle(p, cfg.API)
+		}
 	}
 	return mux
 }

@@ -279,7 +279,9 @@ func (c *Cluster) RestartIssuer(ctx context.Context, extraArgs ...string) error 
 		argv = append(argv, "--bootstrap", "--kek-file", kek,
 			"--tls-cert", c.certFile("issuer"), "--tls-key", c.keyFile("issuer"), "--tls-client-ca", c.CAFile())
 	} else {
-		argv = append(argv, "--dev")
+		// The REST API's direct_access hands out, and its indirect path
+		// forwards to, the gateway's HTTP API.
+		argv = append(argv, "--dev", "--gateway-api-url", "http://"+c.GatewayAPI)
 	}
 	argv = append(append(argv, c.cfg.IssuerArgs...), extraArgs...)
 	p, err := StartProc("issuer", argv, c.logPath("issuer"))

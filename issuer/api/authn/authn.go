@@ -37,6 +37,9 @@ type Identity struct {
 	Role     store.Role
 	Features []string // entitled features
 	PATID    string
+	// PATCreateTime and PATExpireTime describe the PAT used (zero for a
+	// certificate identity).
+	PATCreateTime, PATExpireTime time.Time
 }
 
 type ctxKey struct{}
@@ -85,6 +88,7 @@ func New(l Lookup, now func() time.Time, opts ...Option) auth.AuthFunc {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	pats := NewPATs(l, now)
 	return func(ctx context.Context) (context.Context, error) {
 		presented, ok := bearerPAT(ctx)
 		if !ok {
@@ -95,31 +99,67 @@ func New(l Lookup, now func() time.Time, opts ...Option) auth.AuthFunc {
 			}
 			return nil, status.Error(codes.Unauthenticated, MsgMissing)
 		}
-		secret, err := pat.Parse(presented)
-		if err != nil {
+		id, err := pats.Check(ctx, presented)
+		switch {
+		case errors.Is(err, ErrInvalidPAT):
 			return nil, status.Error(codes.Unauthenticated, MsgInvalid)
-		}
-		p, err := l.GetPATByHash(ctx, pat.Hash(secret))
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, status.Error(codes.Unauthenticated, MsgInvalid)
-		}
-		if err != nil {
+		case err != nil:
 			return nil, status.Error(codes.Unavailable, "credential store unavailable")
 		}
-		// The lookup is by hash; verify again in constant time so the
-		// decision never depends on a variable-time byte comparison.
-		if !pat.Verify(secret, p.Hash) || !p.RevokeTime.IsZero() || !now().Before(p.ExpireTime) {
-			return nil, status.Error(codes.Unauthenticated, MsgInvalid)
-		}
-		u, err := l.GetUserByID(ctx, p.UserID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, status.Error(codes.Unauthenticated, MsgInvalid)
-		}
-		if err != nil {
-			return nil, status.Error(codes.Unavailable, "credential store unavailable")
-		}
-		return WithIdentity(ctx, Identity{UserID: u.ID, Username: u.Username, Role: u.Role, Features: u.Features, PATID: p.ID}), nil
+		return WithIdentity(ctx, id), nil
 	}
+}
+
+// Errors of PATs.Check.
+var (
+	// ErrInvalidPAT: the PAT is malformed, unknown, expired, revoked, or
+	// its owner was deleted (one error for all, see MsgInvalid).
+	ErrInvalidPAT = errors.New(MsgInvalid)
+	// ErrStoreUnavailable: the store could not be read; the caller should
+	// retry rather than conclude its credentials are bad.
+	ErrStoreUnavailable = errors.New("credential store unavailable")
+)
+
+// PATs checks personal access tokens against the store: the one lookup
+// behind both the gRPC authenticator (New) and the instance REST API.
+type PATs struct {
+	l   Lookup
+	now func() time.Time
+}
+
+// NewPATs returns a checker reading l, with now as the clock.
+func NewPATs(l Lookup, now func() time.Time) *PATs { return &PATs{l: l, now: now} }
+
+// Check returns the identity owning the presented PAT (the credential
+// itself, without any scheme). A malformed PAT is refused without a store
+// lookup. Errors: ErrInvalidPAT, or ErrStoreUnavailable (wrapping the
+// store's error).
+func (c *PATs) Check(ctx context.Context, presented string) (Identity, error) {
+	secret, err := pat.Parse(presented)
+	if err != nil {
+		return Identity{}, ErrInvalidPAT
+	}
+	p, err := c.l.GetPATByHash(ctx, pat.Hash(secret))
+	if errors.Is(err, store.ErrNotFound) {
+		return Identity{}, ErrInvalidPAT
+	}
+	if err != nil {
+		return Identity{}, errors.Join(ErrStoreUnavailable, err)
+	}
+	// The lookup is by hash; verify again in constant time so the
+	// decision never depends on a variable-time byte comparison.
+	if !pat.Verify(secret, p.Hash) || !p.RevokeTime.IsZero() || !c.now().Before(p.ExpireTime) {
+		return Identity{}, ErrInvalidPAT
+	}
+	u, err := c.l.GetUserByID(ctx, p.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Identity{}, ErrInvalidPAT
+	}
+	if err != nil {
+		return Identity{}, errors.Join(ErrStoreUnavailable, err)
+	}
+	return Identity{UserID: u.ID, Username: u.Username, Role: u.Role, Features: u.Features, PATID: p.ID,
+		PATCreateTime: p.CreateTime, PATExpireTime: p.ExpireTime}, nil
 }
 
 // bearerPAT returns the PAT of the one authorization value, if it is one.
