@@ -48,7 +48,7 @@ const (
 	// PathOAuthTokenInfo is outside /api/v4: the Language Server checks a
 	// token of 42 characters or more there, as an OAuth token, and an
 	// Airlock PAT is that long.
-	PathOAuthTokenInfo = "/oauth/token/info"
+	PathOAuthTokenInfo = "/oauth/token/info" //nolint:gosec // G101: a route, not a credential
 )
 
 // Patterns are the http.ServeMux patterns the API must be mounted under.
