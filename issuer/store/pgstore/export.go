@@ -23,99 +23,129 @@ var dataTables = []string{"users", "pats", "signing_keys", "issued_tokens", "rev
 // writing to the database at the same time waits or makes Import fail.
 func (s *Store) Import(ctx context.Context, snap store.Snapshot) error {
 	err := s.write(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM revisions FOR UPDATE`); err != nil {
+		if err := lockEmpty(ctx, tx); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM counters FOR UPDATE`); err != nil {
+		if err := importMeta(ctx, tx, snap); err != nil {
 			return err
 		}
-		var used bool
-		q := `SELECT EXISTS (SELECT 1 FROM airlock_meta) OR EXISTS (SELECT 1 FROM revisions WHERE revision > 0)
-			OR EXISTS (SELECT 1 FROM counters WHERE value > 0)`
-		for _, t := range dataTables {
-			q += ` OR EXISTS (SELECT 1 FROM ` + t + `)`
-		}
-		if err := tx.QueryRow(ctx, q).Scan(&used); err != nil {
-			return err
-		}
-		if used {
-			return ErrNotEmpty
-		}
-		if snap.InstanceID != "" {
-			if _, err := tx.Exec(ctx, `INSERT INTO airlock_meta (key, value) VALUES ('instance_id', $1)`, snap.InstanceID); err != nil {
-				return err
-			}
-		}
-		for name, sealed := range snap.Secrets {
-			if _, err := tx.Exec(ctx, `INSERT INTO airlock_secrets (name, sealed) VALUES ($1, $2)`, name, sealed); err != nil {
-				return err
-			}
-		}
-		for d, rev := range snap.Revisions {
-			tag, err := tx.Exec(ctx, `UPDATE revisions SET revision = $2 WHERE domain = $1`, string(d), rev)
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() != 1 {
-				return fmt.Errorf("unknown domain %q", d)
-			}
-		}
-		if _, err := tx.Exec(ctx, `UPDATE counters SET value = $1 WHERE name = 'last_user_id'`, snap.LastUserID); err != nil {
-			return err
-		}
-		copyRows := func(table string, cols []string, n int, row func(i int) []any) error {
-			_, err := tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromSlice(n, func(i int) ([]any, error) { return row(i), nil }))
-			if err != nil {
-				return fmt.Errorf("%s: %w", table, err)
-			}
-			return nil
-		}
-		err := copyRows("users", []string{"id", "username", "role", "features", "create_time"}, len(snap.Users), func(i int) []any {
-			u := snap.Users[i]
-			return []any{u.ID, u.Username, u.Role, strs(u.Features), ts(u.CreateTime)}
-		})
-		if err != nil {
-			return err
-		}
-		err = copyRows("pats", []string{"id", "hash", "user_id", "username", "create_time", "expire_time", "revoke_time"}, len(snap.PATs), func(i int) []any {
-			p := snap.PATs[i]
-			return []any{p.ID, p.Hash, p.UserID, p.Username, ts(p.CreateTime), ts(p.ExpireTime), ts(p.RevokeTime)}
-		})
-		if err != nil {
-			return err
-		}
-		if err := putKeys(ctx, tx, snap.Keys); err != nil {
-			return fmt.Errorf("signing_keys: %w", err)
-		}
-		err = copyRows("issued_tokens", []string{"jti", "user_id", "expire_time"}, len(snap.Tokens), func(i int) []any {
-			t := snap.Tokens[i]
-			return []any{t.JTI, t.UserID, ts(t.ExpireTime)}
-		})
-		if err != nil {
-			return err
-		}
-		err = copyRows("revocations", []string{"jti", "seq", "expire_time", "revoke_time"}, len(snap.Revocations), func(i int) []any {
-			r := snap.Revocations[i]
-			return []any{r.JTI, r.Seq, ts(r.ExpireTime), ts(r.RevokeTime)}
-		})
-		if err != nil {
-			return err
-		}
-		err = copyRows("models", []string{"name", "family", "provider", "endpoint", "identifier", "sealed_api_key", "trusted_networks",
-			"fallback", "api_version", "create_time", "update_time"}, len(snap.Models), func(i int) []any { return modelArgs(snap.Models[i]) })
-		if err != nil {
-			return err
-		}
-		return copyRows("feature_settings", []string{"feature", "model", "disabled"}, len(snap.Settings), func(i int) []any {
-			fs := snap.Settings[i]
-			return []any{fs.Feature, fs.Model, fs.Disabled}
-		})
+		return importRecords(ctx, tx, snap)
 	})
 	if errors.Is(err, ErrNotEmpty) {
 		return err
 	}
 	if err != nil {
 		return fmt.Errorf("pgstore: import: %w", err)
+	}
+	return nil
+}
+
+// lockEmpty takes every domain's lock and returns ErrNotEmpty unless the
+// database holds no record, instance id, revision or counter above 0.
+func lockEmpty(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM revisions FOR UPDATE`); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM counters FOR UPDATE`); err != nil {
+		return err
+	}
+	var used bool
+	q := `SELECT EXISTS (SELECT 1 FROM airlock_meta) OR EXISTS (SELECT 1 FROM revisions WHERE revision > 0)
+		OR EXISTS (SELECT 1 FROM counters WHERE value > 0)`
+	for _, t := range dataTables {
+		q += ` OR EXISTS (SELECT 1 FROM ` + t + `)`
+	}
+	if err := tx.QueryRow(ctx, q).Scan(&used); err != nil {
+		return err
+	}
+	if used {
+		return ErrNotEmpty
+	}
+	return nil
+}
+
+// importMeta writes the instance id, the sealed secrets, the revisions and
+// the last assigned user id.
+func importMeta(ctx context.Context, tx pgx.Tx, snap store.Snapshot) error {
+	if snap.InstanceID != "" {
+		if _, err := tx.Exec(ctx, `INSERT INTO airlock_meta (key, value) VALUES ('instance_id', $1)`, snap.InstanceID); err != nil {
+			return err
+		}
+	}
+	for name, sealed := range snap.Secrets {
+		if _, err := tx.Exec(ctx, `INSERT INTO airlock_secrets (name, sealed) VALUES ($1, $2)`, name, sealed); err != nil {
+			return err
+		}
+	}
+	for d, rev := range snap.Revisions {
+		tag, err := tx.Exec(ctx, `UPDATE revisions SET revision = $2 WHERE domain = $1`, string(d), rev)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("unknown domain %q", d)
+		}
+	}
+	_, err := tx.Exec(ctx, `UPDATE counters SET value = $1 WHERE name = 'last_user_id'`, snap.LastUserID)
+	return err
+}
+
+// importRecords copies every record table, users before the PATs that
+// reference them.
+func importRecords(ctx context.Context, tx pgx.Tx, snap store.Snapshot) error {
+	copyRows := func(table string, cols []string, n int, row func(i int) []any) error {
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromSlice(n, func(i int) ([]any, error) { return row(i), nil }))
+		if err != nil {
+			return fmt.Errorf("%s: %w", table, err)
+		}
+		return nil
+	}
+	steps := []func() error{
+		func() error {
+			return copyRows("users", []string{"id", "username", "role", "features", "create_time"}, len(snap.Users), func(i int) []any {
+				u := snap.Users[i]
+				return []any{u.ID, u.Username, u.Role, strs(u.Features), ts(u.CreateTime)}
+			})
+		},
+		func() error {
+			return copyRows("pats", []string{"id", "hash", "user_id", "username", "create_time", "expire_time", "revoke_time"}, len(snap.PATs), func(i int) []any {
+				p := snap.PATs[i]
+				return []any{p.ID, p.Hash, p.UserID, p.Username, ts(p.CreateTime), ts(p.ExpireTime), ts(p.RevokeTime)}
+			})
+		},
+		func() error {
+			if err := putKeys(ctx, tx, snap.Keys); err != nil {
+				return fmt.Errorf("signing_keys: %w", err)
+			}
+			return nil
+		},
+		func() error {
+			return copyRows("issued_tokens", []string{"jti", "user_id", "expire_time"}, len(snap.Tokens), func(i int) []any {
+				t := snap.Tokens[i]
+				return []any{t.JTI, t.UserID, ts(t.ExpireTime)}
+			})
+		},
+		func() error {
+			return copyRows("revocations", []string{"jti", "seq", "expire_time", "revoke_time"}, len(snap.Revocations), func(i int) []any {
+				r := snap.Revocations[i]
+				return []any{r.JTI, r.Seq, ts(r.ExpireTime), ts(r.RevokeTime)}
+			})
+		},
+		func() error {
+			return copyRows("models", []string{"name", "family", "provider", "endpoint", "identifier", "sealed_api_key", "trusted_networks",
+				"fallback", "api_version", "create_time", "update_time"}, len(snap.Models), func(i int) []any { return modelArgs(snap.Models[i]) })
+		},
+		func() error {
+			return copyRows("feature_settings", []string{"feature", "model", "disabled"}, len(snap.Settings), func(i int) []any {
+				fs := snap.Settings[i]
+				return []any{fs.Feature, fs.Model, fs.Disabled}
+			})
+		},
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
