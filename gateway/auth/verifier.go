@@ -273,12 +273,7 @@ type requestMD struct {
 func (v *Verifier) verify(ctx context.Context, md metadata.MD, client string, headersOptional bool) (*Identity, *rejection, error) {
 	var r requestMD
 	if headersOptional {
-		if len(md.Get(token.MDAuthType)) == 0 {
-			md = withValue(md, token.MDAuthType, token.AuthTypeOIDC)
-		}
-		r.realmAbsent = len(md.Get(token.MDRealm)) == 0
-		r.instanceAbsent = len(md.Get(token.MDInstanceID)) == 0
-		r.guAbsent = len(md.Get(token.MDGlobalUserID)) == 0
+		md = r.optional(md)
 	}
 	if rej := v.readMetadata(md, &r); rej != nil {
 		return nil, rej, nil
@@ -288,19 +283,8 @@ func (v *Verifier) verify(ctx context.Context, md metadata.MD, client string, he
 	var d [32]byte
 	if v.cache != nil {
 		d = digest(r.token)
-		if e := v.cache.get(&d, now); e != nil && v.keyStillPublished(e.kid) {
-			if rej := v.checkCached(e, &r); rej != nil {
-				return nil, rej, nil
-			}
-			id := e.id
-			// With the claim, the header equals it (checked above); without
-			// it, the identity carries whatever this request forwarded.
-			if id.GlobalUserID != r.globalUserID {
-				cp := *id
-				cp.GlobalUserID = r.globalUserID
-				id = &cp
-			}
-			return id, nil, nil
+		if id, rej, hit := v.fromCache(&d, &r, now); hit {
+			return id, rej, nil
 		}
 	}
 
@@ -353,6 +337,41 @@ func (v *Verifier) verify(ctx context.Context, md metadata.MD, client string, he
 		}, now)
 	}
 	return id, nil, nil
+}
+
+// optional records which x-gitlab-* headers the request left out, for a
+// transport that makes them optional, and returns md with the
+// authentication type the transport implies.
+func (r *requestMD) optional(md metadata.MD) metadata.MD {
+	if len(md.Get(token.MDAuthType)) == 0 {
+		md = withValue(md, token.MDAuthType, token.AuthTypeOIDC)
+	}
+	r.realmAbsent = len(md.Get(token.MDRealm)) == 0
+	r.instanceAbsent = len(md.Get(token.MDInstanceID)) == 0
+	r.guAbsent = len(md.Get(token.MDGlobalUserID)) == 0
+	return md
+}
+
+// fromCache answers from the verified-token cache: hit is false when the
+// token is not cached (or its key has left the set) and the full path must
+// run.
+func (v *Verifier) fromCache(d *[32]byte, r *requestMD, now time.Time) (_ *Identity, _ *rejection, hit bool) {
+	e := v.cache.get(d, now)
+	if e == nil || !v.keyStillPublished(e.kid) {
+		return nil, nil, false
+	}
+	if rej := v.checkCached(e, r); rej != nil {
+		return nil, rej, true
+	}
+	id := e.id
+	// With the claim, the header equals it (checked above); without it, the
+	// identity carries whatever this request forwarded.
+	if id.GlobalUserID != r.globalUserID {
+		cp := *id
+		cp.GlobalUserID = r.globalUserID
+		id = &cp
+	}
+	return id, nil, true
 }
 
 // readMetadata runs the metadata checks, in the real gateway's order.
