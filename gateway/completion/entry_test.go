@@ -12,6 +12,7 @@ import (
 	"github.com/airlock-dev/airlock/gateway/adapter"
 	"github.com/airlock-dev/airlock/gateway/catalog"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
+	"github.com/airlock-dev/airlock/pkg/feature"
 )
 
 func newEntryService(t *testing.T, fa *fakeAdapter, lim Limits) *Service {
@@ -74,5 +75,28 @@ func TestServeStreamEndsWhenTheCallerStopsReading(t *testing.T) {
 	_, err := svc.ServeStream(context.Background(), chatInput("hi"), func(string) error { <-block; return nil })
 	if status.Code(err) != codes.ResourceExhausted || time.Since(start) > 2*time.Second {
 		t.Fatalf("err = %v after %v, want ResourceExhausted soon after 50ms", err, time.Since(start))
+	}
+}
+
+// Targets set by a dialect answer instead of the catalog's binding, and
+// authorization still applies.
+func TestInputTargetsReplaceTheCatalogBinding(t *testing.T) {
+	fa := &fakeAdapter{steps: map[string][]step{"m": {{texts: []string{"catalog"}}}, "req": {{texts: []string{"request"}}}}, calls: map[string]int{}}
+	svc := newEntryService(t, fa, Limits{})
+	in := chatInput("hi")
+	in.Targets = []catalog.Target{target("req")}
+	var got strings.Builder
+	done, err := svc.Serve(context.Background(), in, func(s string) error { got.WriteString(s); return nil })
+	if err != nil || got.String() != "request" || done.GetModel() != "req" || fa.calls["m"] != 0 {
+		t.Fatalf("Serve = %q, %v, %v (catalog model calls %d)", got.String(), done, err, fa.calls["m"])
+	}
+	deny, err := New(Config{Router: fakeRouter{}, Authorize: func(context.Context, feature.Feature) error {
+		return status.Error(codes.PermissionDenied, "no")
+	}, Adapters: map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return fa, nil }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := deny.Serve(context.Background(), in, func(string) error { return nil }); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("err = %v, want PermissionDenied", err)
 	}
 }
