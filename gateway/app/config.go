@@ -21,7 +21,8 @@ const EnvPrefix = "AIRLOCK_GATEWAY"
 // Config is the gateway's whole configuration.
 type Config struct {
 	GRPCAddr, HTTPAddr string
-	// APIHTTPAddr serves the HTTP API (OpenAI-compatible dialect); empty: off.
+	// APIHTTPAddr serves the HTTP API (OpenAI-compatible and GitLab
+	// dialects); empty: off.
 	APIHTTPAddr string
 
 	// Where keys and the model configuration come from.
@@ -98,7 +99,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9450", "gRPC listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9451", "HTTP listen address (metrics, health); empty disables")
-	fs.StringVar(&c.APIHTTPAddr, "api-http-addr", "127.0.0.1:9452", "HTTP API listen address (OpenAI-compatible /v1/...; TLS as --tls-cert/--tls-key/--tls-client-ca); empty disables")
+	fs.StringVar(&c.APIHTTPAddr, "api-http-addr", "127.0.0.1:9452", "HTTP API listen address (OpenAI-compatible /v1/..., GitLab's AI gateway /v2/code/..., /v2/chat/agent, ...; TLS as --tls-cert/--tls-key/--tls-client-ca); empty disables")
 	fs.StringVar(&c.IssuerAddr, "issuer-addr", "127.0.0.1:9440", "issuer gRPC address (keys, revocations, model configuration)")
 	fs.StringVar(&c.IssuerTokenFile, "issuer-token-file", "", "file holding the gateway's personal access token at the issuer (or authenticate with --issuer-cert)")
 	fs.StringVar(&c.IssuerCA, "issuer-ca", "", "CA bundle that verifies the issuer's certificate (TLS to the issuer)")
