@@ -159,6 +159,9 @@ func (h *handlers) code(w http.ResponseWriter, r *http.Request, req *codeRequest
 	req.in.Targets = ts
 	now := h.now()
 	info := modelInfo{Engine: engine, Lang: req.lang}
+	if len(ts) > 0 {
+		info.Name = ts[0].Model.Name // known before the stream starts
+	}
 	if !req.stream {
 		var b strings.Builder
 		done, err := h.c.Serve(ctx, req.in, func(t string) error { b.WriteString(t); return nil })

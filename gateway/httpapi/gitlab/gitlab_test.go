@@ -512,3 +512,39 @@ func TestModelCheck(t *testing.T) {
 		})
 	}
 }
+
+// What the model sees of each prompt_version and of context[].
+func TestPromptVersionsAndContextReachTheModel(t *testing.T) {
+	fa := &fakeAdapter{texts: []string{"x"}}
+	srv := newServer(t, fa, Config{})
+	tests := []struct {
+		name, body string
+		want       []string // message contents, in order
+	}{
+		{name: "v1: the file alone", body: v2Body},
+		{name: "v2 completions: the pre-rendered prompt is not used", body: strings.Replace(v2Body, `"prompt_version":1`, `"prompt_version":2,"prompt":"<rendered>"`, 1)},
+		{name: "v3: the messages go before the file", body: strings.Replace(v2Body, `"prompt_version":1`, `"prompt_version":3,"prompt":[{"role":"system","content":"be terse"},{"role":"user","content":"complete"}]`, 1),
+			want: []string{"be terse", "complete"}},
+		{name: "context items as one message", body: strings.Replace(v2Body, `"context":[]`, `"context":[{"type":"file","name":"util.py","content":"def helper(): pass"},{"type":"snippet","name":"empty","content":" "}]`, 1),
+			want: []string{"Related code from the project, for reference:\n\nfile util.py:\n```\ndef helper(): pass\n```\n"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, _, body := post(t, srv, "/v2/code/completions", tt.body, gitlabHeaders...); code != 200 {
+				t.Fatalf("got %d %s", code, body)
+			}
+			got := fa.last()
+			var contents []string
+			for _, m := range got.Messages {
+				contents = append(contents, m.Content)
+			}
+			if strings.Join(contents, "|") != strings.Join(tt.want, "|") || got.Code.Above != "def hello" {
+				t.Fatalf("model saw messages %q, code %+v", contents, got.Code)
+			}
+		})
+	}
+	code, _, body := post(t, srv, "/v2/code/completions", strings.Replace(v2Body, `"prompt_version":1`, `"prompt_version":3,"prompt":"text"`, 1), gitlabHeaders...)
+	if code != 422 || strings.TrimSpace(body) != `{"detail":"prompt: want a list of {role, content} messages with prompt_version 3"}` {
+		t.Fatalf("v3 with a string prompt: %d %s", code, body)
+	}
+}
