@@ -100,11 +100,3 @@ func (s *Stream) Fail(ctx context.Context, answer func(started bool, write func(
 	}
 	answer(s.started, s.writeLocked)
 }
-
-// Started reports whether the status and headers were sent. Call it only
-// after the relay stopped (ServeStream returned).
-func (s *Stream) Started() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.started
-}

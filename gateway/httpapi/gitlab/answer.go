@@ -188,26 +188,22 @@ func (h *handlers) code(w http.ResponseWriter, r *http.Request, req *codeRequest
 	st := httpapi.NewStream(w, func(hd http.Header) { hd.Set("Content-Type", "text/event-stream; charset=utf-8") })
 	_, err := h.c.ServeStream(ctx, req.in, func(t string) error { return st.Write([]byte(t)) })
 	if err != nil {
-		h.endStream(ctx, w, r, st, err, nil)
+		h.endStream(ctx, w, r, st, err)
 		return
 	}
 	_ = st.Write(nil) // an empty answer still gets its status and headers
 }
 
-// endStream ends a stream after the core failed: before the first byte,
-// with the error answer; after, the stream just ends early (with the
-// route's last unit, when last is set).
-func (h *handlers) endStream(ctx context.Context, w http.ResponseWriter, r *http.Request, st *httpapi.Stream, err error, last func(e *httpapi.Error) []byte) {
-	st.Fail(ctx, func(started bool, write func([]byte) error) {
-		e := failure(err)
+// endStream ends a code stream after the core failed: before the first
+// byte, with the error answer; after, the stream just ends early (the
+// real gateway's framings have no error unit).
+func (h *handlers) endStream(ctx context.Context, w http.ResponseWriter, r *http.Request, st *httpapi.Stream, err error) {
+	st.Fail(ctx, func(started bool, _ func([]byte) error) {
 		if !started {
-			writeError(w, r, e)
+			writeError(w, r, failure(err))
 			return
 		}
 		logging.AddFields(ctx, logging.Fields{"stream_error", httpapi.FromStatus(err).Message})
-		if last != nil {
-			_ = write(last(e))
-		}
 	})
 }
 
@@ -253,7 +249,7 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request, req *codeRequest,
 		return st.Write(ev)
 	})
 	if err != nil {
-		h.endStream(ctx, w, r, st, err, nil)
+		h.endStream(ctx, w, r, st, err)
 		return
 	}
 	end := sseEvent("stream_end", nil)
@@ -371,15 +367,15 @@ func (h *handlers) modelCheck(w http.ResponseWriter, r *http.Request) {
 	var sb strings.Builder
 	_, err := h.c.Serve(ctx, in, func(t string) error { sb.WriteString(t); return nil })
 	if err != nil {
-		if code, ok := completion.ModelFailure(err); ok && code >= 400 {
+		code, model := completion.ModelFailure(err)
+		switch {
+		case model && code >= 400:
 			writeError(w, r, &httpapi.Error{Status: http.StatusMisdirectedRequest, Message: fmt.Sprintf("%d: %s", code, http.StatusText(code))})
-			return
+		case model:
+			writeError(w, r, httpapi.FromStatus(err)) // no HTTP answer: say why
+		default:
+			writeError(w, r, failure(err))
 		}
-		if _, ok := completion.ModelFailure(err); ok {
-			writeError(w, r, httpapi.FromStatus(err))
-			return
-		}
-		writeError(w, r, failure(err))
 		return
 	}
 	writeJSON(w, http.StatusOK, sb.String())

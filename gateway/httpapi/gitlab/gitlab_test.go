@@ -548,3 +548,63 @@ func TestPromptVersionsAndContextReachTheModel(t *testing.T) {
 		t.Fatalf("v3 with a string prompt: %d %s", code, body)
 	}
 }
+
+// blockingAdapter sends one text, then waits for the call to be cancelled.
+type blockingAdapter struct{ cancelled chan struct{} }
+
+func (b *blockingAdapter) Stream(ctx context.Context, _ *adapter.Request, emit func(string) error) (adapter.Result, error) {
+	if err := emit("first"); err != nil {
+		return adapter.Result{}, err
+	}
+	<-ctx.Done()
+	close(b.cancelled)
+	return adapter.Result{}, ctx.Err()
+}
+
+// A client that goes away mid-stream cancels the model call, on every
+// streamed framing.
+func TestDisconnectCancelsTheModelCall(t *testing.T) {
+	for _, c := range []struct{ path, body string }{
+		{"/v2/code/completions", strings.Replace(v2Body, `"prompt_version":1`, `"stream":true`, 1)},
+		{"/v4/code/suggestions", `{"prompt_components":[{"type":"code_editor_completion","payload":{"file_name":"a.go","content_above_cursor":"x","stream":true}}]}`},
+		{"/v2/chat/agent", `{"messages":[{"role":"user","content":"hi"}]}`},
+	} {
+		t.Run(c.path, func(t *testing.T) {
+			ba := &blockingAdapter{cancelled: make(chan struct{})}
+			svc, err := completion.New(completion.Config{Router: router{}, Authorize: auth.Authorize, Attempts: 1,
+				Adapters: map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return ba, nil }}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := New(Config{Completer: svc, Logger: zerolog.Nop()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := httpapi.NewHandler(httpapi.Config{Verifier: fakeVerifier{}, Dialects: []httpapi.Dialect{d}, Logger: zerolog.Nop()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			req, _ := http.NewRequest("POST", srv.URL+c.path, strings.NewReader(c.body))
+			for i := 0; i+1 < len(gitlabHeaders); i += 2 {
+				req.Header.Set(gitlabHeaders[i], gitlabHeaders[i+1])
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 5)
+			if _, err := io.ReadFull(resp.Body, buf); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("first bytes: %d %v", resp.StatusCode, err)
+			}
+			resp.Body.Close()
+			srv.CloseClientConnections()
+			select {
+			case <-ba.cancelled:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the model call was not cancelled after the client went away")
+			}
+		})
+	}
+}
