@@ -106,6 +106,9 @@ func New(cfg Config) (httpapi.Dialect, error) {
 			{Pattern: "POST /v4/code/suggestions", Name: "v4_code_suggestions", Handler: h.v4Suggestions},
 			{Pattern: "POST /v2/chat/agent", Name: "v2_chat_agent", Handler: h.chatAgent},
 			{Pattern: "POST /v1/prompts/model_configuration%2Fcheck", Name: "model_configuration_check", Handler: h.modelCheck},
+			// The real gateway's prompt id is a path parameter: the slash
+			// may also arrive unescaped.
+			{Pattern: "POST /v1/prompts/model_configuration/check", Name: "model_configuration_check", Handler: h.modelCheck},
 			{Pattern: "HEAD /{$}", Name: "head", Public: true, Handler: head},
 			{Pattern: "GET /monitoring/healthz", Name: "healthz", Public: true, Handler: healthz},
 			{Pattern: "GET /monitoring/ready", Name: "ready", Public: true, Handler: h.readyz},

@@ -502,9 +502,11 @@ func TestModelCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newServer(t, tt.fa, Config{RequestModels: allow})
-			code, _, out := post(t, srv, path, body, tt.hdr...)
-			if code != tt.status || strings.TrimSpace(out) != tt.want {
-				t.Fatalf("got %d %s, want %d %s", code, out, tt.status, tt.want)
+			for _, p := range []string{path, "/v1/prompts/model_configuration/check"} {
+				code, _, out := post(t, srv, p, body, tt.hdr...)
+				if code != tt.status || strings.TrimSpace(out) != tt.want {
+					t.Fatalf("%s: got %d %s, want %d %s", p, code, out, tt.status, tt.want)
+				}
 			}
 			if m := tt.fa.last().Model; m.Name != "m" || m.Endpoint != "http://10.1.2.3/v1" {
 				t.Errorf("checked model %+v, want the one in model_metadata", m)
