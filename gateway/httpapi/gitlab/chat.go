@@ -12,7 +12,7 @@ import (
 	"github.com/airlock-dev/airlock/pkg/feature"
 )
 
-// chatBody is the /v2/chat/agent body (GITLAB-WIRE.md §3). Tool steps come
+// chatBody is the /v2/chat/agent body, as GitLab's ReAct executor sends it. Tool steps come
 // in either form: options.agent_scratchpad (GitLab 17.x before ~17.10) or
 // agent_scratchpad on an assistant message (later).
 type chatBody struct {

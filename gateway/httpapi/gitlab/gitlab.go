@@ -2,7 +2,7 @@
 // API: the paths, bodies, answers, stream framings and error bodies a
 // self-managed GitLab instance (17.6 to 18.x) and the GitLab Language
 // Server send to and expect from a self-hosted AI gateway, so Airlock can
-// stand in for one. The facts and their sources are in GITLAB-WIRE.md.
+// stand in for one, as GitLab's and the AI gateway's public sources define them.
 //
 //	POST /v2/code/completions, /v2/completions   code completions (flat body)
 //	POST /v2/code/generations                    code generations (flat body + prompt)

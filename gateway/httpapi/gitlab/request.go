@@ -15,7 +15,7 @@ import (
 	"github.com/airlock-dev/airlock/pkg/feature"
 )
 
-// Bounds the real gateway's request models declare (GITLAB-WIRE.md §1).
+// Bounds the real gateway's request models declare.
 const (
 	maxContentChars   = 100000
 	maxFileNameChars  = 255
