@@ -318,10 +318,14 @@ var languages = map[string]string{
 // plain word), else the one the file's extension names, else "".
 func language(identifier, fileName string) string {
 	id := strings.ToLower(strings.TrimSpace(identifier))
-	if id != "" && len(id) <= 32 && strings.IndexFunc(id, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '+' || r == '#')
-	}) < 0 {
+	if id != "" && len(id) <= 32 && strings.IndexFunc(id, notWordRune) < 0 {
 		return id
 	}
 	return languages[strings.ToLower(path.Ext(fileName))]
+}
+
+// notWordRune reports a rune outside language names (a-z, 0-9, - _ + #).
+func notWordRune(r rune) bool {
+	word := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("-_+#", r)
+	return !word
 }
