@@ -69,6 +69,11 @@ func TestParseConfig(t *testing.T) {
 			check: func(c Config) bool {
 				return c.NoIssuer() && c.AllowRequestModels && len(c.RequestModelNetworks) == 2 && c.RequestModelNetworks[1] == "192.168.0.0/16"
 			}},
+		{name: "request models from the environment", args: []string{"--plaintext", "--issuer-token-file", "t"},
+			env: map[string]string{"AIRLOCK_GATEWAY_ALLOW_REQUEST_MODELS": "true", "AIRLOCK_GATEWAY_REQUEST_MODEL_NETWORKS": "10.0.0.0/8,fd00::/8"},
+			check: func(c Config) bool {
+				return c.AllowRequestModels && len(c.RequestModelNetworks) == 2 && c.RequestModelNetworks[1] == "fd00::/8" && !c.NoIssuer()
+			}},
 		{name: "request-supplied models need an allowlist", args: []string{"--plaintext", "--issuer-token-file", "t", "--allow-request-models"},
 			wantErr: "--allow-request-models needs --request-model-networks"},
 		{name: "the allowlist holds CIDRs", args: []string{"--plaintext", "--issuer-token-file", "t", "--allow-request-models", "--request-model-networks", "10.0.0.1"},
