@@ -6,12 +6,13 @@ import (
 	"github.com/airlock-dev/airlock/gateway/auth"
 	"github.com/airlock-dev/airlock/gateway/completion"
 	"github.com/airlock-dev/airlock/gateway/httpapi"
+	"github.com/airlock-dev/airlock/gateway/httpapi/gitlab"
 	"github.com/airlock-dev/airlock/gateway/httpapi/openai"
 	"github.com/airlock-dev/airlock/pkg/tlsconfig"
 )
 
 // buildAPI makes the HTTP API (--api-http-addr): the OpenAI-compatible
-// dialect on the same verifier and completion core as gRPC, with the same
+// dialect and GitLab's AI gateway dialect on the same verifier and completion core as gRPC, with the same
 // TLS and body bound (--max-recv-bytes); serve adds the connection and
 // per-connection stream limits (--max-connections, --max-streams-per-conn),
 // and the relay the slow-client bound (--client-send-timeout). With the
@@ -25,9 +26,19 @@ func (g *gateway) buildAPI(v *auth.Verifier, svc *completion.Service, reg promet
 	if err != nil {
 		return err
 	}
+	gl, err := gitlab.New(gitlab.Config{
+		Completer:     svc,
+		Ready:         g.ready,
+		RequestModels: gitlab.RequestModels{Allow: cfg.AllowRequestModels, Networks: cfg.RequestModelNetworks},
+		WriteTimeout:  cfg.ClientSendTimeout,
+		Logger:        g.log.With().Str("component", "httpapi").Str("dialect", gitlab.Name).Logger(),
+	})
+	if err != nil {
+		return err
+	}
 	h, err := httpapi.NewHandler(httpapi.Config{
 		Verifier:     v,
-		Dialects:     []httpapi.Dialect{oai},
+		Dialects:     []httpapi.Dialect{oai, gl},
 		MaxBodyBytes: int64(cfg.MaxRecvBytes),
 		Logger:       g.log.With().Str("component", "httpapi").Logger(),
 		Registerer:   reg,

@@ -62,7 +62,24 @@ func TestParseConfig(t *testing.T) {
 			check: func(c Config) bool { return c.GRPCAddr == "127.0.0.1:1" && c.Audience == "other" }},
 		{name: "a JWKS URL does not replace the issuer, which still serves models and revocations",
 			args:    []string{"--plaintext", "--issuer-token-file", "t", "--issuer-addr", "", "--jwks-url", "https://gitlab.example/oauth/discovery/keys"},
-			wantErr: "--issuer-addr is required: the gateway reads the model configuration and revocations from the issuer (--jwks-url replaces only the source of verification keys)"},
+			wantErr: "--issuer-addr is required: the gateway reads the model configuration and revocations from the issuer (--jwks-url replaces only the source of verification keys; only with --allow-request-models may the gateway run without an issuer)"},
+		{name: "a JWKS URL with request-supplied models runs without an issuer (and needs no issuer credentials)",
+			args: []string{"--plaintext", "--issuer-addr", "", "--jwks-url", "https://gitlab.example/oauth/discovery/keys",
+				"--allow-request-models", "--request-model-networks", "10.0.0.0/8, 192.168.0.0/16"},
+			check: func(c Config) bool {
+				return c.NoIssuer() && c.AllowRequestModels && len(c.RequestModelNetworks) == 2 && c.RequestModelNetworks[1] == "192.168.0.0/16"
+			}},
+		{name: "request models from the environment", args: []string{"--plaintext", "--issuer-token-file", "t"},
+			env: map[string]string{"AIRLOCK_GATEWAY_ALLOW_REQUEST_MODELS": "true", "AIRLOCK_GATEWAY_REQUEST_MODEL_NETWORKS": "10.0.0.0/8,fd00::/8"},
+			check: func(c Config) bool {
+				return c.AllowRequestModels && len(c.RequestModelNetworks) == 2 && c.RequestModelNetworks[1] == "fd00::/8" && !c.NoIssuer()
+			}},
+		{name: "request-supplied models need an allowlist", args: []string{"--plaintext", "--issuer-token-file", "t", "--allow-request-models"},
+			wantErr: "--allow-request-models needs --request-model-networks"},
+		{name: "the allowlist holds CIDRs", args: []string{"--plaintext", "--issuer-token-file", "t", "--allow-request-models", "--request-model-networks", "10.0.0.1"},
+			wantErr: `--request-model-networks "10.0.0.1": not a CIDR`},
+		{name: "an allowlist without the opt-in is a mistake", args: []string{"--plaintext", "--issuer-token-file", "t", "--request-model-networks", "10.0.0.0/8"},
+			wantErr: "--request-model-networks has no effect without --allow-request-models"},
 		{name: "a JWKS URL beside the issuer is fine",
 			args:  []string{"--plaintext", "--issuer-token-file", "t", "--jwks-url", "https://gitlab.example/oauth/discovery/keys"},
 			check: func(c Config) bool { return c.JWKSURL != "" && c.IssuerAddr != "" }},

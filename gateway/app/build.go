@@ -61,14 +61,18 @@ func build(cfg Config, log zerolog.Logger) (_ *gateway, err error) {
 	reg := prometheus.NewRegistry() // per gateway: tests run several in one process
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g := &gateway{cfg: cfg, log: log, metrics: newMetrics(reg), stopping: make(chan struct{})}
-	if g.issuer, err = dialIssuer(cfg, log, telemetry.DialOptions(cfg.Telemetry)...); err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, g.issuer.Close())
+	if cfg.NoIssuer() {
+		log.Warn().Str("jwks_url", cfg.JWKSURL).Msg("running without an issuer: keys from --jwks-url, models named by each request (--allow-request-models); no model catalog and no revocation list, so a token stays valid until it expires")
+	} else {
+		if g.issuer, err = dialIssuer(cfg, log, telemetry.DialOptions(cfg.Telemetry)...); err != nil {
+			return nil, err
 		}
-	}()
+		defer func() {
+			if err != nil {
+				err = errors.Join(err, g.issuer.Close())
+			}
+		}()
+	}
 	v, err := g.buildSources(reg)
 	if err != nil {
 		return nil, err
@@ -107,11 +111,19 @@ func (g *gateway) buildSources(reg prometheus.Registerer) (*auth.Verifier, error
 	} else {
 		g.keys = keyset.NewGRPC(g.issuer, ksOpts)
 	}
-	g.revoked = revocation.NewGRPC(g.issuer, revocation.Options{
-		Logger:   log.With().Str("component", "revocation").Logger(),
-		OnRevoke: func(jti string) { v.Evict(jti) },
-	})
-	g.models = catalog.New(issuerv1.NewModelServiceClient(g.issuer), catalog.Options{Logger: log.With().Str("component", "catalog").Logger()})
+	var revoked func(string) bool // nil: nothing is revoked (no issuer)
+	if g.issuer != nil {
+		g.revoked = revocation.NewGRPC(g.issuer, revocation.Options{
+			Logger:   log.With().Str("component", "revocation").Logger(),
+			OnRevoke: func(jti string) { v.Evict(jti) },
+		})
+		revoked = g.revoked.Revoked
+		g.models = catalog.New(issuerv1.NewModelServiceClient(g.issuer), catalog.Options{Logger: log.With().Str("component", "catalog").Logger()})
+	} else {
+		// Never fed: every lookup answers ErrNotReady, so only requests
+		// naming their model are served.
+		g.models = catalog.New(nil, catalog.Options{})
+	}
 	authMetrics, err := auth.NewMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -122,7 +134,7 @@ func (g *gateway) buildSources(reg prometheus.Registerer) (*auth.Verifier, error
 	}
 	v, err = auth.NewVerifier(auth.Config{
 		Keys:          g.keys,
-		Revoked:       g.revoked.Revoked,
+		Revoked:       revoked,
 		Issuer:        cfg.ExpectedIssuer,
 		Audience:      cfg.Audience,
 		Leeway:        leeway,
@@ -220,4 +232,22 @@ func (g *gateway) httpHandler(reg prometheus.Gatherer) http.Handler {
 
 // close releases what build opened. Call it after serve returned (or
 // instead of serve).
-func (g *gateway) close() error { return g.issuer.Close() }
+func (g *gateway) close() error {
+	if g.issuer == nil {
+		return nil
+	}
+	return g.issuer.Close()
+}
+
+// ready reports whether the gateway can serve: it holds a key set and,
+// unless it runs without an issuer, the model configuration. The error
+// says what is missing.
+func (g *gateway) ready() error {
+	switch {
+	case !g.keys.Ready():
+		return errors.New("no verification keys loaded yet")
+	case !g.cfg.NoIssuer() && !g.models.Ready():
+		return errors.New("model configuration not received from the issuer yet")
+	}
+	return nil
+}

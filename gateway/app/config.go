@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/airlock-dev/airlock/pkg/flagenv"
@@ -19,7 +21,8 @@ const EnvPrefix = "AIRLOCK_GATEWAY"
 // Config is the gateway's whole configuration.
 type Config struct {
 	GRPCAddr, HTTPAddr string
-	// APIHTTPAddr serves the HTTP API (OpenAI-compatible dialect); empty: off.
+	// APIHTTPAddr serves the HTTP API (OpenAI-compatible and GitLab
+	// dialects); empty: off.
 	APIHTTPAddr string
 
 	// Where keys and the model configuration come from.
@@ -30,6 +33,12 @@ type Config struct {
 	IssuerKey        string
 	IssuerServerName string
 	JWKSURL          string // take keys from an HTTP JWKS instead of the issuer's gRPC KeyService
+
+	// GitLab dialect: honour the model a request names, dialled only into
+	// these networks. With JWKSURL, the gateway may then run without an
+	// issuer (NoIssuer).
+	AllowRequestModels   bool
+	RequestModelNetworks []string
 
 	// Token checks.
 	ExpectedIssuer   string
@@ -77,6 +86,11 @@ type Config struct {
 	AuthFailuresPerMinute  int
 }
 
+// NoIssuer reports the issuer-less mode: keys from --jwks-url, models
+// named by each request (--allow-request-models), no catalog and no
+// revocation list (a token is then valid until it expires).
+func (c Config) NoIssuer() bool { return c.IssuerAddr == "" }
+
 // ParseConfig reads args, then AIRLOCK_GATEWAY_* variables, then the
 // --config file, and validates the result.
 func ParseConfig(args []string, stderr io.Writer) (Config, error) {
@@ -85,14 +99,24 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9450", "gRPC listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9451", "HTTP listen address (metrics, health); empty disables")
-	fs.StringVar(&c.APIHTTPAddr, "api-http-addr", "127.0.0.1:9452", "HTTP API listen address (OpenAI-compatible /v1/...; TLS as --tls-cert/--tls-key/--tls-client-ca); empty disables")
+	fs.StringVar(&c.APIHTTPAddr, "api-http-addr", "127.0.0.1:9452", "HTTP API listen address (OpenAI-compatible /v1/..., GitLab's AI gateway /v2/code/..., /v2/chat/agent, ...; TLS as --tls-cert/--tls-key/--tls-client-ca); empty disables")
 	fs.StringVar(&c.IssuerAddr, "issuer-addr", "127.0.0.1:9440", "issuer gRPC address (keys, revocations, model configuration)")
 	fs.StringVar(&c.IssuerTokenFile, "issuer-token-file", "", "file holding the gateway's personal access token at the issuer (or authenticate with --issuer-cert)")
 	fs.StringVar(&c.IssuerCA, "issuer-ca", "", "CA bundle that verifies the issuer's certificate (TLS to the issuer)")
 	fs.StringVar(&c.IssuerCert, "issuer-cert", "", "client certificate presented to the issuer (mTLS)")
 	fs.StringVar(&c.IssuerKey, "issuer-key", "", "client key for --issuer-cert")
 	fs.StringVar(&c.IssuerServerName, "issuer-server-name", "", "expected name in the issuer's certificate (default: host of --issuer-addr)")
-	fs.StringVar(&c.JWKSURL, "jwks-url", "", "take verification keys from this HTTP JWKS URL (e.g. a GitLab instance's /oauth/discovery/keys) instead of the issuer's KeyService; models and revocations still come from --issuer-addr")
+	fs.StringVar(&c.JWKSURL, "jwks-url", "", "take verification keys from this HTTP JWKS URL (e.g. a GitLab instance's /oauth/discovery/keys) instead of the issuer's KeyService; models and revocations still come from --issuer-addr, unless --issuer-addr is empty and --allow-request-models is set")
+	fs.BoolVar(&c.AllowRequestModels, "allow-request-models", false, "GitLab dialect: honour the model a request names (the GitLab instance's self-hosted model endpoint and key) instead of the catalog's; endpoints are dialled only into --request-model-networks")
+	fs.Func("request-model-networks", "comma-separated CIDRs a request-supplied model endpoint may resolve into (required with --allow-request-models)", func(v string) error {
+		c.RequestModelNetworks = nil
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				c.RequestModelNetworks = append(c.RequestModelNetworks, n)
+			}
+		}
+		return nil
+	})
 	fs.StringVar(&c.ExpectedIssuer, "expected-issuer", "http://127.0.0.1:9441", "required iss claim (the issuer's --issuer-url)")
 	fs.StringVar(&c.Audience, "audience", token.Audience, "required aud claim")
 	fs.DurationVar(&c.Leeway, "leeway", 30*time.Second, "clock leeway for exp, nbf and iat")
@@ -154,9 +178,17 @@ func (c Config) Validate() error {
 		check(c.APIHTTPAddr == c.GRPCAddr || c.APIHTTPAddr == c.HTTPAddr || c.APIHTTPAddr == c.HealthAddr,
 			"--api-http-addr %q is also --grpc-addr, --http-addr or --health-addr: give it its own port (or empty to disable)", c.APIHTTPAddr)
 	}
-	check(c.IssuerAddr == "", "--issuer-addr is required: the gateway reads the model configuration and revocations from the issuer (--jwks-url replaces only the source of verification keys)")
-	check(c.IssuerTokenFile == "" && c.IssuerCert == "",
+	check(c.IssuerAddr == "" && (c.JWKSURL == "" || !c.AllowRequestModels),
+		"--issuer-addr is required: the gateway reads the model configuration and revocations from the issuer (--jwks-url replaces only the source of verification keys; only with --allow-request-models may the gateway run without an issuer)")
+	check(c.IssuerAddr != "" && c.IssuerTokenFile == "" && c.IssuerCert == "",
 		"--issuer-token-file or --issuer-cert (mutual TLS) is required: the gateway authenticates to the issuer to read models and revocations")
+	check(c.AllowRequestModels && len(c.RequestModelNetworks) == 0,
+		"--allow-request-models needs --request-model-networks: the networks a request-supplied model endpoint may resolve into")
+	check(!c.AllowRequestModels && len(c.RequestModelNetworks) > 0, "--request-model-networks has no effect without --allow-request-models")
+	for _, n := range c.RequestModelNetworks {
+		_, err := netip.ParsePrefix(n)
+		check(err != nil, "--request-model-networks %q: not a CIDR (e.g. 10.0.0.0/8)", n)
+	}
 	check(c.ExpectedIssuer == "", "--expected-issuer is required: tokens from any other issuer are refused")
 	check(c.Audience == "", "--audience must not be empty")
 	check(c.HandshakeTimeout <= 0, "--handshake-timeout must be positive")

@@ -73,13 +73,14 @@ func (g *gateway) tasks(l listeners) []lifecycle.Task {
 	tasks := []lifecycle.Task{
 		{Name: "grpc", Run: func(ctx context.Context) error { return rpcserver.Serve(ctx, g.grpc, l.grpc, grace) }},
 		loop("keys", g.keys.Run),
-		loop("revocations", g.revoked.Run),
-		loop("models", g.models.Run),
 		loop("health", g.watchHealth),
 		lifecycle.OnStop("drain", func() {
 			g.health.Shutdown() // later status changes are ignored
 			close(g.stopping)
 		}),
+	}
+	if g.issuer != nil {
+		tasks = append(tasks, loop("revocations", g.revoked.Run), loop("models", g.models.Run))
 	}
 	if l.http != nil {
 		tasks = append(tasks, lifecycle.HTTP("http", g.http, l.http, grace))
@@ -132,7 +133,7 @@ func (g *gateway) watchHealth(ctx context.Context) {
 	defer t.Stop()
 	serving := false
 	for {
-		ok := g.keys.Ready() && g.models.Ready()
+		ok := g.ready() == nil
 		g.metrics.keysetRevision.Set(float64(g.keys.Revision()))
 		if ok {
 			g.metrics.keysetAge.Set(g.keys.Age().Seconds())

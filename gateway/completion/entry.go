@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/airlock-dev/airlock/gateway/catalog"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
 )
 
@@ -18,10 +19,15 @@ type Input struct {
 	Messages []*gatewayv1.Message
 	Code     *gatewayv1.CodeContext
 	Options  *gatewayv1.GenerationOptions
+	// Targets, when set, answer instead of the model the catalog binds to
+	// Feature (authorization and limits still apply). Only a dialect that
+	// has vetted a request-supplied model sets it: each target's Trusted
+	// networks are the only ones its adapter may dial (gateway/egress).
+	Targets []catalog.Target
 }
 
 func (in Input) internal() input {
-	return input{feature: in.Feature, messages: in.Messages, code: in.Code, options: in.Options}
+	return input{feature: in.Feature, messages: in.Messages, code: in.Code, options: in.Options, targets: in.Targets}
 }
 
 // Serve runs one completion as Complete does (validate, authorize against

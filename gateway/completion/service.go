@@ -144,6 +144,7 @@ type input struct {
 	messages []*gatewayv1.Message
 	code     *gatewayv1.CodeContext
 	options  *gatewayv1.GenerationOptions
+	targets  []catalog.Target // Input.Targets
 }
 
 // serve runs one completion: validate, authorize, limit, route, stream.
@@ -175,9 +176,11 @@ func (s *Service) serve(ctx context.Context, in input, emit func(string) error) 
 		return nil, err
 	}
 
-	targets, err := s.cfg.Router.Route(f)
-	if err != nil {
-		return nil, toStatus(err)
+	targets := in.targets
+	if len(targets) == 0 {
+		if targets, err = s.cfg.Router.Route(f); err != nil {
+			return nil, toStatus(err)
+		}
 	}
 	// One time-to-first-byte budget for the whole call: retries and the
 	// fallback share it, so a caller never waits longer than the timeout

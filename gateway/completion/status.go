@@ -56,10 +56,35 @@ func toStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	if e, ok := adapter.AsError(err); ok {
-		return adapterStatus(e)
+		st, _ := status.FromError(adapterStatus(e))
+		return &modelError{st: st, httpStatus: e.HTTPStatus}
 	}
 	return status.Error(codes.Internal, "internal error")
 }
+
+// ModelFailure reports whether err (a status error of Serve, ServeStream
+// or the RPCs) was caused by the model server or by reaching it, rather
+// than by the request, the caller, the gateway's limits or the model
+// configuration, and the HTTP status the model server answered (0 when it
+// sent none: refused connection, timeout, broken stream). Dialects that
+// word such failures their own way (GitLab's "Inference failed") use it;
+// gRPC sees only the status, so the wire is unchanged.
+func ModelFailure(err error) (httpStatus int, ok bool) {
+	var e *modelError
+	if errors.As(err, &e) {
+		return e.httpStatus, true
+	}
+	return 0, false
+}
+
+// modelError is the status of an upstream failure (see ModelFailure).
+type modelError struct {
+	st         *status.Status
+	httpStatus int
+}
+
+func (e *modelError) Error() string              { return e.st.Err().Error() }
+func (e *modelError) GRPCStatus() *status.Status { return e.st }
 
 func adapterStatus(e *adapter.Error) error {
 	switch e.Kind {

@@ -32,9 +32,13 @@ import (
 )
 
 // Verifier authenticates a request from its headers (*auth.Verifier).
-// VerifyBearer returns the identity or a status error: Unauthenticated,
-// Unavailable when no keys are loaded, or the context's error.
+// VerifyFrom applies the gRPC rules (every x-gitlab-* header the real AI
+// gateway checks must be sent); VerifyBearer lets absent x-gitlab-* headers
+// stand in for the claims. Both return the identity or a status error:
+// Unauthenticated, Unavailable when no keys are loaded, ResourceExhausted
+// when the client address is throttled, or the context's error.
 type Verifier interface {
+	VerifyFrom(ctx context.Context, client string, md metadata.MD) (*auth.Identity, error)
 	VerifyBearer(ctx context.Context, client string, md metadata.MD) (*auth.Identity, error)
 }
 
@@ -61,6 +65,12 @@ type Dialect struct {
 	// shared chain makes (authentication, body too large, a recovered
 	// panic). Required.
 	WriteError func(w http.ResponseWriter, r *http.Request, e *Error)
+	// RequireGitLabHeaders authenticates with the gRPC rules
+	// (Verifier.VerifyFrom: X-Gitlab-Authentication-Type and the realm,
+	// instance and user headers are checked as the real AI gateway checks
+	// them), for dialects whose callers are GitLab instances and IDEs.
+	// False accepts plain bearer tokens (Verifier.VerifyBearer).
+	RequireGitLabHeaders bool
 }
 
 // Config configures the handler.
@@ -193,7 +203,11 @@ func chain(cfg Config, m *metrics, d Dialect, rt Route) http.Handler {
 		}
 		r.Body = http.MaxBytesReader(sw, r.Body, cfg.MaxBodyBytes)
 		if !rt.Public {
-			id, err := cfg.Verifier.VerifyBearer(ctx, connlimit.Key(r.RemoteAddr), headerMD(r.Header))
+			verify := cfg.Verifier.VerifyBearer
+			if d.RequireGitLabHeaders {
+				verify = cfg.Verifier.VerifyFrom
+			}
+			id, err := verify(ctx, connlimit.Key(r.RemoteAddr), headerMD(r.Header))
 			if err != nil {
 				d.WriteError(sw, r, FromStatus(err))
 				return

@@ -36,6 +36,16 @@ func (v recordingVerifier) VerifyBearer(_ context.Context, _ string, md metadata
 	return &auth.Identity{JTI: "jti-1", GlobalUserID: strings.Join(md.Get("x-gitlab-global-user-id"), ",")}, nil
 }
 
+// VerifyFrom is the strict rule: it also refuses a request without
+// x-gitlab-realm.
+func (v recordingVerifier) VerifyFrom(ctx context.Context, client string, md metadata.MD) (*auth.Identity, error) {
+	if len(md.Get("x-gitlab-realm")) == 0 {
+		v.seen <- md
+		return nil, status.Error(codes.Unauthenticated, auth.MsgRealmMismatch)
+	}
+	return v.VerifyBearer(ctx, client, md)
+}
+
 // A dialect whose error envelope is "<status> <message>".
 func testDialect(routes ...Route) Dialect {
 	return Dialect{Name: "test", Routes: routes, WriteError: func(w http.ResponseWriter, _ *http.Request, e *Error) {
@@ -218,5 +228,28 @@ func TestServeStopsWithTheContext(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after ctx ended")
+	}
+}
+
+func TestRequireGitLabHeadersUsesTheGRPCRules(t *testing.T) {
+	ok := Route{Pattern: "POST /x", Name: "x", Handler: func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }}
+	seen := make(chan metadata.MD, 10)
+	for _, strict := range []bool{false, true} {
+		d := testDialect(ok)
+		d.RequireGitLabHeaders = strict
+		h, err := NewHandler(Config{Verifier: recordingVerifier{seen}, Dialects: []Dialect{d}, Logger: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
+		code, _, body := do(t, srv, "POST", "/x", "", "Authorization", "Bearer ok")
+		srv.Close()
+		want, wantBody := 200, "ok"
+		if strict {
+			want, wantBody = 401, "401 "+auth.MsgRealmMismatch
+		}
+		if code != want || body != wantBody {
+			t.Errorf("strict=%v: got %d %q, want %d %q", strict, code, body, want, wantBody)
+		}
 	}
 }

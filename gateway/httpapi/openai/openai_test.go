@@ -86,6 +86,10 @@ func (fakeVerifier) VerifyBearer(_ context.Context, _ string, md metadata.MD) (*
 	return nil, status.Error(codes.Unauthenticated, auth.MsgForbidden)
 }
 
+func (f fakeVerifier) VerifyFrom(ctx context.Context, client string, md metadata.MD) (*auth.Identity, error) {
+	return nil, status.Error(codes.Internal, "the OpenAI dialect must not require the x-gitlab-* headers")
+}
+
 var fixedNow = time.Unix(1767225600, 0)
 
 func newServer(t *testing.T, fc *fakeCompleter) *httptest.Server {
