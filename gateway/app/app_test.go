@@ -42,7 +42,7 @@ func tokenFile(t *testing.T) string {
 // devArgs are a valid plaintext configuration on free loopback ports.
 func devArgs(t *testing.T, issuerAddr string, extra ...string) []string {
 	return append([]string{"--plaintext", "--issuer-addr", issuerAddr, "--issuer-token-file", tokenFile(t),
-		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--shutdown-grace", "2s"}, extra...)
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--api-http-addr", "127.0.0.1:0", "--shutdown-grace", "2s"}, extra...)
 }
 
 func TestParseConfig(t *testing.T) {

@@ -173,9 +173,10 @@ func (c Config) Validate() error {
 	_, _, err := net.SplitHostPort(c.GRPCAddr)
 	check(err != nil, "--grpc-addr %q: %v", c.GRPCAddr, err)
 	if c.APIHTTPAddr != "" {
-		_, _, err := net.SplitHostPort(c.APIHTTPAddr)
+		_, port, err := net.SplitHostPort(c.APIHTTPAddr)
 		check(err != nil, "--api-http-addr %q: %v", c.APIHTTPAddr, err)
-		check(c.APIHTTPAddr == c.GRPCAddr || c.APIHTTPAddr == c.HTTPAddr || c.APIHTTPAddr == c.HealthAddr,
+		// Port 0 picks a free port for each listener, so it collides with none.
+		check(port != "0" && (c.APIHTTPAddr == c.GRPCAddr || c.APIHTTPAddr == c.HTTPAddr || c.APIHTTPAddr == c.HealthAddr),
 			"--api-http-addr %q is also --grpc-addr, --http-addr or --health-addr: give it its own port (or empty to disable)", c.APIHTTPAddr)
 	}
 	check(c.IssuerAddr == "" && (c.JWKSURL == "" || !c.AllowRequestModels),
