@@ -512,6 +512,28 @@ func (s *Store) ReplaceKeys(ctx context.Context, keys []store.SigningKey) (uint6
 	return rev, nil
 }
 
+// SwapKeys implements store.Store.
+func (s *Store) SwapKeys(ctx context.Context, keys []store.SigningKey, ifRevision uint64) (uint64, error) {
+	var rev uint64
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		cur, err := lockDomain(ctx, tx, store.DomainKeys)
+		if err != nil {
+			return err
+		}
+		if cur != ifRevision {
+			return fmt.Errorf("keys at revision %d, not %d: %w", cur, ifRevision, store.ErrConflict)
+		}
+		if rev, err = bump(ctx, tx, store.DomainKeys); err != nil {
+			return err
+		}
+		return putKeys(ctx, tx, keys)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: swap keys: %w", err)
+	}
+	return rev, nil
+}
+
 func putKeys(ctx context.Context, tx pgx.Tx, keys []store.SigningKey) error {
 	if _, err := tx.Exec(ctx, `DELETE FROM signing_keys`); err != nil {
 		return err
