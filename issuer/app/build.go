@@ -29,6 +29,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/kek"
 	"github.com/airlock-dev/airlock/issuer/keys"
 	"github.com/airlock-dev/airlock/issuer/minter"
+	"github.com/airlock-dev/airlock/issuer/store/pgstore"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
 	"github.com/airlock-dev/airlock/pkg/telemetry"
@@ -45,6 +46,11 @@ type issuer struct {
 	globalIDs  *globalid.Deriver
 	keys       *keys.Manager
 	tokens     *tokensvc.Service
+	models     *modelsvc.Service
+	// gate says whether this replica advances the key lifecycle:
+	// keys.Always on bbolt, the rotation lease on PostgreSQL (lease).
+	gate  keys.Gate
+	lease *pgstore.Lease // nil on bbolt
 	grpc       *grpc.Server
 	health     *health.Server
 	// stopping is closed when shutdown begins: it ends the watch streams.
@@ -96,9 +102,15 @@ func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.
 	if s.globalIDs, err = globalid.New(guKey, s.instanceID); err != nil {
 		return nil, err
 	}
+	reg := prometheus.NewRegistry() // per issuer: tests run several in one process
+	s.gate = keys.Always
+	if st.pg != nil {
+		s.lease = newRotationLease(st.pg, log, reg)
+		s.gate = s.lease
+	}
 	s.keys, err = keys.New(ctx, keys.Config{
 		Store: st, KEK: k, Alg: cfg.KeyAlg, RotationPeriod: cfg.RotationPeriod,
-		MaxTokenTTL: cfg.MaxTokenTTL, Now: now, Logger: log,
+		MaxTokenTTL: cfg.MaxTokenTTL, Now: now, Logger: log, Gate: s.gate,
 	})
 	if err != nil {
 		return nil, err
@@ -113,7 +125,6 @@ func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.
 			log.Info().Str("dir", cfg.DataDir+"/credentials").Msg("bootstrap users admin, demo and gateway created; their tokens are in this directory")
 		}
 	}
-	reg := prometheus.NewRegistry() // per issuer: tests run several in one process
 	st.report(log, reg)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := s.buildGRPC(ctx, k, reg); err != nil {
@@ -146,7 +157,7 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 		MintRate: limits.NewRate(cfg.MintRatePerUser)}); err != nil {
 		return err
 	}
-	models, err := modelsvc.New(ctx, modelsvc.Config{Store: st, KEK: k, Now: now, Logger: log, MaxModels: cfg.MaxModels})
+	s.models, err = modelsvc.New(ctx, modelsvc.Config{Store: st, KEK: k, Now: now, Logger: log, MaxModels: cfg.MaxModels})
 	if err != nil {
 		return err
 	}
@@ -185,7 +196,7 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 	})
 	keysvc.New(keysvc.Config{Keys: s.keys, Logger: log}).Register(s.grpc)
 	s.tokens.Register(s.grpc)
-	models.Register(s.grpc)
+	s.models.Register(s.grpc)
 	usersvc.New(usersvc.Config{Store: st, Now: now, Logger: log, MaxUsers: cfg.MaxUsers}).Register(s.grpc)
 	return nil
 }

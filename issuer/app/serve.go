@@ -66,12 +66,17 @@ func (s *issuer) tasks(l listeners) []lifecycle.Task {
 	tasks := []lifecycle.Task{
 		{Name: "grpc", Run: func(ctx context.Context) error { return rpcserver.Serve(ctx, s.grpc, l.grpc, grace) }},
 		lifecycle.HTTP("http", s.http, l.http, grace),
-		{Name: "keys", Run: keys.NewRotator(s.keys, keys.RotatorConfig{Now: s.now, Logger: s.log}).Run},
+		{Name: "keys", Run: keys.NewRotator(s.keys, keys.RotatorConfig{Now: s.now, Logger: s.log, Gate: s.gate}).Run},
 		{Name: "token pruning", Run: func(ctx context.Context) error { s.tokens.Run(ctx, time.Minute); return nil }},
 		lifecycle.OnStop("drain", func() {
 			s.health.Shutdown() // NOT_SERVING to health checkers while draining
 			close(s.stopping)
 		}),
+	}
+	if s.lease != nil {
+		tasks = append(tasks,
+			lifecycle.Task{Name: "key-rotation lease", Run: s.lease.Run},
+			lifecycle.Task{Name: "follow other replicas", Run: s.follow})
 	}
 	if l.health != nil {
 		tasks = append(tasks, lifecycle.Task{Name: "health", Run: func(ctx context.Context) error {

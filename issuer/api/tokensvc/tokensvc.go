@@ -73,6 +73,17 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 // Register registers s on r.
 func (s *Service) Register(r grpc.ServiceRegistrar) { issuerv1.RegisterTokenServiceServer(r, s) }
 
+// Reload republishes the revocations from the store: how a replica follows
+// a revocation made through another replica (issuer/follow). A revision
+// not newer than the published one changes nothing.
+func (s *Service) Reload(ctx context.Context) error { return s.reload(ctx) }
+
+// Revision returns the published revocation list's revision.
+func (s *Service) Revision() uint64 {
+	rev, _ := s.hub.Current()
+	return rev
+}
+
 func (s *Service) reload(ctx context.Context) error {
 	list, rev, err := s.cfg.Store.ListRevocations(ctx)
 	if err != nil {
