@@ -49,10 +49,10 @@ type issuer struct {
 	models     *modelsvc.Service
 	// gate says whether this replica advances the key lifecycle:
 	// keys.Always on bbolt, the rotation lease on PostgreSQL (lease).
-	gate  keys.Gate
-	lease *pgstore.Lease // nil on bbolt
-	grpc       *grpc.Server
-	health     *health.Server
+	gate   keys.Gate
+	lease  *pgstore.Lease // nil on bbolt
+	grpc   *grpc.Server
+	health *health.Server
 	// stopping is closed when shutdown begins: it ends the watch streams.
 	stopping chan struct{}
 	http     *http.Server
