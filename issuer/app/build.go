@@ -49,10 +49,12 @@ type issuer struct {
 	models     *modelsvc.Service
 	// gate says whether this replica advances the key lifecycle:
 	// keys.Always on bbolt, the rotation lease on PostgreSQL (lease).
-	gate   keys.Gate
-	lease  *pgstore.Lease // nil on bbolt
-	grpc   *grpc.Server
-	health *health.Server
+	gate  keys.Gate
+	lease *pgstore.Lease // nil on bbolt
+	// storeUp is airlock_issuer_store_up (PostgreSQL only).
+	storeUp prometheus.Gauge
+	grpc    *grpc.Server
+	health  *health.Server
 	// stopping is closed when shutdown begins: it ends the watch streams.
 	stopping chan struct{}
 	http     *http.Server
@@ -107,6 +109,12 @@ func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.
 	if st.pg != nil {
 		s.lease = newRotationLease(st.pg, log, reg)
 		s.gate = s.lease
+		s.storeUp = prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "airlock_issuer_store_up",
+			Help: "1 while the issuer's PostgreSQL database answers (checked every 2 s), else 0.",
+		})
+		s.storeUp.Set(1)
+		reg.MustRegister(s.storeUp)
 	}
 	s.keys, err = keys.New(ctx, keys.Config{
 		Store: st, KEK: k, Alg: cfg.KeyAlg, RotationPeriod: cfg.RotationPeriod,

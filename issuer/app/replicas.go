@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/airlock-dev/airlock/issuer/follow"
 	"github.com/airlock-dev/airlock/issuer/store"
@@ -70,4 +71,52 @@ func (s *issuer) follow(ctx context.Context) error {
 			}, func(c pgstore.Change) { fn(c.Domain, c.Revision) })
 		},
 	})
+}
+
+// ReadinessService is the health service name that reports whether this
+// issuer can serve everything now: on PostgreSQL, NOT_SERVING while the
+// database does not answer. The overall health ("") stays SERVING then (a
+// liveness probe must not restart replicas for a database outage), so
+// readiness probes ask for this name.
+const ReadinessService = "readiness"
+
+// Database readiness checks.
+const (
+	readinessEvery   = 2 * time.Second
+	readinessTimeout = time.Second
+)
+
+// watchDatabase sets ReadinessService and airlock_issuer_store_up from a
+// ping every readinessEvery until ctx is done.
+func (s *issuer) watchDatabase(ctx context.Context, up prometheus.Gauge) error {
+	t := time.NewTicker(readinessEvery)
+	defer t.Stop()
+	was := true
+	for {
+		err := s.store.pg.Ping(ctx, readinessTimeout)
+		if ctx.Err() != nil {
+			return nil
+		}
+		ok := err == nil
+		if ok != was {
+			if ok {
+				s.log.Info().Msg("database reachable again: ready")
+			} else {
+				s.log.Warn().Err(err).Msg("database unreachable: not ready; calls that need it fail with Unavailable")
+			}
+			was = ok
+		}
+		if ok {
+			up.Set(1)
+			s.health.SetServingStatus(ReadinessService, healthpb.HealthCheckResponse_SERVING)
+		} else {
+			up.Set(0)
+			s.health.SetServingStatus(ReadinessService, healthpb.HealthCheckResponse_NOT_SERVING)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }

@@ -76,7 +76,8 @@ func (s *issuer) tasks(l listeners) []lifecycle.Task {
 	if s.lease != nil {
 		tasks = append(tasks,
 			lifecycle.Task{Name: "key-rotation lease", Run: s.lease.Run},
-			lifecycle.Task{Name: "follow other replicas", Run: s.follow})
+			lifecycle.Task{Name: "follow other replicas", Run: s.follow},
+			lifecycle.Task{Name: "database readiness", Run: func(ctx context.Context) error { return s.watchDatabase(ctx, s.storeUp) }})
 	}
 	if l.health != nil {
 		tasks = append(tasks, lifecycle.Task{Name: "health", Run: func(ctx context.Context) error {
@@ -96,6 +97,7 @@ func (s *issuer) serve(ctx context.Context, ready func(Addrs)) error {
 	tasks := s.tasks(l)
 	// Keys are loaded (build succeeded): the issuer can really serve.
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(ReadinessService, healthpb.HealthCheckResponse_SERVING)
 	s.log.Info().Str("grpc_addr", l.grpc.Addr().String()).Str("http_addr", l.http.Addr().String()).
 		Str("instance_id", s.instanceID).Str("issuer", s.cfg.IssuerURL).Msg("issuer serving")
 	if ready != nil {
