@@ -162,7 +162,7 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 		return err
 	}
 	if s.tokens, err = tokensvc.New(ctx, tokensvc.Config{Minter: mint, Store: st, Now: now, Logger: log,
-		MintRate: limits.NewRate(cfg.MintRatePerUser)}); err != nil {
+		MintRate: s.mintRate()}); err != nil {
 		return err
 	}
 	s.models, err = modelsvc.New(ctx, modelsvc.Config{Store: st, KEK: k, Now: now, Logger: log, MaxModels: cfg.MaxModels})
@@ -207,6 +207,16 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 	s.models.Register(s.grpc)
 	usersvc.New(usersvc.Config{Store: st, Now: now, Logger: log, MaxUsers: cfg.MaxUsers}).Register(s.grpc)
 	return nil
+}
+
+// mintRate is the per-user mint limiter: one bucket per user in the shared
+// database on PostgreSQL (so N replicas do not allow N times the limit), in
+// memory on bbolt.
+func (s *issuer) mintRate() tokensvc.Limiter {
+	if s.store.pg != nil {
+		return s.store.pg.NewRate(s.cfg.MintRatePerUser)
+	}
+	return limits.NewRate(s.cfg.MintRatePerUser)
 }
 
 // close releases what build opened. Call it after serve returned (or
