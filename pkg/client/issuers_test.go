@@ -1,0 +1,77 @@
+package client_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/client"
+	"github.com/airlock-dev/airlock/pkg/client/clienttest"
+)
+
+func TestIssuerTargetRejectsAnEntryWithoutPort(t *testing.T) {
+	for _, addr := range []string{"a:1,b", "a:1,,b:2", "a:1, "} {
+		if _, _, err := client.IssuerTarget(addr); err == nil || !strings.Contains(err.Error(), "issuer address") {
+			t.Errorf("IssuerTarget(%q) = %v, want an issuer address error", addr, err)
+		}
+	}
+	if target, _, err := client.IssuerTarget("dns:///issuer:9440"); err != nil || target != "dns:///issuer:9440" {
+		t.Errorf("a dns target = %q, %v; want it unchanged", target, err)
+	}
+}
+
+// TestIssuerListSurvivesAReplicaStopping mints through a list of two
+// replicas, stops one, and keeps minting: every call succeeds (round robin
+// moves on; a call that hit the dead one is retried on the other).
+func TestIssuerListSurvivesAReplicaStopping(t *testing.T) {
+	var servers []*clienttest.Server
+	var fakes []*clienttest.Issuer
+	for range 2 {
+		iss := clienttest.NewIssuer(time.Now)
+		iss.AddUser("glpat-list-test")
+		srv, err := clienttest.NewServer(iss.Register, clienttest.WithTCP())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Close)
+		servers, fakes = append(servers, srv), append(fakes, iss)
+	}
+	target, opts, err := client.IssuerTarget(servers[0].Addr() + "," + servers[1].Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(target, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	tokens := issuerv1.NewTokenServiceClient(cc)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer glpat-list-test")
+	mint := func(n int) {
+		t.Helper()
+		for i := range n {
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			_, err := tokens.MintToken(cctx, &issuerv1.MintTokenRequest{})
+			cancel()
+			if err != nil {
+				t.Fatalf("mint %d: %v", i, err)
+			}
+		}
+	}
+	mint(20)
+	if fakes[0].Mints() == 0 || fakes[1].Mints() == 0 {
+		t.Fatalf("round robin: replica mints %d and %d, want both used", fakes[0].Mints(), fakes[1].Mints())
+	}
+	servers[0].Close()
+	before := fakes[1].Mints()
+	mint(20)
+	if got := fakes[1].Mints() - before; got != 20 {
+		t.Fatalf("after replica 0 stopped, replica 1 minted %d of 20", got)
+	}
+}
