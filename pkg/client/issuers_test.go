@@ -3,12 +3,15 @@ package client_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 	"github.com/airlock-dev/airlock/pkg/client"
@@ -73,5 +76,59 @@ func TestIssuerListSurvivesAReplicaStopping(t *testing.T) {
 	mint(20)
 	if got := fakes[1].Mints() - before; got != 20 {
 		t.Fatalf("after replica 0 stopped, replica 1 minted %d of 20", got)
+	}
+}
+
+// countingIssuer answers every MintToken and RotateKeys with Unavailable
+// and counts the attempts.
+type countingIssuer struct {
+	issuerv1.UnimplementedTokenServiceServer
+	issuerv1.UnimplementedKeyServiceServer
+	mints, rotations atomic.Int32
+}
+
+func (c *countingIssuer) MintToken(context.Context, *issuerv1.MintTokenRequest) (*issuerv1.MintTokenResponse, error) {
+	c.mints.Add(1)
+	return nil, status.Error(codes.Unavailable, "database down")
+}
+
+func (c *countingIssuer) RotateKeys(context.Context, *issuerv1.RotateKeysRequest) (*issuerv1.RotateKeysResponse, error) {
+	c.rotations.Add(1)
+	return nil, status.Error(codes.Unavailable, "database down")
+}
+
+func TestIssuerRetryPolicyRetriesOnlyCallsSafeToRepeat(t *testing.T) {
+	fake := &countingIssuer{}
+	srv, err := clienttest.NewServer(func(r grpc.ServiceRegistrar) {
+		issuerv1.RegisterTokenServiceServer(r, fake)
+		issuerv1.RegisterKeyServiceServer(r, fake)
+	}, clienttest.WithTCP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for _, addr := range []string{srv.Addr(), srv.Addr() + "," + srv.Addr()} {
+		t.Run(addr, func(t *testing.T) {
+			fake.mints.Store(0)
+			fake.rotations.Store(0)
+			target, opts, err := client.IssuerTarget(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cc, err := grpc.NewClient(target, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			ctx := context.Background()
+			_, err = issuerv1.NewTokenServiceClient(cc).MintToken(ctx, &issuerv1.MintTokenRequest{})
+			if status.Code(err) != codes.Unavailable || fake.mints.Load() != 4 {
+				t.Fatalf("MintToken: %v after %d attempts, want Unavailable after 4", err, fake.mints.Load())
+			}
+			_, err = issuerv1.NewKeyServiceClient(cc).RotateKeys(ctx, &issuerv1.RotateKeysRequest{})
+			if status.Code(err) != codes.Unavailable || fake.rotations.Load() != 1 {
+				t.Fatalf("RotateKeys: %v after %d attempts, want Unavailable after 1 (not idempotent: never retried)", err, fake.rotations.Load())
+			}
+		})
 	}
 }
