@@ -2,6 +2,9 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -130,5 +133,29 @@ func TestIssuerRetryPolicyRetriesOnlyCallsSafeToRepeat(t *testing.T) {
 				t.Fatalf("RotateKeys: %v after %d attempts, want Unavailable after 1 (not idempotent: never retried)", err, fake.rotations.Load())
 			}
 		})
+	}
+}
+
+// TestPythonHelperUsesTheSameServiceConfig keeps the Python helper's copy of
+// the service config equal to IssuerServiceConfig.
+func TestPythonHelperUsesTheSameServiceConfig(t *testing.T) {
+	src, err := os.ReadFile("../../python/airlock_client/__init__.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(src), `ISSUER_SERVICE_CONFIG = """`)
+	py, _, ok2 := strings.Cut(rest, `"""`)
+	if !ok || !ok2 {
+		t.Fatal("python/airlock_client has no ISSUER_SERVICE_CONFIG")
+	}
+	var a, b any
+	if err := json.Unmarshal([]byte(py), &a); err != nil {
+		t.Fatalf("Python's service config: %v", err)
+	}
+	if err := json.Unmarshal([]byte(client.IssuerServiceConfig), &b); err != nil {
+		t.Fatalf("IssuerServiceConfig: %v", err)
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatal("python/airlock_client's ISSUER_SERVICE_CONFIG differs from client.IssuerServiceConfig")
 	}
 }
