@@ -31,7 +31,11 @@ func runHA(ctx context.Context, o Options, dir string, r *Report, logw io.Writer
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
+	defer func() {
+		if err := srv.Stop(); err != nil {
+			fmt.Fprintln(logw, "   stopping PostgreSQL:", err)
+		}
+	}()
 	url := srv.URL("postgres") // the server is this run's alone
 	round := 1500 * time.Millisecond
 	if o.Quick {
