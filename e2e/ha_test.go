@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/airlock-dev/airlock/internal/testkit/cluster"
@@ -280,15 +281,23 @@ func TestHAThreeReplicasTwoGateways(t *testing.T) {
 			t.Fatalf("gateway %d with PostgreSQL down: %v", gw+1, err)
 		}
 	}
-	for _, r := range survivors {
-		if v := metric(t, r.http, "airlock_issuer_store_up"); v != 0 {
-			waitFor(t, 10*time.Second, "replica "+r.name+" reporting the database down", func() error {
-				if metric(t, r.http, "airlock_issuer_store_up") != 0 {
-					return fmt.Errorf("airlock_issuer_store_up still 1")
-				}
-				return nil
-			})
+	readiness := func(r *replica) healthpb.HealthCheckResponse_ServingStatus {
+		hr, err := healthpb.NewHealthClient(r.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "readiness"})
+		if err != nil {
+			t.Fatalf("replica %s health: %v", r.name, err)
 		}
+		return hr.GetStatus()
+	}
+	for _, r := range survivors {
+		waitFor(t, 10*time.Second, "replica "+r.name+" reporting the database down", func() error {
+			if v := metric(t, r.http, "airlock_issuer_store_up"); v != 0 {
+				return fmt.Errorf("airlock_issuer_store_up %v", v)
+			}
+			if st := readiness(r); st != healthpb.HealthCheckResponse_NOT_SERVING {
+				return fmt.Errorf("readiness %v", st)
+			}
+			return nil
+		})
 	}
 	if err := srv.Resume(); err != nil {
 		t.Fatal(err)
@@ -296,8 +305,15 @@ func TestHAThreeReplicasTwoGateways(t *testing.T) {
 	resumed := time.Now()
 	waitFor(t, 60*time.Second, "minting after PostgreSQL is back", func() error { _, err := mint(ctx); return err })
 	t.Logf("minting recovered %v after PostgreSQL came back", time.Since(resumed).Round(time.Millisecond))
-	// Every surviving replica serves again (each is asked directly).
+	// Every surviving replica serves again (each is asked directly) and is
+	// ready.
 	for _, r := range survivors {
+		waitFor(t, 30*time.Second, "replica "+r.name+" ready again", func() error {
+			if st := readiness(r); st != healthpb.HealthCheckResponse_SERVING {
+				return fmt.Errorf("readiness %v", st)
+			}
+			return nil
+		})
 		tokens := issuerv1.NewTokenServiceClient(r.conn)
 		waitFor(t, 30*time.Second, "replica "+r.name+" minting again", func() error {
 			_, err := tokens.MintToken(c.asUser(ctx, "demo"), &issuerv1.MintTokenRequest{})
