@@ -73,10 +73,10 @@ fuzz-short:
 	  done; \
 	done
 
-## validate-deploy: strict-decode deploy/k8s into k8s.io/api types and check invariants
+## validate-deploy: strict-decode deploy/k8s and its HA variant deploy/k8s/ha into k8s.io/api types and check invariants
 ## (deploy/validate is its own Go module, so k8s.io/api never enters the main one)
 validate-deploy:
-	cd deploy/validate && $(GO) vet ./... && $(GO) test -count=1 ./... && $(GO) run . ../k8s
+	cd deploy/validate && $(GO) vet ./... && $(GO) test -count=1 ./... && $(GO) run . ../k8s && $(GO) run . ../k8s/ha
 
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/golangci-lint
 

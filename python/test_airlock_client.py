@@ -191,3 +191,21 @@ def _varint_bytes(n):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class IssuerTargetTest(unittest.TestCase):
+    def test_one_address_and_dns_pass_unchanged(self):
+        for addr in ("127.0.0.1:9440", "issuer.example:9440", "dns:///issuer.example:9440"):
+            self.assertEqual(airlock_client.issuer_target(addr), addr)
+
+    def test_a_list_of_ips_is_an_ipv4_target(self):
+        self.assertEqual(airlock_client.issuer_target("10.0.0.1:9440, 10.0.0.2:9440"), "ipv4:10.0.0.1:9440,10.0.0.2:9440")
+
+    def test_a_list_of_names_or_without_ports_is_refused(self):
+        for addr in ("a.example:9440,b.example:9440", "10.0.0.1,10.0.0.2:9440"):
+            with self.assertRaises(ValueError):
+                airlock_client.issuer_target(addr)
+
+    def test_the_channel_takes_the_service_config(self):
+        ch = airlock_client.issuer_channel("127.0.0.1:1,127.0.0.1:2", plaintext=True)
+        ch.close()

@@ -51,10 +51,11 @@ const (
 	ScMint    = "mint"
 	ScIssuer  = "issuer"
 	ScProfile = "profile"
+	ScHA      = "ha"
 )
 
 // AllScenarios in the order they run.
-var AllScenarios = []string{ScVerify, ScWire, ScIssuer, ScMint, ScScale, ScProfile}
+var AllScenarios = []string{ScVerify, ScWire, ScIssuer, ScMint, ScHA, ScScale, ScProfile}
 
 // Main runs the airlock-bench command with args (without the program name)
 // and returns the exit code: 0 when every scenario ran (targets missed are
@@ -153,6 +154,8 @@ func Run(ctx context.Context, o Options, logw io.Writer) (*Report, error) {
 			err = runIssuer(ctx, o, dir, r, logw)
 		case ScMint:
 			err = runMint(ctx, o, dir, r, logw)
+		case ScHA:
+			err = runHA(ctx, o, dir, r, logw)
 		case ScScale:
 			err = runScale(ctx, o, dir, r, logw)
 		case ScProfile:

@@ -123,8 +123,10 @@ type kustomization struct {
 	} `json:"images"`
 }
 
-// ValidateDir decodes every *.yaml file in dir and returns the findings of
-// Check, plus decode errors and kustomization problems; none means valid.
+// ValidateDir decodes every *.yaml file in dir and every file its
+// kustomization lists as a resource (an overlay such as k8s/ha names files of
+// its base, ../x.yaml), and returns the findings of Check over all of them
+// together, plus decode errors and kustomization problems; none means valid.
 func ValidateDir(dir string) ([]string, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
@@ -133,18 +135,36 @@ func ValidateDir(dir string) ([]string, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("no *.yaml manifests in %s", dir)
 	}
-	sort.Strings(files)
-	var objs []Object
 	var findings []string
+	if b, err := os.ReadFile(filepath.Join(dir, kustomizationFile)); err == nil {
+		findings = append(findings, checkKustomization(dir, b)...)
+		var k kustomization
+		if yaml.UnmarshalStrict(b, &k) == nil {
+			for _, r := range k.Resources {
+				files = append(files, filepath.Join(dir, r))
+			}
+		}
+	}
+	for i, f := range files {
+		files[i] = filepath.Clean(f)
+	}
+	sort.Strings(files)
+	files = slices.Compact(files)
+	var objs []Object
 	for _, f := range files {
-		name := filepath.Base(f)
+		name, err := filepath.Rel(dir, f)
+		if err != nil {
+			name = f
+		}
+		if filepath.Base(f) == kustomizationFile {
+			continue
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // reported by checkKustomization
+			}
 			return nil, err
-		}
-		if name == kustomizationFile {
-			findings = append(findings, checkKustomization(dir, b)...)
-			continue
 		}
 		got, err := Decode(name, bytes.NewReader(b))
 		if err != nil {
@@ -184,7 +204,13 @@ func checkKustomization(dir string, b []byte) []string {
 //   - ConfigMaps referenced are defined; Deployments run at least two
 //     replicas; StatefulSets claim a volume and name a headless Service;
 //   - Services select some workload and target ports that exist;
-//   - every namespace with workloads has a default-deny NetworkPolicy.
+//   - every namespace with workloads has a default-deny NetworkPolicy;
+//   - every Deployment has a PodDisruptionBudget selecting its pods;
+//   - an issuer (image airlock-issuer) with several replicas, which only a
+//     Deployment of it has, runs on PostgreSQL (--postgres-url, or
+//     AIRLOCK_ISSUER_POSTGRES_URL from a Secret): the embedded store is one
+//     process's file; and its readiness probe asks for the "readiness"
+//     health service, which reflects the database's reachability.
 func Check(objs []Object) []string {
 	var out []string
 	add := func(o Object, format string, a ...any) {
@@ -199,8 +225,11 @@ func Check(objs []Object) []string {
 		ports  []corev1.ContainerPort
 	}
 	var workloads []workload
+	var pdbs []*policyv1.PodDisruptionBudget
 	for _, o := range objs {
 		switch v := o.Obj.(type) {
+		case *policyv1.PodDisruptionBudget:
+			pdbs = append(pdbs, v)
 		case *corev1.ConfigMap:
 			configMaps[v.Namespace+"/"+v.Name] = true
 		case *corev1.Service:
@@ -225,6 +254,14 @@ func Check(objs []Object) []string {
 			pod, ns = &v.Spec.Template, v.Namespace
 			if v.Spec.Replicas == nil || *v.Spec.Replicas < 2 {
 				add(o, "replicas must be at least 2 for availability")
+			}
+			if !slices.ContainsFunc(pdbs, func(p *policyv1.PodDisruptionBudget) bool {
+				return p.Namespace == v.Namespace && p.Spec.Selector != nil && selects(p.Spec.Selector.MatchLabels, v.Spec.Template.Labels)
+			}) {
+				add(o, "no PodDisruptionBudget selects its pods: a node drain may take every replica at once")
+			}
+			for _, f := range checkReplicatedIssuer(&v.Spec.Template) {
+				add(o, "%s", f)
 			}
 		case *appsv1.StatefulSet:
 			pod, ns = &v.Spec.Template, v.Namespace
@@ -351,6 +388,28 @@ func checkPod(pod *corev1.PodTemplateSpec, ns string, configMaps map[string]bool
 			if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil && !configMaps[ns+"/"+e.ValueFrom.ConfigMapKeyRef.Name] {
 				p("env %s: ConfigMap %q is not defined", e.Name, e.ValueFrom.ConfigMapKeyRef.Name)
 			}
+		}
+	}
+	return out
+}
+
+// checkReplicatedIssuer checks the issuer containers of a pod template that
+// runs as several replicas.
+func checkReplicatedIssuer(pod *corev1.PodTemplateSpec) []string {
+	var out []string
+	for _, c := range pod.Spec.Containers {
+		if !strings.HasPrefix(c.Image, "airlock-issuer:") && !strings.Contains(c.Image, "/airlock-issuer:") {
+			continue
+		}
+		postgres := slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--postgres-url") }) ||
+			slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+				return e.Name == "AIRLOCK_ISSUER_POSTGRES_URL" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil
+			})
+		if !postgres {
+			out = append(out, fmt.Sprintf("container %q: several issuer replicas need a shared store: set AIRLOCK_ISSUER_POSTGRES_URL from a Secret (the embedded store is one process's file)", c.Name))
+		}
+		if r := c.ReadinessProbe; r == nil || r.GRPC == nil || r.GRPC.Service == nil || *r.GRPC.Service != "readiness" {
+			out = append(out, fmt.Sprintf("container %q: the readinessProbe must ask for the gRPC health service \"readiness\" (database reachability)", c.Name))
 		}
 	}
 	return out

@@ -3,14 +3,17 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 )
 
 const manifests = "../k8s"
@@ -246,4 +249,116 @@ func mustRead(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// loadDir decodes what ValidateDir would for dir (its files and its
+// kustomization's resources).
+func loadDir(t *testing.T, dir string) []Object {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	b := mustRead(t, filepath.Join(dir, kustomizationFile))
+	var k kustomization
+	if err := yaml.UnmarshalStrict(b, &k); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range k.Resources {
+		files = append(files, filepath.Join(dir, r))
+	}
+	seen := map[string]bool{}
+	var objs []Object
+	for _, f := range files {
+		f = filepath.Clean(f)
+		if seen[f] || filepath.Base(f) == kustomizationFile {
+			continue
+		}
+		seen[f] = true
+		got, err := Decode(f, strings.NewReader(string(mustRead(t, f))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, got...)
+	}
+	return objs
+}
+
+func TestHAVariantIsValidAndHasThreeIssuersOnPostgres(t *testing.T) {
+	const dir = manifests + "/ha"
+	findings, err := ValidateDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range findings {
+		t.Error(f)
+	}
+	objs := loadDir(t, dir)
+	var issuer *appsv1.Deployment
+	pdb := false
+	for _, o := range objs {
+		switch v := o.Obj.(type) {
+		case *appsv1.Deployment:
+			if v.Name == "airlock-issuer" {
+				issuer = v
+			}
+		case *appsv1.StatefulSet:
+			t.Errorf("the HA variant holds StatefulSet %s: the single-node issuer must not run beside the replicas", v.Name)
+		case *policyv1.PodDisruptionBudget:
+			pdb = pdb || v.Name == "airlock-issuer"
+		}
+	}
+	if issuer == nil || issuer.Spec.Replicas == nil || *issuer.Spec.Replicas != 3 || !pdb {
+		t.Fatalf("HA variant: issuer Deployment %v with a PodDisruptionBudget %v, want 3 replicas and one", issuer != nil, pdb)
+	}
+}
+
+func TestCheckFindsEachBrokenHAInvariant(t *testing.T) {
+	issuer := func(o []Object) *appsv1.Deployment {
+		for _, x := range o {
+			if d, ok := x.Obj.(*appsv1.Deployment); ok && d.Name == "airlock-issuer" {
+				return d
+			}
+		}
+		t.Fatal("no issuer Deployment")
+		return nil
+	}
+	tests := []struct {
+		name   string
+		mutate func([]Object) []Object
+		want   string
+	}{
+		{"replicas on the embedded store", func(o []Object) []Object {
+			c := &issuer(o).Spec.Template.Spec.Containers[0]
+			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "AIRLOCK_ISSUER_POSTGRES_URL" })
+			return o
+		}, "need a shared store"},
+		{"database URL as a literal", func(o []Object) []Object {
+			c := &issuer(o).Spec.Template.Spec.Containers[0]
+			for i := range c.Env {
+				if c.Env[i].Name == "AIRLOCK_ISSUER_POSTGRES_URL" {
+					c.Env[i].ValueFrom, c.Env[i].Value = nil, "postgres://db/airlock"
+				}
+			}
+			return o
+		}, "need a shared store"},
+		{"readiness blind to the database", func(o []Object) []Object {
+			issuer(o).Spec.Template.Spec.Containers[0].ReadinessProbe.GRPC.Service = nil
+			return o
+		}, `"readiness"`},
+		{"no disruption budget", func(o []Object) []Object {
+			return slices.DeleteFunc(o, func(x Object) bool {
+				p, ok := x.Obj.(*policyv1.PodDisruptionBudget)
+				return ok && p.Name == "airlock-issuer"
+			})
+		}, "no PodDisruptionBudget"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			findings := Check(tt.mutate(loadDir(t, manifests+"/ha")))
+			for _, f := range findings {
+				if strings.Contains(f, tt.want) {
+					return
+				}
+			}
+			t.Errorf("no finding mentions %q; got %q", tt.want, findings)
+		})
+	}
 }

@@ -141,5 +141,10 @@ func dialIssuer(cfg Config, log zerolog.Logger, extra ...grpc.DialOption) (*grpc
 		}
 		opts = append(opts, grpc.WithPerRPCCredentials(client.PATCredentials(pat, patOpts...)))
 	} // else the client certificate (--issuer-cert) is the gateway's identity
-	return grpc.NewClient(cfg.IssuerAddr, append(opts, extra...)...)
+	target, topts, err := client.IssuerTarget(cfg.IssuerAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--issuer-addr: %w", err)
+	}
+	opts = append(opts, topts...)
+	return grpc.NewClient(target, append(opts, extra...)...)
 }

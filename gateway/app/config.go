@@ -100,7 +100,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9450", "gRPC listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9451", "HTTP listen address (metrics, health); empty disables")
 	fs.StringVar(&c.APIHTTPAddr, "api-http-addr", "127.0.0.1:9452", "HTTP API listen address (OpenAI-compatible /v1/..., GitLab's AI gateway /v2/code/..., /v2/chat/agent, ...; TLS as --tls-cert/--tls-key/--tls-client-ca); empty disables")
-	fs.StringVar(&c.IssuerAddr, "issuer-addr", "127.0.0.1:9440", "issuer gRPC address (keys, revocations, model configuration)")
+	fs.StringVar(&c.IssuerAddr, "issuer-addr", "127.0.0.1:9440", "issuer gRPC address (keys, revocations, model configuration): host:port, a comma-separated list of replicas, or dns:///name:port")
 	fs.StringVar(&c.IssuerTokenFile, "issuer-token-file", "", "file holding the gateway's personal access token at the issuer (or authenticate with --issuer-cert)")
 	fs.StringVar(&c.IssuerCA, "issuer-ca", "", "CA bundle that verifies the issuer's certificate (TLS to the issuer)")
 	fs.StringVar(&c.IssuerCert, "issuer-cert", "", "client certificate presented to the issuer (mTLS)")

@@ -18,6 +18,7 @@ type metrics struct {
 
 	keysetRevision prometheus.Gauge
 	keysetAge      prometheus.Gauge
+	revocationsAge prometheus.Gauge
 	activeStreams  prometheus.Gauge
 	upstream       *prometheus.HistogramVec
 	ttft           *prometheus.HistogramVec
@@ -30,7 +31,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		keysetRevision: prometheus.NewGauge(prometheus.GaugeOpts{Name: "airlock_gateway_keyset_revision", Help: "Revision of the issuer key set in use."}),
 		keysetAge:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "airlock_gateway_keyset_age_seconds", Help: "Seconds since the key set was last confirmed by its source."}),
-		activeStreams:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "airlock_gateway_active_streams", Help: "Completion streams in progress."}),
+		revocationsAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "airlock_gateway_revocations_age_seconds",
+			Help: "How stale the revocation view may be: 0 while the issuer's revocation watch is up, else seconds since it was last up."}),
+		activeStreams: prometheus.NewGauge(prometheus.GaugeOpts{Name: "airlock_gateway_active_streams", Help: "Completion streams in progress."}),
 		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "airlock_gateway_upstream_duration_seconds", Help: "Whole upstream call duration.", Buckets: buckets},
 			[]string{"model", "provider"}),
 		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "airlock_gateway_upstream_time_to_first_token_seconds", Help: "Upstream request sent → first text delta.", Buckets: buckets},
@@ -40,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "airlock_gateway_upstream_errors_total", Help: "Failed upstream attempts by gRPC code they map to."},
 			[]string{"model", "provider", "code"}),
 	}
-	reg.MustRegister(m.keysetRevision, m.keysetAge, m.activeStreams, m.upstream, m.ttft, m.chunks, m.upstreamErrors)
+	reg.MustRegister(m.keysetRevision, m.keysetAge, m.revocationsAge, m.activeStreams, m.upstream, m.ttft, m.chunks, m.upstreamErrors)
 	m.stream = func(s any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		m.activeStreams.Inc()
 		defer m.activeStreams.Dec()

@@ -135,6 +135,7 @@ func (g *gateway) watchHealth(ctx context.Context) {
 	for {
 		ok := g.ready() == nil
 		g.metrics.keysetRevision.Set(float64(g.keys.Revision()))
+		g.metrics.revocationsAge.Set(g.revoked.Age().Seconds())
 		if ok {
 			g.metrics.keysetAge.Set(g.keys.Age().Seconds())
 		}

@@ -89,11 +89,31 @@ type List struct {
 	mu      sync.RWMutex
 	entries map[string]time.Time // jti → forget after
 	synced  atomic.Bool
+	// live is set while a watch stream has delivered its first message and
+	// not ended; lastLive (unix nanoseconds) is when the view was last known
+	// current: the start, or when the last live stream ended.
+	live     atomic.Bool
+	lastLive atomic.Int64
 }
 
 // New returns an empty list with no source; Add fills it.
 func New(opts Options) *List {
-	return &List{opts: opts.withDefaults(), entries: make(map[string]time.Time)}
+	l := &List{opts: opts.withDefaults(), entries: make(map[string]time.Time)}
+	l.lastLive.Store(l.opts.Now().UnixNano())
+	return l
+}
+
+// Age is how stale the view may be: zero while the issuer's watch stream is
+// up (every revocation is pushed within a second), else the time since it
+// was last up (or since New, before it ever was). A revocation made in that
+// window may not be known here yet; the gateway keeps serving meanwhile
+// (see the README: what the gateway does when its revocation view is
+// stale).
+func (l *List) Age() time.Duration {
+	if l.live.Load() {
+		return 0
+	}
+	return max(0, l.opts.Now().Sub(time.Unix(0, l.lastLive.Load())))
 }
 
 // NewGRPC returns a list fed by TokenService.WatchRevocations on cc once Run
@@ -206,12 +226,18 @@ func (l *List) watch(ctx context.Context) (got bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	defer func() {
+		if l.live.Swap(false) {
+			l.lastLive.Store(l.opts.Now().UnixNano())
+		}
+	}()
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
 			return got, err
 		}
 		got = true
+		l.live.Store(true)
 		for _, r := range msg.GetRevocations() {
 			var exp time.Time
 			if r.GetExpireTime() != nil {

@@ -179,3 +179,27 @@ func TestAddAndPrune(t *testing.T) {
 		t.Fatalf("%d entries after MaxTTL", l.Len())
 	}
 }
+
+func TestAgeIsZeroWhileTheWatchIsUpAndGrowsAfterItEnds(t *testing.T) {
+	var mu sync.Mutex
+	now := t0
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	svc := &fakeTokenService{changed: make(chan struct{})}
+	cc, stop := serve(t, svc)
+	l := NewGRPC(cc, Options{Now: clock, MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	advance(3 * time.Second)
+	if got := l.Age(); got != 3*time.Second {
+		t.Fatalf("before the first sync Age = %v, want the 3 s since New", got)
+	}
+	run(t, l)
+	eventually(t, 5*time.Second, "initial sync", l.Synced)
+	eventually(t, 5*time.Second, "age zero while the watch is up", func() bool { return l.Age() == 0 })
+	stop()
+	eventually(t, 5*time.Second, "the stream's end noticed", func() bool { advance(time.Millisecond); return l.Age() > 0 })
+	before := l.Age()
+	advance(7 * time.Second)
+	if got := l.Age(); got != before+7*time.Second {
+		t.Fatalf("Age = %v 7 s after %v, want it to grow with the clock", got, before)
+	}
+}

@@ -138,7 +138,8 @@ func isLoopback(addr string) bool {
 }
 
 // dial opens a connection to addr with per-RPC credentials built by creds
-// from the transport's options; it is closed when the run ends.
+// from the transport's options; it is closed when the run ends. The
+// issuer's address may name several replicas (client.IssuerTarget).
 func (c *cli) dial(addr string, creds func(...client.CredentialsOption) credentials.PerRPCCredentials) (*grpc.ClientConn, error) {
 	tc, copts, err := c.transport(addr)
 	if err != nil {
@@ -148,7 +149,15 @@ func (c *cli) dial(addr string, creds func(...client.CredentialsOption) credenti
 	if creds != nil {
 		opts = append(opts, grpc.WithPerRPCCredentials(creds(copts...)))
 	}
-	cc, err := grpc.NewClient(addr, opts...)
+	target := addr
+	if addr == c.g.issuer {
+		var topts []grpc.DialOption
+		if target, topts, err = client.IssuerTarget(addr); err != nil {
+			return nil, usagef("%v", err)
+		}
+		opts = append(opts, topts...)
+	}
+	cc, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, usagef("address %q: %v", addr, err)
 	}

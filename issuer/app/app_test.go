@@ -183,6 +183,11 @@ func TestRunBootstrapMintRestart(t *testing.T) {
 	if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health = %v %v", hr, err)
 	}
+	// On the embedded store readiness is the overall health.
+	hr, err = healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{Service: ReadinessService})
+	if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("readiness = %v %v", hr, err)
+	}
 	if code := Main([]string{"healthcheck", "--addr", r.addrs.GRPC}, io.Discard); code != 0 {
 		t.Fatalf("healthcheck subcommand = %d", code)
 	}

@@ -1,11 +1,14 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/airlock-dev/airlock/issuer/pat"
 	"github.com/airlock-dev/airlock/issuer/store"
@@ -16,13 +19,32 @@ import (
 // in. They can be revoked and replaced through UserService.
 const bootstrapPATLifetime = 365 * 24 * time.Hour
 
+// bootstrapClaim names the store record that decides which start
+// bootstraps: the first to store its random id there does, once.
+const bootstrapClaim = "bootstrap-claim"
+
 // bootstrap creates admin, demo and gateway with PATs written to
 // dataDir/credentials, only when the store has no users (first start). The
 // three are created whatever --max-users says: they are the way in.
+//
+// Several replicas sharing one database may start at once: the one whose
+// claim the store keeps (store.InitSecret: the first writer wins; the value
+// is a random id, not a secret) creates all three users and writes the
+// credentials into its own data dir; the others create nothing. So there is
+// one admin, one demo and one gateway user, and their tokens are all in the
+// winner's credentials directory.
 func bootstrap(ctx context.Context, st store.Store, dataDir string, now time.Time) (bool, error) {
 	users, err := st.ListUsers(ctx)
 	if err != nil || len(users) > 0 {
 		return false, err
+	}
+	claim := []byte(uuid.NewString())
+	won, err := st.InitSecret(ctx, bootstrapClaim, claim)
+	if err != nil {
+		return false, fmt.Errorf("bootstrap: %w", err)
+	}
+	if !bytes.Equal(won, claim) {
+		return false, nil // another start bootstraps (or did)
 	}
 	all := make([]string, len(feature.All))
 	for i, f := range feature.All {

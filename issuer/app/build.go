@@ -32,6 +32,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/keys"
 	"github.com/airlock-dev/airlock/issuer/minter"
 	"github.com/airlock-dev/airlock/issuer/restapi"
+	"github.com/airlock-dev/airlock/issuer/store/pgstore"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
 	"github.com/airlock-dev/airlock/pkg/telemetry"
@@ -49,8 +50,15 @@ type issuer struct {
 	globalIDs  *globalid.Deriver
 	keys       *keys.Manager
 	tokens     *tokensvc.Service
-	grpc       *grpc.Server
-	health     *health.Server
+	models     *modelsvc.Service
+	// gate says whether this replica advances the key lifecycle:
+	// keys.Always on bbolt, the rotation lease on PostgreSQL (lease).
+	gate  keys.Gate
+	lease *pgstore.Lease // nil on bbolt
+	// storeUp is airlock_issuer_store_up (PostgreSQL only).
+	storeUp prometheus.Gauge
+	grpc    *grpc.Server
+	health  *health.Server
 	// stopping is closed when shutdown begins: it ends the watch streams.
 	stopping chan struct{}
 	http     *http.Server
@@ -58,7 +66,7 @@ type issuer struct {
 	// mint and mintRate are shared by the gRPC MintToken and the REST API,
 	// so both count against one per-user budget.
 	mint     *minter.Minter
-	mintRate *limits.Rate
+	mintRate tokensvc.Limiter
 	gateway  *restapi.HTTPGateway // nil without --gateway-api-url
 }
 
@@ -105,9 +113,21 @@ func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.
 	if s.globalIDs, err = globalid.New(guKey, s.instanceID); err != nil {
 		return nil, err
 	}
+	reg := prometheus.NewRegistry() // per issuer: tests run several in one process
+	s.gate = keys.Always
+	if st.pg != nil {
+		s.lease = newRotationLease(st.pg, log, reg)
+		s.gate = s.lease
+		s.storeUp = prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "airlock_issuer_store_up",
+			Help: "1 while the issuer's PostgreSQL database answers (checked every 2 s), else 0.",
+		})
+		s.storeUp.Set(1)
+		reg.MustRegister(s.storeUp)
+	}
 	s.keys, err = keys.New(ctx, keys.Config{
 		Store: st, KEK: k, Alg: cfg.KeyAlg, RotationPeriod: cfg.RotationPeriod,
-		MaxTokenTTL: cfg.MaxTokenTTL, Now: now, Logger: log,
+		MaxTokenTTL: cfg.MaxTokenTTL, Now: now, Logger: log, Gate: s.gate,
 	})
 	if err != nil {
 		return nil, err
@@ -122,7 +142,6 @@ func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.
 			log.Info().Str("dir", cfg.DataDir+"/credentials").Msg("bootstrap users admin, demo and gateway created; their tokens are in this directory")
 		}
 	}
-	reg := prometheus.NewRegistry() // per issuer: tests run several in one process
 	st.report(log, reg)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := s.buildGRPC(ctx, k, reg); err != nil {
@@ -150,7 +169,7 @@ const maxRecvBytes = 1 << 20
 func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Registerer) error {
 	cfg, log, now, st := s.cfg, s.log, s.now, s.store
 	var err error
-	s.mintRate = limits.NewRate(cfg.MintRatePerUser)
+	s.mintRate = s.newMintRate()
 	s.mint, err = minter.New(minter.Config{
 		Signer: s.keys, Recorder: st, GlobalIDs: s.globalIDs, Issuer: cfg.IssuerURL, InstanceID: s.instanceID,
 		DefaultTTL: cfg.TokenTTL, MaxTTL: cfg.MaxTokenTTL, Now: now,
@@ -162,7 +181,7 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 		MintRate: s.mintRate}); err != nil {
 		return err
 	}
-	models, err := modelsvc.New(ctx, modelsvc.Config{Store: st, KEK: k, Now: now, Logger: log, MaxModels: cfg.MaxModels})
+	s.models, err = modelsvc.New(ctx, modelsvc.Config{Store: st, KEK: k, Now: now, Logger: log, MaxModels: cfg.MaxModels})
 	if err != nil {
 		return err
 	}
@@ -201,7 +220,7 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 	})
 	keysvc.New(keysvc.Config{Keys: s.keys, Logger: log}).Register(s.grpc)
 	s.tokens.Register(s.grpc)
-	models.Register(s.grpc)
+	s.models.Register(s.grpc)
 	usersvc.New(usersvc.Config{Store: st, Now: now, Logger: log, MaxUsers: cfg.MaxUsers}).Register(s.grpc)
 	return nil
 }
@@ -242,6 +261,16 @@ func hostName(instanceURL string) string {
 		return ""
 	}
 	return u.Hostname()
+}
+
+// newMintRate is the per-user mint limiter: one bucket per user in the shared
+// database on PostgreSQL (so N replicas do not allow N times the limit), in
+// memory on bbolt.
+func (s *issuer) newMintRate() tokensvc.Limiter {
+	if s.store.pg != nil {
+		return s.store.pg.NewRate(s.cfg.MintRatePerUser)
+	}
+	return limits.NewRate(s.cfg.MintRatePerUser)
 }
 
 // close releases what build opened. Call it after serve returned (or

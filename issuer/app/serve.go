@@ -66,12 +66,18 @@ func (s *issuer) tasks(l listeners) []lifecycle.Task {
 	tasks := []lifecycle.Task{
 		{Name: "grpc", Run: func(ctx context.Context) error { return rpcserver.Serve(ctx, s.grpc, l.grpc, grace) }},
 		lifecycle.HTTP("http", s.http, l.http, grace),
-		{Name: "keys", Run: keys.NewRotator(s.keys, keys.RotatorConfig{Now: s.now, Logger: s.log}).Run},
+		{Name: "keys", Run: keys.NewRotator(s.keys, keys.RotatorConfig{Now: s.now, Logger: s.log, Gate: s.gate}).Run},
 		{Name: "token pruning", Run: func(ctx context.Context) error { s.tokens.Run(ctx, time.Minute); return nil }},
 		lifecycle.OnStop("drain", func() {
 			s.health.Shutdown() // NOT_SERVING to health checkers while draining
 			close(s.stopping)
 		}),
+	}
+	if s.lease != nil {
+		tasks = append(tasks,
+			lifecycle.Task{Name: "key-rotation lease", Run: s.lease.Run},
+			lifecycle.Task{Name: "follow other replicas", Run: s.follow},
+			lifecycle.Task{Name: "database readiness", Run: func(ctx context.Context) error { return s.watchDatabase(ctx, s.storeUp) }})
 	}
 	if l.health != nil {
 		tasks = append(tasks, lifecycle.Task{Name: "health", Run: func(ctx context.Context) error {
@@ -91,6 +97,7 @@ func (s *issuer) serve(ctx context.Context, ready func(Addrs)) error {
 	tasks := s.tasks(l)
 	// Keys are loaded (build succeeded): the issuer can really serve.
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(ReadinessService, healthpb.HealthCheckResponse_SERVING)
 	s.log.Info().Str("grpc_addr", l.grpc.Addr().String()).Str("http_addr", l.http.Addr().String()).
 		Str("instance_id", s.instanceID).Str("issuer", s.cfg.IssuerURL).Msg("issuer serving")
 	if ready != nil {

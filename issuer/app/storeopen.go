@@ -26,6 +26,7 @@ type openedStore struct {
 	backend       string // "bbolt" or "postgres"
 	schemaVersion int64
 	db            *pgstore.Description // postgres only
+	pg            *pgstore.Store       // postgres only: the replica machinery (lease, watch)
 }
 
 // openStore opens PostgreSQL when --postgres-url is set, else the embedded
@@ -48,7 +49,7 @@ func openStore(ctx context.Context, cfg Config) (openedStore, error) {
 	if err != nil {
 		return openedStore{}, fmt.Errorf("--postgres-url: %w", err)
 	}
-	return openedStore{Store: s, backend: "postgres", schemaVersion: s.SchemaVersion(), db: &desc}, nil
+	return openedStore{Store: s, backend: "postgres", schemaVersion: s.SchemaVersion(), db: &desc, pg: s}, nil
 }
 
 // report logs the store and exposes its schema version on reg.

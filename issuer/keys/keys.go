@@ -66,7 +66,7 @@ var ErrNoActiveKey = errors.New("keys: no active signing key")
 // Store is the part of store.Store the manager needs.
 type Store interface {
 	ListKeys(ctx context.Context) ([]store.SigningKey, uint64, error)
-	ReplaceKeys(ctx context.Context, keys []store.SigningKey) (uint64, error)
+	SwapKeys(ctx context.Context, keys []store.SigningKey, ifRevision uint64) (uint64, error)
 }
 
 // Config configures New.
@@ -89,6 +89,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives key life-cycle events (never key material).
 	Logger zerolog.Logger
+	// Gate says whether New may advance the schedule (default Always);
+	// pass the one the Rotator asks. New creates the first keys of an
+	// empty store whatever it says.
+	Gate Gate
 }
 
 // Info is a key's public metadata.
@@ -139,7 +143,8 @@ type Manager struct {
 
 // New loads the stored keys (all of them must decrypt with the KEK, or New
 // fails: a wrong KEK is an operator error to surface at start), then runs
-// Tick once so an empty store gets an active and a prepared key.
+// Tick once (if cfg.Gate allows, or the store has no key yet) so an empty
+// store gets an active and a prepared key.
 func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Store == nil || cfg.KEK == nil {
 		return nil, errors.New("keys: Store and KEK are required")
@@ -165,24 +170,19 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.RotationPeriod < cfg.MaxTokenTTL {
 		return nil, fmt.Errorf("keys: rotation period %v is shorter than the max token TTL %v: the next key would not be published a full token lifetime before it signs", cfg.RotationPeriod, cfg.MaxTokenTTL)
 	}
-	m := &Manager{cfg: cfg, sched: Schedule{RotationPeriod: cfg.RotationPeriod, MaxTokenTTL: cfg.MaxTokenTTL, Leeway: cfg.Leeway}}
-	stored, rev, err := cfg.Store.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("keys: load: %w", err)
+	if cfg.Gate == nil {
+		cfg.Gate = Always
 	}
-	for _, sk := range stored {
-		k, err := m.unseal(sk)
-		if err != nil {
+	m := &Manager{cfg: cfg, sched: Schedule{RotationPeriod: cfg.RotationPeriod, MaxTokenTTL: cfg.MaxTokenTTL, Leeway: cfg.Leeway}}
+	if err := m.Reload(ctx); err != nil {
+		return nil, err
+	}
+	// A replica that may not advance the schedule still creates the first
+	// keys of an empty store: the conditional write lets one replica win.
+	if m.KeySet() == nil || cfg.Gate.MayAdvance(ctx) {
+		if err := m.Tick(ctx, cfg.Now()); err != nil {
 			return nil, err
 		}
-		m.keys = append(m.keys, k)
-	}
-	m.sortLocked()
-	if len(m.keys) > 0 {
-		m.hub.Publish(rev, m.snapshotLocked(rev, cfg.Now()))
-	}
-	if err := m.Tick(ctx, cfg.Now()); err != nil {
-		return nil, err
 	}
 	return m, nil
 }
@@ -277,12 +277,19 @@ func (m *Manager) generateKey(meta store.SigningKey) (*key, error) {
 // one), prepares a next key if there is none, and prunes retired keys whose
 // tokens have all expired (see plan). Changes are stored (durably) before
 // they are published or used for signing.
+//
+// Tick decides from the keys in the store, not from those in memory, and
+// writes with store.SwapKeys at the revision it read: when several replicas
+// share the store and decide at once, one write wins and the others read
+// again and find nothing left to do, so a rotation happens once.
 func (m *Manager) Tick(ctx context.Context, now time.Time) error {
 	return m.advance(ctx, now, false)
 }
 
 // Rotate activates the prepared key now, retires the active one and
-// prepares a new next key, and returns the resulting key set.
+// prepares a new next key, and returns the resulting key set. Like Tick it
+// decides from the stored keys under a conditional write, so a Rotate on any
+// replica rotates exactly once, even while another replica changes the keys.
 func (m *Manager) Rotate(ctx context.Context) (*KeySet, error) {
 	if err := m.advance(ctx, m.cfg.Now(), true); err != nil {
 		return nil, err
@@ -290,29 +297,105 @@ func (m *Manager) Rotate(ctx context.Context) (*KeySet, error) {
 	return m.KeySet(), nil
 }
 
-// advance plans the next state from the current keys and carries it out.
+// Reload reads the stored keys, unseals those it does not hold yet, signs
+// with the stored active key and publishes the stored set: how a replica
+// follows a change another replica made. It changes nothing in the store.
+// An error (the store unreachable, a key that does not open with the KEK)
+// leaves the current keys in use.
+func (m *Manager) Reload(ctx context.Context) error {
+	m.rotMu.Lock()
+	defer m.rotMu.Unlock()
+	cur, rev, err := m.load(ctx)
+	if err != nil {
+		return err
+	}
+	m.install(cur, rev, m.cfg.Now())
+	return nil
+}
+
+// maxSwapAttempts bounds how often advance re-decides after another writer
+// changed the keys under it.
+const maxSwapAttempts = 5
+
+// advance plans the next state from the stored keys and carries it out.
 func (m *Manager) advance(ctx context.Context, now time.Time, force bool) error {
 	m.rotMu.Lock()
 	defer m.rotMu.Unlock()
+	for attempt := 1; ; attempt++ {
+		cur, rev, err := m.load(ctx)
+		if err != nil {
+			return err
+		}
+		metas := make([]store.SigningKey, len(cur))
+		for i, k := range cur {
+			metas[i] = k.meta
+		}
+		p := plan(metas, now, m.sched, force)
+		if !p.Changed() {
+			m.install(cur, rev, now)
+			return nil
+		}
+		err = m.carryOut(ctx, cur, rev, p, now, force)
+		if !errors.Is(err, store.ErrConflict) || attempt == maxSwapAttempts {
+			return err
+		}
+		m.cfg.Logger.Debug().Msg("signing keys changed by another replica; deciding again")
+	}
+}
+
+// load reads the stored keys and returns them ready to sign, reusing the
+// unsealed keys the manager already holds. The caller holds rotMu.
+func (m *Manager) load(ctx context.Context) ([]*key, uint64, error) {
+	stored, rev, err := m.cfg.Store.ListKeys(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("keys: load: %w", err)
+	}
 	m.mu.RLock()
-	cur := m.keys
+	held := make(map[string]*key, len(m.keys))
+	for _, k := range m.keys {
+		held[k.meta.KID] = k
+	}
 	m.mu.RUnlock()
-	metas := make([]store.SigningKey, len(cur))
-	for i, k := range cur {
-		metas[i] = k.meta
+	out := make([]*key, 0, len(stored))
+	for _, sk := range stored {
+		if old, ok := held[sk.KID]; ok && old.meta.Alg == sk.Alg {
+			c := *old // a copy: keys are replaced, never mutated; shares the verified flag
+			c.meta = sk
+			out = append(out, &c)
+			continue
+		}
+		k, err := m.unseal(sk)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, k)
 	}
-	p := plan(metas, now, m.sched, force)
-	if !p.Changed() {
-		return nil
+	return out, rev, nil
+}
+
+// install makes keys (stored at rev) the ones that sign and publishes them.
+// The hub ignores a revision it already has. The caller holds rotMu.
+func (m *Manager) install(keys []*key, rev uint64, now time.Time) {
+	if len(keys) == 0 {
+		return
 	}
-	return m.carryOut(ctx, cur, p, now, force)
+	if hubRev, _ := m.hub.Current(); hubRev >= rev && hubRev != 0 {
+		return
+	}
+	m.mu.Lock()
+	m.keys = keys
+	m.sortLocked()
+	snap := m.snapshotLocked(rev, now)
+	m.mu.Unlock()
+	m.hub.Publish(rev, snap)
 }
 
 // carryOut makes p real: it generates and seals the keys p asks for,
-// stores the whole set, and only once that is durable signs with it and
-// publishes it. On error nothing changed (a generated key that was not
-// stored is forgotten). The caller holds rotMu.
-func (m *Manager) carryOut(ctx context.Context, cur []*key, p Plan, now time.Time, force bool) error {
+// stores the whole set if the stored keys are still at rev, and only once
+// that is durable signs with it and publishes it. On error (store.ErrConflict
+// when another writer came first) nothing changed (a generated key that was
+// not stored is forgotten). The caller holds rotMu.
+func (m *Manager) carryOut(ctx context.Context, cur []*key, rev uint64, p Plan, now time.Time, force bool) error {
 	byKID := make(map[string]*key, len(cur))
 	for _, k := range cur {
 		byKID[k.meta.KID] = k
@@ -331,13 +414,13 @@ func (m *Manager) carryOut(ctx context.Context, cur []*key, p Plan, now time.Tim
 			if !ok {
 				return fmt.Errorf("keys: plan names unknown key %s", meta.KID)
 			}
-			c := *old // a copy: keys are replaced, never mutated; shares the verified flag
+			c := *old
 			c.meta = meta
 			k = &c
 		}
 		next, metas = append(next, k), append(metas, k.meta)
 	}
-	rev, err := m.cfg.Store.ReplaceKeys(ctx, metas)
+	newRev, err := m.cfg.Store.SwapKeys(ctx, metas, rev)
 	if err != nil {
 		return fmt.Errorf("keys: store: %w", err)
 	}
@@ -347,12 +430,7 @@ func (m *Manager) carryOut(ctx context.Context, cur []*key, p Plan, now time.Tim
 	if p.Activated != "" {
 		m.cfg.Logger.Info().Str("kid", p.Activated).Strs("retired_kids", p.Retired).Bool("forced", force).Msg("signing key activated")
 	}
-	m.mu.Lock()
-	m.keys = next
-	m.sortLocked()
-	snap := m.snapshotLocked(rev, now)
-	m.mu.Unlock()
-	m.hub.Publish(rev, snap)
+	m.install(next, newRev, now)
 	return nil
 }
 

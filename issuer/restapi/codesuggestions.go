@@ -49,7 +49,7 @@ const (
 // mint applies the user's mint limit and mints a token for features.
 // It writes the refusal (403, 429, 503) and returns nil when it fails.
 func (a *API) mint(w http.ResponseWriter, r *http.Request, id authn.Identity, features ...feature.Feature) *minter.Token {
-	if a.limited(w, id) {
+	if a.limited(w, r, id) {
 		return nil
 	}
 	names := make([]string, len(features))

@@ -71,7 +71,9 @@ type Minter interface {
 // Limiter bounds how often one user mints (*limits.Rate, shared with the
 // gRPC MintToken so both count against one budget); nil allows all.
 type Limiter interface {
-	Allow(key string) bool
+	// Take reports whether key may act now and records the event if so;
+	// an error (the shared store unreachable) refuses the call.
+	Take(ctx context.Context, key string) (bool, error)
 	PerMinute() int
 }
 
@@ -210,10 +212,19 @@ func mayUseAPI(id authn.Identity) bool {
 	return id.Role == store.RoleUser || id.Role == store.RoleAdmin
 }
 
-// limited applies the per-user mint limit: false (and the 429 written)
-// when id is over it.
-func (a *API) limited(w http.ResponseWriter, id authn.Identity) bool {
-	if a.cfg.Limiter == nil || a.cfg.Limiter.Allow("user:"+id.Username) {
+// limited applies the per-user mint limit: true (and the 429, or the 503
+// when the limit cannot be read, written) when id may not mint now.
+func (a *API) limited(w http.ResponseWriter, r *http.Request, id authn.Identity) bool {
+	if a.cfg.Limiter == nil {
+		return false
+	}
+	ok, err := a.cfg.Limiter.Take(r.Context(), "user:"+id.Username)
+	if err != nil {
+		a.cfg.Logger.Error().Err(err).Str("path", r.URL.Path).Msg("mint rate limit unavailable")
+		writeMessage(w, http.StatusServiceUnavailable)
+		return true
+	}
+	if ok {
 		return false
 	}
 	// The bucket refills one event every 60/perMinute seconds.

@@ -33,6 +33,14 @@ var (
 	// ErrLimitExceeded: a create would take the number of records past the
 	// limit the caller passed. The error is a *LimitError.
 	ErrLimitExceeded = errors.New("limit exceeded")
+	// ErrConflict: a conditional write found the state changed since the
+	// caller read it (SwapKeys at a stale revision). Nothing was written;
+	// read again and decide again.
+	ErrConflict = errors.New("changed concurrently")
+	// ErrUnavailable: the backend cannot be reached (a shared database that
+	// is down or unreachable). The operation may or may not have taken
+	// effect if it was a write; retrying later is the remedy.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // LimitError is the ErrLimitExceeded of a create refused because Count
@@ -204,6 +212,12 @@ type Store interface {
 	// ReplaceKeys atomically replaces the whole key set and returns the new
 	// DomainKeys revision.
 	ReplaceKeys(ctx context.Context, keys []SigningKey) (uint64, error)
+	// SwapKeys replaces the whole key set like ReplaceKeys, but only if the
+	// DomainKeys revision is still ifRevision (what ListKeys returned), and
+	// returns the new revision. ErrConflict if another writer changed the
+	// keys since: nothing is written. Of several replicas deciding the same
+	// rotation from the same stored keys, exactly one succeeds.
+	SwapKeys(ctx context.Context, keys []SigningKey, ifRevision uint64) (uint64, error)
 
 	// RecordToken remembers a minted token. ErrAlreadyExists on a reused jti.
 	RecordToken(ctx context.Context, t IssuedToken) error

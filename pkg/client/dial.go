@@ -45,7 +45,10 @@ const maxPATFile = 64 << 10
 // defaults over TLS trusting the system roots, which needs a PAT.
 type Options struct {
 	// IssuerAddr and GatewayAddr are host:port (default DefaultIssuerAddr,
-	// DefaultGatewayAddr).
+	// DefaultGatewayAddr). IssuerAddr may also name several issuer
+	// replicas: "host1:port,host2:port" or "dns:///name:port" (see
+	// IssuerTarget); calls safe to repeat are then retried on another
+	// replica (IssuerServiceConfig).
 	IssuerAddr, GatewayAddr string
 	// Plaintext connects without TLS, as `make run` serves. Only for
 	// loopback development servers: the PAT and tokens travel in clear.
@@ -125,7 +128,11 @@ func Dial(o Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ic, err := grpc.NewClient(o.IssuerAddr, grpc.WithTransportCredentials(tc), grpc.WithPerRPCCredentials(PATCredentials(pat, copts...)))
+	target, iopts, err := IssuerTarget(o.IssuerAddr)
+	if err != nil {
+		return nil, newError(codes.InvalidArgument, "%v", err)
+	}
+	ic, err := grpc.NewClient(target, append(iopts, grpc.WithTransportCredentials(tc), grpc.WithPerRPCCredentials(PATCredentials(pat, copts...)))...)
 	if err != nil {
 		return nil, newError(codes.InvalidArgument, "issuer address %q: %v", o.IssuerAddr, err)
 	}

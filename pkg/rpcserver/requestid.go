@@ -42,21 +42,35 @@ func sane(s string) bool {
 	return true
 }
 
-// withRequestID puts the id in the log fields and echoes it to the caller
-// as response header metadata.
-func withRequestID(ctx context.Context) context.Context {
+// withRequestID puts the id in the log fields.
+func withRequestID(ctx context.Context) (context.Context, string) {
 	id := requestID(ctx)
-	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, id))
-	return logging.InjectFields(ctx, logging.Fields{"request_id", id})
+	return logging.InjectFields(ctx, logging.Fields{"request_id", id}), id
 }
 
+// requestIDUnary echoes the id as response header metadata of a call that
+// succeeds, and as trailer metadata of one that fails: a header would make
+// the failure a response with headers, which a client's gRPC retry policy
+// treats as committed and never retries (an Unavailable from a replica
+// whose database is unreachable must stay retryable on another replica).
 func requestIDUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	return h(withRequestID(ctx), req)
+	ctx, id := withRequestID(ctx)
+	resp, err := h(ctx, req)
+	md := metadata.Pairs(RequestIDKey, id)
+	if err != nil {
+		_ = grpc.SetTrailer(ctx, md)
+	} else {
+		_ = grpc.SetHeader(ctx, md)
+	}
+	return resp, err
 }
 
+// requestIDStream echoes the id as response header metadata.
 func requestIDStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	w := middleware.WrapServerStream(ss)
-	w.WrappedContext = withRequestID(ss.Context())
+	ctx, id := withRequestID(ss.Context())
+	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, id))
+	w.WrappedContext = ctx
 	return h(srv, w)
 }
 

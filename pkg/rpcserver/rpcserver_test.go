@@ -13,6 +13,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,8 +39,14 @@ var testService = grpc.ServiceDesc{
 	Methods: []grpc.MethodDesc{
 		{MethodName: "Ok", Handler: unary("Ok", func(context.Context) error { return nil })},
 		{MethodName: "Panic", Handler: unary("Panic", func(context.Context) error { panic("boom") })},
+		{MethodName: "Unavailable", Handler: unary("Unavailable", func(context.Context) error {
+			unavailableCalls.Add(1)
+			return status.Error(codes.Unavailable, "database down")
+		})},
 	},
 }
+
+var unavailableCalls atomic.Int32
 
 func unary(name string, f func(context.Context) error) grpc.MethodHandler {
 	return func(_ any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
@@ -63,7 +70,7 @@ type syncBuf struct {
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-func serve(t *testing.T, o Options) (*grpc.ClientConn, *syncBuf) {
+func serve(t *testing.T, o Options, dialOpts ...grpc.DialOption) (*grpc.ClientConn, *syncBuf) {
 	t.Helper()
 	logs := &syncBuf{}
 	o.Logger = zerolog.New(logs)
@@ -73,8 +80,8 @@ func serve(t *testing.T, o Options) (*grpc.ClientConn, *syncBuf) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, srv, lis, time.Second) }()
-	cc, err := grpc.NewClient("passthrough:///buf", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient("passthrough:///buf", append([]grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials())}, dialOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +159,22 @@ func TestRequestID(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "evil") {
 		t.Fatal("unsafe request id reached the log")
+	}
+}
+
+// TestFailedCallStaysRetryable: a failed unary call carries its request id
+// in the trailer, not a header, so a client's retry policy may retry it.
+func TestFailedCallStaysRetryable(t *testing.T) {
+	cc, _ := serve(t, Options{}, grpc.WithDefaultServiceConfig(`{"methodConfig":[{"name":[{"service":"test.v1.Test"}],
+		"retryPolicy":{"maxAttempts":3,"initialBackoff":"0.01s","maxBackoff":"0.01s","backoffMultiplier":1,"retryableStatusCodes":["UNAVAILABLE"]}}]}`))
+	unavailableCalls.Store(0)
+	var trailer metadata.MD
+	err := cc.Invoke(context.Background(), "/test.v1.Test/Unavailable", new(emptypb.Empty), new(emptypb.Empty), grpc.Trailer(&trailer))
+	if status.Code(err) != codes.Unavailable || unavailableCalls.Load() != 3 {
+		t.Fatalf("%v after %d attempts, want Unavailable after 3 (retried)", err, unavailableCalls.Load())
+	}
+	if got := trailer.Get(RequestIDKey); len(got) != 1 || len(got[0]) != 24 {
+		t.Fatalf("request id in the trailer = %v, want one generated id", got)
 	}
 }
 

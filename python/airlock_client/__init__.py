@@ -303,12 +303,73 @@ def _ssl(root_certificates, private_key, certificate_chain):
                                         certificate_chain=certificate_chain)
 
 
+# The gRPC service config Airlock's clients use for the issuer, the same as
+# the Go SDK's client.IssuerServiceConfig (a Go test compares the two): round
+# robin over every address, and up to 4 attempts, on UNAVAILABLE only, of
+# the calls safe to repeat (MintToken included: a duplicate mint is
+# harmless). RotateKeys and the other writes are never retried.
+ISSUER_SERVICE_CONFIG = """{
+  "loadBalancingConfig": [{"round_robin": {}}],
+  "methodConfig": [{
+    "name": [
+      {"service": "airlock.issuer.v1.KeyService", "method": "GetKeys"},
+      {"service": "airlock.issuer.v1.KeyService", "method": "WatchKeys"},
+      {"service": "airlock.issuer.v1.ModelService", "method": "GetModel"},
+      {"service": "airlock.issuer.v1.ModelService", "method": "ListModels"},
+      {"service": "airlock.issuer.v1.ModelService", "method": "ListFeatureSettings"},
+      {"service": "airlock.issuer.v1.ModelService", "method": "WatchModels"},
+      {"service": "airlock.issuer.v1.TokenService", "method": "MintToken"},
+      {"service": "airlock.issuer.v1.TokenService", "method": "RevokeToken"},
+      {"service": "airlock.issuer.v1.TokenService", "method": "WatchRevocations"},
+      {"service": "airlock.issuer.v1.UserService", "method": "ListUsers"}
+    ],
+    "retryPolicy": {
+      "maxAttempts": 4,
+      "initialBackoff": "0.1s",
+      "maxBackoff": "1s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+}"""
+
+
+def issuer_target(addr):
+    """The gRPC target for addr: "host:port"; "dns:///name:port" (every
+    address DNS returns); or a comma-separated list of replicas, which gRPC's
+    Python channels accept only as IP literals ("10.0.0.1:9440,10.0.0.2:9440";
+    give names through DNS instead). Raises ValueError for a list of names."""
+    if "," not in addr:
+        return addr
+    entries = [a.strip() for a in addr.split(",")]
+    for a in entries:
+        host, sep, port = a.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not port.isdigit() or not _is_ip(host):
+            raise ValueError("issuer address list %r: every entry must be ip:port (use dns:///name:port for names)" % a)
+    family = "ipv6" if all(":" in a.rpartition(":")[0] for a in entries) else "ipv4"
+    return family + ":" + ",".join(entries)
+
+
+def _is_ip(host):
+    import ipaddress
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
 def issuer_channel(addr, root_certificates=None, private_key=None, certificate_chain=None, plaintext=False):
-    """A channel to the issuer: TLS (optionally mutual) unless plaintext=True,
-    which is for loopback development servers only."""
+    """A channel to the issuer at addr (see issuer_target: one address,
+    dns:///name:port, or a list of replica IPs) with ISSUER_SERVICE_CONFIG:
+    TLS (optionally mutual) unless plaintext=True, which is for loopback
+    development servers only."""
+    target = issuer_target(addr)
+    options = [("grpc.service_config", ISSUER_SERVICE_CONFIG), ("grpc.enable_retries", 1)]
     if plaintext:
-        return grpc.insecure_channel(addr)
-    return grpc.secure_channel(addr, _ssl(root_certificates, private_key, certificate_chain))
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, _ssl(root_certificates, private_key, certificate_chain), options=options)
 
 
 def gateway_channel(addr, source, root_certificates=None, private_key=None, certificate_chain=None, plaintext=False):

@@ -252,6 +252,49 @@ func (s *Server) Stop() error {
 	return err
 }
 
+// Halt stops the server (fast shutdown: every session is cut at once,
+// committed data is kept; SIGKILL after 30 s) and keeps its data: Resume
+// starts it again. For tests of what clients do while their database is
+// down. (An immediate shutdown could lose the last commits: the test server
+// runs with synchronous_commit off.)
+func (s *Server) Halt() error {
+	_ = s.proc.Signal(syscall.SIGINT)
+	select {
+	case <-s.exited:
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = s.proc.Kill()
+		<-s.exited
+		return errors.New("postgres ignored SIGINT for 30 s and was killed")
+	}
+}
+
+// Resume starts a server stopped by Halt again, on the same data and
+// socket, and waits until it accepts connections.
+func (s *Server) Resume() error {
+	return s.startServer(filepath.Join(s.Dir, "data"))
+}
+
+// Own starts a server for tb alone (one a test may Halt without disturbing
+// the others), stopped when tb ends. It skips or fails tb as Shared does.
+func Own(tb testing.TB) *Server {
+	tb.Helper()
+	bin, err := FindBinDir()
+	if err != nil {
+		needs.Skip(tb, err.Error())
+	}
+	s, err := Start(bin)
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			tb.Errorf("pgtest: %v", err)
+		}
+	})
+	return s
+}
+
 // URL returns a postgres:// URL of database db on the server, as the
 // superuser, over the unix socket.
 func (s *Server) URL(db string) string {

@@ -47,6 +47,11 @@ func Status(log zerolog.Logger, err error) error {
 		return status.Error(codes.InvalidArgument, echo.Message(err.Error()))
 	case errors.Is(err, store.ErrLimitExceeded):
 		return status.Error(codes.ResourceExhausted, echo.Message(err.Error()))
+	case errors.Is(err, store.ErrUnavailable):
+		// Fail fast while the shared database is down: the caller retries
+		// (another replica, or later). The cause stays in the log.
+		log.Warn().Err(err).Msg("store unavailable")
+		return status.Error(codes.Unavailable, "the issuer's database is unavailable; retry later")
 	case errors.Is(err, keys.ErrNoActiveKey):
 		return status.Error(codes.Unavailable, "no signing key is loaded yet")
 	case errors.Is(err, context.Canceled):

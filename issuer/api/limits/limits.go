@@ -60,6 +60,9 @@ func (r *Rate) Allow(key string) bool {
 	return b.lim.Allow()
 }
 
+// Take is Allow in the form tokensvc.Limiter asks for; it never fails.
+func (r *Rate) Take(_ context.Context, key string) (bool, error) { return r.Allow(key), nil }
+
 // PerMinute is the configured rate.
 func (r *Rate) PerMinute() int { return r.perMinute }
 

@@ -120,6 +120,17 @@ func (s *Service) publish(ctx context.Context) error {
 	return nil
 }
 
+// Reload republishes the model configuration from the store: how a
+// replica follows a change another replica made (issuer/follow). A
+// revision not newer than the published one changes nothing.
+func (s *Service) Reload(ctx context.Context) error { return s.publish(ctx) }
+
+// Revision returns the published model configuration's revision.
+func (s *Service) Revision() uint64 {
+	rev, _ := s.hub.Current()
+	return rev
+}
+
 // changed publishes after a successful write. A failure here leaves the
 // write durable; watchers get it with the next change.
 func (s *Service) changed(ctx context.Context) {

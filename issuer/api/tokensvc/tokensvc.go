@@ -36,9 +36,12 @@ type Store interface {
 	PruneTokens(ctx context.Context, now time.Time) (int, error)
 }
 
-// Limiter rate-limits minting per user (*limits.Rate); nil allows all.
+// Limiter rate-limits minting per user: *limits.Rate in one process, or
+// *pgstore.Rate shared by every replica on one database. nil allows all.
 type Limiter interface {
-	Allow(key string) bool
+	// Take reports whether key may act now and records the event if so.
+	// An error (the shared store unreachable) refuses the call.
+	Take(ctx context.Context, key string) (bool, error)
 	PerMinute() int
 }
 
@@ -72,6 +75,17 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 
 // Register registers s on r.
 func (s *Service) Register(r grpc.ServiceRegistrar) { issuerv1.RegisterTokenServiceServer(r, s) }
+
+// Reload republishes the revocations from the store: how a replica follows
+// a revocation made through another replica (issuer/follow). A revision
+// not newer than the published one changes nothing.
+func (s *Service) Reload(ctx context.Context) error { return s.reload(ctx) }
+
+// Revision returns the published revocation list's revision.
+func (s *Service) Revision() uint64 {
+	rev, _ := s.hub.Current()
+	return rev
+}
 
 func (s *Service) reload(ctx context.Context) error {
 	list, rev, err := s.cfg.Store.ListRevocations(ctx)
@@ -121,8 +135,14 @@ func (s *Service) MintToken(ctx context.Context, req *issuerv1.MintTokenRequest)
 	if err != nil {
 		return nil, err
 	}
-	if s.cfg.MintRate != nil && !s.cfg.MintRate.Allow("user:"+id.Username) {
-		return nil, status.Errorf(codes.ResourceExhausted, "mint rate limit exceeded for this user (%d per minute)", s.cfg.MintRate.PerMinute())
+	if s.cfg.MintRate != nil {
+		ok, err := s.cfg.MintRate.Take(ctx, "user:"+id.Username)
+		if err != nil {
+			return nil, apierr.Status(s.cfg.Logger, err)
+		}
+		if !ok {
+			return nil, status.Errorf(codes.ResourceExhausted, "mint rate limit exceeded for this user (%d per minute)", s.cfg.MintRate.PerMinute())
+		}
 	}
 	var ttl time.Duration
 	if req.GetTtl() != nil {

@@ -322,6 +322,22 @@ func (s *Store) ReplaceKeys(_ context.Context, keys []store.SigningKey) (uint64,
 	return rev, err
 }
 
+// SwapKeys implements store.Store.
+func (s *Store) SwapKeys(_ context.Context, keys []store.SigningKey, ifRevision uint64) (uint64, error) {
+	var rev uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if cur := readU64(tx.Bucket(bMeta), revKey(store.DomainKeys)); cur != ifRevision {
+			return fmt.Errorf("keys at revision %d, not %d: %w", cur, ifRevision, store.ErrConflict)
+		}
+		var err error
+		if rev, err = bump(tx, store.DomainKeys); err != nil {
+			return err
+		}
+		return put(tx.Bucket(bKeys), kKeySet, keySetToRecord(keys))
+	})
+	return rev, err
+}
+
 // RecordToken implements store.Store. It is the write on every mint, so
 // concurrent calls are group-committed (bolt's Batch: one transaction and one
 // fsync for all of them; each caller returns only after that commit).

@@ -22,7 +22,7 @@ var dataTables = []string{"users", "pats", "signing_keys", "issued_tokens", "rev
 // written then. Every domain's lock is held throughout, so an issuer
 // writing to the database at the same time waits or makes Import fail.
 func (s *Store) Import(ctx context.Context, snap store.Snapshot) error {
-	err := s.write(ctx, func(tx pgx.Tx) error {
+	err := s.txn(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error { // unbounded: a large import takes long
 		if err := lockEmpty(ctx, tx); err != nil {
 			return err
 		}
@@ -154,7 +154,7 @@ func importRecords(ctx context.Context, tx pgx.Tx, snap store.Snapshot) error {
 // takes.
 func (s *Store) Export(ctx context.Context) (store.Snapshot, error) {
 	snap := store.Snapshot{Revisions: map[store.Domain]uint64{}}
-	err := s.read(ctx, func(tx pgx.Tx) error {
+	err := s.txn(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error { // unbounded: a large export takes long
 		err := tx.QueryRow(ctx, `SELECT value FROM airlock_meta WHERE key = 'instance_id'`).Scan(&snap.InstanceID)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err

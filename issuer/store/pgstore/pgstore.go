@@ -76,7 +76,18 @@ const maxAttempts = 20
 type Store struct {
 	pool          *pgxpool.Pool
 	schemaVersion int64
+	opTimeout     time.Duration
 }
+
+// Bounds on waiting for the database, so an unreachable server fails calls
+// with store.ErrUnavailable instead of hanging them.
+const (
+	// DefaultConnectTimeout applies when the URL sets no connect_timeout.
+	DefaultConnectTimeout = 3 * time.Second
+	// DefaultOpTimeout bounds one store call (its transaction, retries
+	// included), whatever the caller's deadline.
+	DefaultOpTimeout = 10 * time.Second
+)
 
 var _ store.Store = (*Store)(nil)
 
@@ -91,6 +102,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		// pgx masks the password in what it quotes back.
 		return nil, fmt.Errorf("pgstore: parse database URL: %w", err)
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
+	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "airlock-issuer"
 	}
@@ -98,7 +112,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, opTimeout: DefaultOpTimeout}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("pgstore: connect to %s: %w", describeConfig(&cfg.ConnConfig.Config), err)
@@ -203,13 +217,17 @@ const (
 // failure or deadlock with a short jittered pause. fn's error is returned
 // unchanged.
 func (s *Store) write(ctx context.Context, fn func(pgx.Tx) error) error {
-	return s.txn(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
+	octx, cancel := s.bound(ctx)
+	defer cancel()
+	return classify(ctx, s.txn(octx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn))
 }
 
 // read runs fn in a read-only REPEATABLE READ transaction: one snapshot
 // for every statement, so a revision and the records it counts agree.
 func (s *Store) read(ctx context.Context, fn func(pgx.Tx) error) error {
-	return s.txn(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+	octx, cancel := s.bound(ctx)
+	defer cancel()
+	return classify(ctx, s.txn(octx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn))
 }
 
 func (s *Store) txn(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
@@ -292,7 +310,7 @@ func notFound(err error, format string, a ...any) error {
 // InitInstanceID implements store.Store.
 func (s *Store) InitInstanceID(ctx context.Context, id string) (string, error) {
 	var out string
-	err := s.pool.QueryRow(ctx, `INSERT INTO airlock_meta (key, value) VALUES ('instance_id', $1)
+	err := s.queryRow(ctx, `INSERT INTO airlock_meta (key, value) VALUES ('instance_id', $1)
 		ON CONFLICT (key) DO UPDATE SET value = airlock_meta.value RETURNING value`, id).Scan(&out)
 	if err != nil {
 		return "", fmt.Errorf("pgstore: instance id: %w", err)
@@ -303,7 +321,7 @@ func (s *Store) InitInstanceID(ctx context.Context, id string) (string, error) {
 // InitSecret implements store.Store.
 func (s *Store) InitSecret(ctx context.Context, name string, sealed []byte) ([]byte, error) {
 	var out []byte
-	err := s.pool.QueryRow(ctx, `INSERT INTO airlock_secrets (name, sealed) VALUES ($1, $2)
+	err := s.queryRow(ctx, `INSERT INTO airlock_secrets (name, sealed) VALUES ($1, $2)
 		ON CONFLICT (name) DO UPDATE SET sealed = airlock_secrets.sealed RETURNING sealed`, name, sealed).Scan(&out)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: secret %q: %w", name, err)
@@ -375,7 +393,7 @@ func checkLimit(ctx context.Context, tx pgx.Tx, table, kind string, limit int) e
 
 // GetUser implements store.Store.
 func (s *Store) GetUser(ctx context.Context, username string) (store.User, error) {
-	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE username = $1`, username))
+	u, err := scanUser(s.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE username = $1`, username))
 	if err != nil {
 		return store.User{}, notFound(err, "user %q", username)
 	}
@@ -387,7 +405,7 @@ func (s *Store) GetUserByID(ctx context.Context, id uint64) (store.User, error) 
 	if id > 1<<63-1 {
 		return store.User{}, fmt.Errorf("user id %d: %w", id, store.ErrNotFound)
 	}
-	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
+	u, err := scanUser(s.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
 	if err != nil {
 		return store.User{}, notFound(err, "user id %d", id)
 	}
@@ -397,12 +415,14 @@ func (s *Store) GetUserByID(ctx context.Context, id uint64) (store.User, error) 
 // ListUsers implements store.Store. Usernames are ordered bytewise, as
 // boltstore orders them, whatever the database's collation.
 func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+userCols+` FROM users ORDER BY username COLLATE "C"`)
+	octx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(octx, `SELECT `+userCols+` FROM users ORDER BY username COLLATE "C"`)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: list users: %w", err)
+		return nil, fmt.Errorf("pgstore: list users: %w", classify(ctx, err))
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.User, error) { return scanUser(r) })
-	if err != nil {
+	if err = classify(ctx, err); err != nil {
 		return nil, fmt.Errorf("pgstore: list users: %w", err)
 	}
 	return noEmpty(out), nil
@@ -425,7 +445,7 @@ func (s *Store) CreatePAT(ctx context.Context, p store.PAT) error {
 	if p.UserID > 1<<63-1 {
 		return fmt.Errorf("user id %d: %w", p.UserID, store.ErrNotFound)
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO pats (`+patCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+	_, err := s.exec(ctx, `INSERT INTO pats (`+patCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		p.ID, p.Hash, p.UserID, p.Username, ts(p.CreateTime), ts(p.ExpireTime), ts(p.RevokeTime))
 	switch pgCode(err) {
 	case "":
@@ -444,7 +464,7 @@ func (s *Store) CreatePAT(ctx context.Context, p store.PAT) error {
 
 // GetPATByHash implements store.Store.
 func (s *Store) GetPATByHash(ctx context.Context, hash []byte) (store.PAT, error) {
-	p, err := scanPAT(s.pool.QueryRow(ctx, `SELECT `+patCols+` FROM pats WHERE hash = $1`, hash))
+	p, err := scanPAT(s.queryRow(ctx, `SELECT `+patCols+` FROM pats WHERE hash = $1`, hash))
 	if err != nil {
 		return store.PAT{}, notFound(err, "personal access token")
 	}
@@ -453,7 +473,7 @@ func (s *Store) GetPATByHash(ctx context.Context, hash []byte) (store.PAT, error
 
 // RevokePAT implements store.Store.
 func (s *Store) RevokePAT(ctx context.Context, id string, at time.Time) (store.PAT, error) {
-	p, err := scanPAT(s.pool.QueryRow(ctx, `UPDATE pats SET revoke_time = COALESCE(revoke_time, $2)
+	p, err := scanPAT(s.queryRow(ctx, `UPDATE pats SET revoke_time = COALESCE(revoke_time, $2)
 		WHERE id = $1 RETURNING `+patCols, id, ts(at)))
 	if err != nil {
 		return store.PAT{}, notFound(err, "personal access token %q", id)
@@ -512,6 +532,28 @@ func (s *Store) ReplaceKeys(ctx context.Context, keys []store.SigningKey) (uint6
 	return rev, nil
 }
 
+// SwapKeys implements store.Store.
+func (s *Store) SwapKeys(ctx context.Context, keys []store.SigningKey, ifRevision uint64) (uint64, error) {
+	var rev uint64
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		cur, err := lockDomain(ctx, tx, store.DomainKeys)
+		if err != nil {
+			return err
+		}
+		if cur != ifRevision {
+			return fmt.Errorf("keys at revision %d, not %d: %w", cur, ifRevision, store.ErrConflict)
+		}
+		if rev, err = bump(ctx, tx, store.DomainKeys); err != nil {
+			return err
+		}
+		return putKeys(ctx, tx, keys)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: swap keys: %w", err)
+	}
+	return rev, nil
+}
+
 func putKeys(ctx context.Context, tx pgx.Tx, keys []store.SigningKey) error {
 	if _, err := tx.Exec(ctx, `DELETE FROM signing_keys`); err != nil {
 		return err
@@ -531,7 +573,7 @@ func (s *Store) RecordToken(ctx context.Context, t store.IssuedToken) error {
 	if t.UserID > 1<<63-1 {
 		return fmt.Errorf("pgstore: token %q: user id %d out of range", t.JTI, t.UserID)
 	}
-	tag, err := s.pool.Exec(ctx, `INSERT INTO issued_tokens (jti, user_id, expire_time) VALUES ($1, $2, $3)
+	tag, err := s.exec(ctx, `INSERT INTO issued_tokens (jti, user_id, expire_time) VALUES ($1, $2, $3)
 		ON CONFLICT (jti) DO NOTHING`, t.JTI, t.UserID, ts(t.ExpireTime))
 	if err != nil {
 		return fmt.Errorf("pgstore: record token: %w", err)
@@ -546,7 +588,7 @@ func (s *Store) RecordToken(ctx context.Context, t store.IssuedToken) error {
 func (s *Store) GetToken(ctx context.Context, jti string) (store.IssuedToken, error) {
 	t := store.IssuedToken{JTI: jti}
 	var et *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT user_id, expire_time FROM issued_tokens WHERE jti = $1`, jti).Scan(&t.UserID, &et)
+	err := s.queryRow(ctx, `SELECT user_id, expire_time FROM issued_tokens WHERE jti = $1`, jti).Scan(&t.UserID, &et)
 	if err != nil {
 		return store.IssuedToken{}, notFound(err, "token %q", jti)
 	}
@@ -895,7 +937,7 @@ func listSettings(ctx context.Context, tx pgx.Tx) ([]store.FeatureSetting, error
 // Revision implements store.Store.
 func (s *Store) Revision(ctx context.Context, d store.Domain) (uint64, error) {
 	var rev uint64
-	err := s.pool.QueryRow(ctx, `SELECT revision FROM revisions WHERE domain = $1`, string(d)).Scan(&rev)
+	err := s.queryRow(ctx, `SELECT revision FROM revisions WHERE domain = $1`, string(d)).Scan(&rev)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}

@@ -31,6 +31,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"users get increasing ids and unique names", testUsers},
 		{"personal access tokens are found by hash and revoked once", testPATs},
 		{"key set is replaced atomically with a new revision", testKeys},
+		{"a key swap at a stale revision conflicts; of racing swaps exactly one wins", testSwapKeys},
 		{"revocations are idempotent and pruned after expiry", testRevocations},
 		{"models keep referential integrity", testModels},
 		{"model updates run inside the write and keep the chains acyclic", testUpdateModel},
@@ -195,6 +196,30 @@ func testKeys(t *testing.T, s store.Store) {
 	must(t, err)
 	if rev != r2 || len(keys) != 1 || keys[0].KID != "b" || !bytes.Equal(keys[0].Sealed, []byte{4}) || !keys[0].ActivateTime.Equal(set[1].ActivateTime) {
 		t.Fatalf("ListKeys = %+v at %d", keys, rev)
+	}
+}
+
+func testSwapKeys(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := []store.SigningKey{{KID: "a", Alg: "RS256", State: store.KeyActive, Sealed: []byte{1}, CreateTime: t0, ActivateTime: t0}}
+	r1, err := s.SwapKeys(ctx, a, 0)
+	must(t, err)
+	_, err = s.SwapKeys(ctx, nil, 0)
+	wantErr(t, "SwapKeys at a stale revision", err, store.ErrConflict)
+	keys, rev, err := s.ListKeys(ctx)
+	must(t, err)
+	if rev != r1 || len(keys) != 1 || keys[0].KID != "a" {
+		t.Fatalf("a conflicting swap wrote: %+v at %d, want key a at %d", keys, rev, r1)
+	}
+	const racers = 8
+	ok, refused := tally(t, race(racers, func(i int) error {
+		_, err := s.SwapKeys(ctx, []store.SigningKey{{KID: fmt.Sprintf("racer-%d", i), Alg: "RS256", State: store.KeyActive}}, r1)
+		return err
+	}), store.ErrConflict)
+	keys, rev, err = s.ListKeys(ctx)
+	must(t, err)
+	if ok != 1 || refused != racers-1 || rev != r1+1 || len(keys) != 1 {
+		t.Fatalf("%d racing swaps at one revision: %d won, %d ErrConflict; stored %+v at %d", racers, ok, refused, keys, rev)
 	}
 }
 
