@@ -228,6 +228,10 @@ func (g *gateway) httpHandler(reg prometheus.Gatherer) http.Handler {
 			return
 		}
 		// The first line is the verdict; the rest is detail for people.
+		if g.revoked == nil {
+			_, _ = fmt.Fprint(w, "ok\nrevocations none: no issuer, tokens are valid until they expire\n")
+			return
+		}
 		_, _ = fmt.Fprintf(w, "ok\nrevocations_age_seconds %.0f\n", g.revoked.Age().Seconds())
 	})
 	return mux

@@ -135,7 +135,9 @@ func (g *gateway) watchHealth(ctx context.Context) {
 	for {
 		ok := g.ready() == nil
 		g.metrics.keysetRevision.Set(float64(g.keys.Revision()))
-		g.metrics.revocationsAge.Set(g.revoked.Age().Seconds())
+		if g.revoked != nil { // nil without an issuer: nothing is revoked, nothing goes stale
+			g.metrics.revocationsAge.Set(g.revoked.Age().Seconds())
+		}
 		if ok {
 			g.metrics.keysetAge.Set(g.keys.Age().Seconds())
 		}
