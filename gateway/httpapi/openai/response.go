@@ -1,12 +1,9 @@
 package openai
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -190,10 +187,10 @@ func (h *handlers) run(w http.ResponseWriter, r *http.Request, req *request, s s
 		if first {
 			f, first = firstFrame, false
 		}
-		return st.raw(f.frame(t))
+		return st.Write(f.frame(t))
 	})
 	if err != nil {
-		st.fail(ctx, func(started bool) {
+		st.Fail(ctx, func(started bool, write func([]byte) error) {
 			if !started {
 				h.fail(w, r, req, err)
 				return
@@ -201,16 +198,16 @@ func (h *handlers) run(w http.ResponseWriter, r *http.Request, req *request, s s
 			e := httpapi.FromStatus(err)
 			coreParam(e, req.rename)
 			logging.AddFields(ctx, logging.Fields{"stream_error", e.Message})
-			_ = st.writeLocked(errorEnvelope(e)) // the stream ends here either way
+			_ = write(errorEnvelope(e)) // the stream ends here either way
 		})
 		return
 	}
 	// No sender runs any more: the rest is written from here, in order.
-	_ = st.event(s.final(hd, finishReason(done.GetFinishReason()), first))
+	_ = event(st, s.final(hd, finishReason(done.GetFinishReason()), first))
 	if req.includeUsage {
-		_ = st.event(s.usage(hd, usageOf(done)))
+		_ = event(st, s.usage(hd, usageOf(done)))
 	}
-	_ = st.raw([]byte("data: [DONE]\n\n"))
+	_ = st.Write([]byte("data: [DONE]\n\n"))
 }
 
 // fail answers a failure before any byte of the answer was written.
@@ -220,32 +217,20 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, req *request, er
 	writeError(w, r, e)
 }
 
-// sse writes server-sent events. Events come from the core's relay
-// goroutine while streaming, then from the handler; the mutex orders them
-// and lets the handler take the stream over when the relay may still be
-// stuck on a client that stopped reading.
-type sse struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-
-	mu      sync.Mutex
-	started bool // status and headers are written
-	closed  bool // nothing more may be written
+// newSSE returns the server-sent event stream of one answer, on the
+// listener's shared httpapi.Stream (each event flushed whole; the handler
+// takes it over from a relay stuck on a client that stopped reading).
+func newSSE(w http.ResponseWriter) *httpapi.Stream {
+	return httpapi.NewStream(w, func(h http.Header) { h.Set("Content-Type", "text/event-stream; charset=utf-8") })
 }
 
-var errStreamClosed = errors.New("stream closed")
-
-// errorWriteTimeout bounds writing the final error event.
-const errorWriteTimeout = 5 * time.Second
-
-func newSSE(w http.ResponseWriter) *sse { return &sse{w: w, rc: http.NewResponseController(w)} }
-
-func (s *sse) event(v any) error {
+// event writes v as one `data:` event.
+func event(st *httpapi.Stream, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return s.raw(frame(b))
+	return st.Write(frame(b))
 }
 
 func frame(payload []byte) []byte {
@@ -253,58 +238,6 @@ func frame(payload []byte) []byte {
 	out = append(out, "data: "...)
 	out = append(out, payload...)
 	return append(out, '\n', '\n')
-}
-
-func (s *sse) raw(b []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return errStreamClosed
-	}
-	return s.writeLocked(b)
-}
-
-func (s *sse) writeLocked(b []byte) error {
-	if !s.started {
-		h := s.w.Header()
-		h.Set("Content-Type", "text/event-stream; charset=utf-8")
-		h.Set("Cache-Control", "no-cache")
-		h.Set("X-Accel-Buffering", "no") // proxies must not hold events back
-		s.w.WriteHeader(http.StatusOK)
-		s.started = true
-	}
-	if _, err := s.w.Write(b); err != nil {
-		s.closed = true
-		return err
-	}
-	if err := s.rc.Flush(); err != nil {
-		s.closed = true
-		return err
-	}
-	return nil
-}
-
-// fail ends the stream after the core returned an error. If the relay may
-// still be writing (the client went away or stopped reading), its write is
-// made to fail and nothing more is written. Otherwise answer runs with the
-// lock held and reports whether the headers were already sent.
-func (s *sse) fail(ctx context.Context, answer func(started bool)) {
-	if ctx.Err() != nil || !s.mu.TryLock() {
-		_ = s.rc.SetWriteDeadline(time.Now())
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		return
-	}
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	s.closed = true
-	if s.started {
-		_ = s.rc.SetWriteDeadline(time.Now().Add(errorWriteTimeout))
-	}
-	answer(s.started)
 }
 
 // deltaFrame is a text chunk's SSE event split around its text, built once
