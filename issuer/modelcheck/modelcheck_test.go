@@ -135,7 +135,12 @@ func FuzzValidate(f *testing.F) {
 	for _, s := range []string{"http://127.0.0.1:8000/v1", "https://[fd00::1]/", "http://[::1", "ftp://x", "http://u:p@h/", "", "http:opaque", "//host/path", "http://%41/"} {
 		f.Add(s, "127.0.0.0/8", "sk-fuzz")
 	}
-	f.Fuzz(func(t *testing.T, endpoint, network, apiKey string) {
+	f.Fuzz(func(t *testing.T, endpoint, network, key string) {
+		// The key carries a marker no echo of the other fields can make up
+		// (an escaped byte of the endpoint can spell digits, never this),
+		// so finding it in the error means the key itself was echoed.
+		const marker = "sk-LEAK-"
+		apiKey := marker + key
 		m := base()
 		m.Endpoint, m.TrustedNetworks = endpoint, []string{network}
 		err := modelcheck.Validate(m, apiKey)
@@ -146,7 +151,7 @@ func FuzzValidate(f *testing.F) {
 		if !errors.As(err, &fe) {
 			t.Fatalf("non-field error %T", err)
 		}
-		if len(apiKey) >= 8 && strings.Contains(err.Error(), apiKey) {
+		if strings.Contains(err.Error(), marker) && !strings.Contains(endpoint+network, marker) {
 			t.Fatalf("error echoes the API key: %v", err)
 		}
 	})
