@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -417,4 +418,41 @@ func TestWatchesReturnPromptlyAfterAnIssuerRestart(t *testing.T) {
 	if took > 1500*time.Millisecond {
 		t.Fatalf("watches back after %v, want about a second", took)
 	}
+}
+
+// One address holds at most --max-connections-per-address connections on
+// the gRPC and the HTTP API ports; more are closed at accept and counted.
+func TestConnectionsPerAddressAreCapped(t *testing.T) {
+	r := startGateway(t, devArgs(t, "127.0.0.1:1", "--max-connections-per-address", "2"))
+	for _, addr := range []string{r.addrs.GRPC, r.addrs.API} {
+		var held []net.Conn
+		for range 2 {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c)
+		}
+		extra, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := extra.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("%s: a third connection from one address stayed open (read %d, %v)", addr, n, err)
+		}
+		_ = extra.Close()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}
+	waitFor(t, "refusals counted", 5*time.Second, func() bool {
+		resp, err := http.Get("http://" + r.addrs.HTTP + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "airlock_gateway_connections_refused_total 2")
+	})
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/airlock-dev/airlock/gateway/keyset"
 	"github.com/airlock-dev/airlock/gateway/revocation"
 	issuerv1 "github.com/airlock-dev/airlock/pkg/api/airlock/issuer/v1"
+	"github.com/airlock-dev/airlock/pkg/connlimit"
 	"github.com/airlock-dev/airlock/pkg/debugpprof"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
 	"github.com/airlock-dev/airlock/pkg/telemetry"
@@ -49,6 +50,9 @@ type gateway struct {
 	// empty), over apiTLS unless --plaintext.
 	api    http.Handler
 	apiTLS *tls.Config
+	// capped are the listeners under --max-connections-per-address, set by
+	// listen before any task runs.
+	capped []*connlimit.Listener
 }
 
 // build validates cfg and wires the gateway: the issuer connection (not
@@ -62,6 +66,15 @@ func build(cfg Config, log zerolog.Logger) (_ *gateway, err error) {
 	reg := prometheus.NewRegistry() // per gateway: tests run several in one process
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g := &gateway{cfg: cfg, log: log, metrics: newMetrics(reg), stopping: make(chan struct{})}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "airlock_gateway_connections_refused_total",
+		Help: "Connections closed at accept because their address held --max-connections-per-address."},
+		func() float64 {
+			var n uint64
+			for _, cl := range g.capped {
+				n += cl.Refused()
+			}
+			return float64(n)
+		}))
 	if cfg.NoIssuer() {
 		log.Warn().Str("jwks_url", cfg.JWKSURL).Msg("running without an issuer: keys from --jwks-url, models named by each request (--allow-request-models); no model catalog and no revocation list, so a token stays valid until it expires")
 	} else {

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/airlock-dev/airlock/gateway/httpapi"
+	"github.com/airlock-dev/airlock/pkg/connlimit"
 	"github.com/airlock-dev/airlock/pkg/lifecycle"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
 )
@@ -22,28 +22,17 @@ type listeners struct {
 
 // listen binds every configured address, or none.
 func (g *gateway) listen() (l listeners, err error) {
-	var opened []net.Listener
+	var b lifecycle.Listeners
 	defer func() {
 		if err != nil {
-			for _, lis := range opened {
-				_ = lis.Close()
-			}
+			b.CloseAll()
 		}
 	}()
-	bind := func(flag, addr string) (net.Listener, error) {
-		if addr == "" {
-			return nil, nil
-		}
-		lis, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("--%s: %w", flag, err)
-		}
-		opened = append(opened, lis)
-		return lis, nil
-	}
+	bind := b.Bind
 	if l.grpc, err = bind("grpc-addr", g.cfg.GRPCAddr); err != nil {
 		return l, err
 	}
+	l.grpc = g.perAddress(l.grpc)
 	if g.cfg.MaxConns > 0 {
 		l.grpc = netutil.LimitListener(l.grpc, g.cfg.MaxConns)
 	}
@@ -53,13 +42,25 @@ func (g *gateway) listen() (l listeners, err error) {
 	if l.api, err = bind("api-http-addr", g.cfg.APIHTTPAddr); err != nil {
 		return l, err
 	}
-	if l.api != nil && g.cfg.MaxConns > 0 {
-		l.api = netutil.LimitListener(l.api, g.cfg.MaxConns)
+	if l.api != nil {
+		l.api = g.perAddress(l.api)
+		if g.cfg.MaxConns > 0 {
+			l.api = netutil.LimitListener(l.api, g.cfg.MaxConns)
+		}
 	}
 	if l.health, err = bind("health-addr", g.cfg.HealthAddr); err != nil {
 		return l, err
 	}
 	return l, nil
+}
+
+// perAddress caps the connections one client address holds on lis
+// (--max-connections-per-address), before any authentication; the
+// refusals are counted in airlock_gateway_connections_refused_total.
+func (g *gateway) perAddress(lis net.Listener) net.Listener {
+	cl := connlimit.New(lis, g.cfg.MaxConnsPerAddr)
+	g.capped = append(g.capped, cl)
+	return cl
 }
 
 // tasks are everything the gateway runs: its servers, the three watches

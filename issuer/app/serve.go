@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"net"
 	"time"
 
@@ -22,22 +21,13 @@ type listeners struct {
 
 // listen binds every configured address, or none.
 func (s *issuer) listen() (l listeners, err error) {
-	var opened []net.Listener
+	var b lifecycle.Listeners
 	defer func() {
 		if err != nil {
-			for _, lis := range opened {
-				_ = lis.Close()
-			}
+			b.CloseAll()
 		}
 	}()
-	bind := func(flag, addr string) (net.Listener, error) {
-		lis, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("--%s: %w", flag, err)
-		}
-		opened = append(opened, lis)
-		return lis, nil
-	}
+	bind := b.Bind
 	if l.grpc, err = bind("grpc-addr", s.cfg.GRPCAddr); err != nil {
 		return l, err
 	}
@@ -45,10 +35,8 @@ func (s *issuer) listen() (l listeners, err error) {
 	if l.http, err = bind("http-addr", s.cfg.HTTPAddr); err != nil {
 		return l, err
 	}
-	if s.cfg.HealthAddr != "" {
-		if l.health, err = bind("health-addr", s.cfg.HealthAddr); err != nil {
-			return l, err
-		}
+	if l.health, err = bind("health-addr", s.cfg.HealthAddr); err != nil {
+		return l, err
 	}
 	if s.httpTLS != nil {
 		l.http = tls.NewListener(l.http, s.httpTLS)
