@@ -27,6 +27,7 @@ import (
 
 	"github.com/airlock-dev/airlock/gateway/auth"
 	"github.com/airlock-dev/airlock/pkg/connlimit"
+	"github.com/airlock-dev/airlock/pkg/echo"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
 	"github.com/airlock-dev/airlock/pkg/token"
 )
@@ -107,6 +108,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
+	refusals := cfg.Logger.Sample(rpcserver.DefaultRefusalSampler()) // one sampler for the whole listener
 	seen := map[string]bool{}
 	for _, d := range cfg.Dialects {
 		if d.Name == "" || d.WriteError == nil {
@@ -117,7 +119,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 				return nil, fmt.Errorf("httpapi: route %q registered twice", rt.Pattern)
 			}
 			seen[rt.Pattern] = true
-			mux.Handle(rt.Pattern, chain(cfg, m, d, rt))
+			mux.Handle(rt.Pattern, chain(cfg, m, refusals, d, rt))
 		}
 	}
 	return mux, nil
@@ -167,7 +169,7 @@ func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error) {
 }
 
 // chain wraps one route's handler.
-func chain(cfg Config, m *metrics, d Dialect, rt Route) http.Handler {
+func chain(cfg Config, m *metrics, refusals zerolog.Logger, d Dialect, rt Route) http.Handler {
 	inflight := m.inflight.WithLabelValues(d.Name, rt.Name)
 	duration := m.duration.WithLabelValues(d.Name, rt.Name)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -192,7 +194,13 @@ func chain(cfg Config, m *metrics, d Dialect, rt Route) http.Handler {
 			m.requests.WithLabelValues(d.Name, rt.Name, strconv.Itoa(code)).Inc()
 			took := time.Since(start)
 			duration.Observe(took.Seconds())
-			logRequest(cfg.Logger, ctx, r, code, took)
+			l := cfg.Logger
+			if code >= 400 && code < 500 {
+				// Refusals the caller causes are sampled as on gRPC (a flood
+				// costs bounded disk); the metrics above count every one.
+				l = refusals
+			}
+			logRequest(l, ctx, r, code, took)
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
@@ -255,7 +263,7 @@ func logRequest(l zerolog.Logger, ctx context.Context, r *http.Request, code int
 		k, _ := fields[i].(string)
 		e = e.Interface(k, fields[i+1])
 	}
-	e.Str("http.method", r.Method).Str("http.path", strings.ToValidUTF8(r.URL.Path, "?")).Int("http.status", code).
+	e.Str("http.method", r.Method).Str("http.path", echo.Message(strings.ToValidUTF8(r.URL.Path, "?"))).Int("http.status", code).
 		Float64("time_ms", float64(took.Microseconds())/1000).Msg("finished HTTP request")
 }
 

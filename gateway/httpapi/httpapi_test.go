@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,5 +252,42 @@ func TestRequireGitLabHeadersUsesTheGRPCRules(t *testing.T) {
 		if code != want || body != wantBody {
 			t.Errorf("strict=%v: got %d %q, want %d %q", strict, code, body, want, wantBody)
 		}
+	}
+}
+
+// A flood of refused requests logs a bounded number of lines (sampled as
+// on gRPC) while the metrics count every one; a served request is always
+// logged.
+func TestRefusalsAreLoggedSampled(t *testing.T) {
+	var mu sync.Mutex
+	var logs strings.Builder
+	logger := zerolog.New(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}))
+	seen := make(chan metadata.MD, 1000)
+	ok := Route{Pattern: "GET /t", Name: "t", Handler: func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }}
+	reg := prometheus.NewRegistry()
+	h, err := NewHandler(Config{Verifier: recordingVerifier{seen}, Dialects: []Dialect{testDialect(ok)}, Logger: logger, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	const flood = 200
+	for range flood {
+		if code, _, _ := do(t, srv, "GET", "/t", "", "Authorization", "Bearer bad"); code != http.StatusUnauthorized {
+			t.Fatalf("status %d, want 401", code)
+		}
+	}
+	if code, _, _ := do(t, srv, "GET", "/t", "", "Authorization", "Bearer ok"); code != http.StatusOK {
+		t.Fatalf("status %d, want 200", code)
+	}
+	mu.Lock()
+	refused, served := strings.Count(logs.String(), `"http.status":401`), strings.Count(logs.String(), `"http.status":200`)
+	mu.Unlock()
+	if refused == 0 || refused > 25 || served != 1 {
+		t.Fatalf("logged %d of %d refusals and %d of 1 served request, want a sample (1..25) and 1", refused, flood, served)
 	}
 }
