@@ -65,13 +65,7 @@ check-generated: generate
 ## fuzz-short: run each fuzz target briefly (the seed corpora also run in unit-test)
 FUZZ_TIME ?= 10s
 fuzz-short:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
-	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
-	    echo "fuzz $$pkg $$f ($(FUZZ_TIME))"; \
-	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZ_TIME) $$pkg >/dev/null || { echo "FAIL fuzz $$pkg $$f"; exit 1; }; \
-	  done; \
-	done
+	GO=$(GO) FUZZ_TIME=$(FUZZ_TIME) ./scripts/fuzz-short.sh
 
 ## validate-deploy: strict-decode deploy/k8s and its HA variant deploy/k8s/ha into k8s.io/api types and check invariants
 ## (deploy/validate is its own Go module, so k8s.io/api never enters the main one)
