@@ -17,15 +17,77 @@ import (
 
 // Adapter streams one completion from a model server.
 //
-// Stream sends the request, calls emit with each non-empty text delta in
-// order as it arrives (never buffering the whole answer), and returns the
+// Stream sends the request, calls emit with each non-empty Delta in order
+// as it arrives (never buffering the whole answer), and returns the
 // normalized finish reason and usage when the stream ends cleanly. If emit
 // returns an error, Stream stops at once, closes the upstream request and
-// returns that error. Failures are returned as *Error (see Kind); the text
-// already passed to emit stays delivered. Stream must close the upstream
-// HTTP request promptly when ctx is cancelled.
+// returns that error. Failures are returned as *Error (see Kind); the
+// deltas already passed to emit stay delivered. Stream must close the
+// upstream HTTP request promptly when ctx is cancelled.
+//
+// An adapter whose provider cannot take tools (see ToolTaker) never emits
+// tool-call deltas.
 type Adapter interface {
-	Stream(ctx context.Context, req *Request, emit func(text string) error) (Result, error)
+	Stream(ctx context.Context, req *Request, emit func(Delta) error) (Result, error)
+}
+
+// ToolTaker is implemented by adapters that can pass Request.Tools,
+// ToolChoice and tool messages to their model server and report the tool
+// calls it answers. The completion service routes a request that carries
+// tools only to models whose adapter implements it and returns true; an
+// adapter that does not is never given one.
+type ToolTaker interface {
+	TakesTools() bool
+}
+
+// Delta is one piece of an answer: Text first, then ToolCalls, in the order
+// the model produced them. The text-only case (ToolCalls nil) is passed by
+// value without allocating.
+type Delta struct {
+	Text      string
+	ToolCalls []ToolCallDelta
+}
+
+// Empty reports whether d carries nothing.
+func (d Delta) Empty() bool { return d.Text == "" && len(d.ToolCalls) == 0 }
+
+// ToolCallDelta is a fragment of one tool call. Index identifies the call
+// within the answer (0, 1, ...); ID and Name arrive on its first fragment,
+// Arguments (a JSON text) arrives in fragments to be concatenated in order.
+type ToolCallDelta struct {
+	Index     int
+	ID        string
+	Name      string
+	Arguments string
+}
+
+// Tool is a function the model may call.
+type Tool struct {
+	Name        string
+	Description string
+	Parameters  string // a JSON Schema object, as JSON text; "" for none
+}
+
+// Tool choice modes (ToolChoice.Mode).
+const (
+	ToolChoiceNone     = "none"
+	ToolChoiceAuto     = "auto"
+	ToolChoiceRequired = "required"
+	ToolChoiceFunction = "function" // ToolChoice.Name must be called
+)
+
+// ToolChoice says whether and which tool the model must call.
+type ToolChoice struct {
+	Mode string // one of the ToolChoice* modes
+	Name string // the function to call when Mode is ToolChoiceFunction
+}
+
+// ToolCall is a call the model made earlier in the conversation (on an
+// assistant Message).
+type ToolCall struct {
+	ID        string
+	Name      string
+	Arguments string // JSON text, as the model produced it
 }
 
 // Model is the configured model an adapter talks to.
@@ -41,8 +103,12 @@ type Model struct {
 
 // Message is one chat turn.
 type Message struct {
-	Role    string // system, user, assistant
+	Role    string // system, user, assistant, tool
 	Content string
+	// ToolCalls are the calls an assistant turn made.
+	ToolCalls []ToolCall
+	// ToolCallID names the call a tool turn answers.
+	ToolCallID string
 }
 
 // CodeContext is the editor state for code features.
@@ -63,6 +129,26 @@ type Request struct {
 	Temperature *float32
 	TopP        *float32
 	Stop        []string
+	// Tools, ToolChoice and ParallelToolCalls are set only for an adapter
+	// that implements ToolTaker. ToolChoice and ParallelToolCalls are nil
+	// when the caller left them to the model server's default.
+	Tools             []Tool
+	ToolChoice        *ToolChoice
+	ParallelToolCalls *bool
+}
+
+// HasToolFields reports whether r carries tools or a tool turn (an
+// assistant turn with calls, a tool result): only a ToolTaker can take it.
+func (r *Request) HasToolFields() bool {
+	if len(r.Tools) > 0 || r.ToolChoice != nil || r.ParallelToolCalls != nil {
+		return true
+	}
+	for _, m := range r.Messages {
+		if len(m.ToolCalls) > 0 || m.ToolCallID != "" || m.Role == "tool" {
+			return true
+		}
+	}
+	return false
 }
 
 // Finish is a normalized finish reason.

@@ -205,11 +205,14 @@ func (h *harness) replay(t *testing.T, fx Fixture, chunks [][]byte) {
 	a := h.adapter(t, adapter.Timeouts{Total: 10 * time.Second}, 0)
 	req := h.cfg.request(h.cfg.endpoint(srv.URL))
 	var text strings.Builder
-	res, err := a.Stream(context.Background(), req, func(s string) error {
-		if s == "" {
-			t.Error("emit called with empty text")
+	res, err := a.Stream(context.Background(), req, func(d adapter.Delta) error {
+		if d.Empty() {
+			t.Error("emit called with an empty delta")
 		}
-		text.WriteString(s)
+		if len(d.ToolCalls) > 0 {
+			t.Errorf("tool-call delta %+v from a request without tools", d.ToolCalls)
+		}
+		text.WriteString(d.Text)
 		return nil
 	})
 	h.checkRequest(t, fx, <-got)
@@ -384,8 +387,8 @@ func (h *harness) prefixes(t *testing.T, fx Fixture) {
 		srv, got := serve(t, cut, [][]byte{cut.Body})
 		a := h.adapter(t, adapter.Timeouts{Total: 10 * time.Second}, 0)
 		var text strings.Builder
-		_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(s string) error {
-			text.WriteString(s)
+		_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(d adapter.Delta) error {
+			text.WriteString(d.Text)
 			return nil
 		})
 		<-got
@@ -463,7 +466,7 @@ func (h *harness) cancel(t *testing.T, fx Fixture) {
 	defer timer.Stop()
 	done := make(chan error, 1)
 	go func() {
-		_, err := a.Stream(ctx, h.cfg.request(h.cfg.endpoint(srv.URL)), func(string) error {
+		_, err := a.Stream(ctx, h.cfg.request(h.cfg.endpoint(srv.URL)), func(adapter.Delta) error {
 			go doCancel() // cancel from outside, as a departing gRPC client does
 			return nil
 		})
@@ -492,7 +495,7 @@ func (h *harness) emitError(t *testing.T, fx Fixture) {
 	a := h.adapter(t, adapter.Timeouts{Total: 5 * time.Second}, 0)
 	errStop := errors.New("client went away")
 	calls := 0
-	_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(string) error {
+	_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(adapter.Delta) error {
 		calls++
 		return errStop
 	})
@@ -524,7 +527,7 @@ func (h *harness) keyEcho(t *testing.T) {
 			fx := Fixture{HTTPStatus: http.StatusUnauthorized, ContentType: "application/json"}
 			srv, got := serve(t, fx, [][]byte{[]byte(body)})
 			a := h.adapter(t, adapter.Timeouts{Total: 5 * time.Second}, 0)
-			_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(string) error { return nil })
+			_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(adapter.Delta) error { return nil })
 			<-got
 			e, ok := adapter.AsError(err)
 			if !ok {
@@ -546,19 +549,19 @@ func (h *harness) timeouts(t *testing.T, fx Fixture) {
 	t.Run("first_byte", func(t *testing.T) {
 		srv, _ := stallServer(t, fx, head(fx), time.Minute)
 		a := h.adapter(t, adapter.Timeouts{FirstByte: 50 * time.Millisecond}, 0)
-		_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(string) error { return nil })
+		_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(adapter.Delta) error { return nil })
 		wantTimeout(t, err, "first_byte")
 	})
 	t.Run("idle", func(t *testing.T) {
 		srv, _ := stallServer(t, fx, head(fx), 0)
 		a := h.adapter(t, adapter.Timeouts{FirstByte: time.Second, Idle: 50 * time.Millisecond}, 0)
-		_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(string) error { return nil })
+		_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(adapter.Delta) error { return nil })
 		wantTimeout(t, err, "idle")
 	})
 	t.Run("total", func(t *testing.T) {
 		srv, _ := stallServer(t, fx, head(fx), 0)
 		a := h.adapter(t, adapter.Timeouts{Idle: time.Second, Total: 80 * time.Millisecond}, 0)
-		_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(string) error { return nil })
+		_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(adapter.Delta) error { return nil })
 		wantTimeout(t, err, "total")
 	})
 	t.Run("connect", func(t *testing.T) {
@@ -570,7 +573,7 @@ func (h *harness) timeouts(t *testing.T, fx Fixture) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint("http://192.0.2.1:9")), func(string) error { return nil })
+		_, err = a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint("http://192.0.2.1:9")), func(adapter.Delta) error { return nil })
 		wantTimeout(t, err, "connect")
 	})
 }
@@ -598,7 +601,7 @@ func (h *harness) oversized(t *testing.T, fx Fixture) {
 	}
 	srv, _ := serve(t, Fixture{HTTPStatus: 200, ContentType: fx.ContentType}, [][]byte{big})
 	a := h.adapter(t, adapter.Timeouts{Total: 5 * time.Second}, max)
-	_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(string) error { return nil })
+	_, err := a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint(srv.URL)), func(adapter.Delta) error { return nil })
 	if e, ok := adapter.AsError(err); !ok || e.Kind != adapter.KindMalformed {
 		t.Fatalf("error = %v, want KindMalformed for an event over %d bytes", err, max)
 	}
@@ -612,7 +615,7 @@ func (h *harness) refused(t *testing.T) {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	a := h.adapter(t, adapter.Timeouts{Total: 5 * time.Second}, 0)
-	_, err = a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint("http://"+addr)), func(string) error { return nil })
+	_, err = a.Stream(context.Background(), h.cfg.request(h.cfg.endpoint("http://"+addr)), func(adapter.Delta) error { return nil })
 	if e, ok := adapter.AsError(err); !ok || e.Kind != adapter.KindUnavailable || !e.Retryable {
 		t.Fatalf("error = %v, want retryable KindUnavailable", err)
 	}

@@ -77,7 +77,7 @@ func Body(req *adapter.Request) ([]byte, error) {
 			system = append(system, m.Content)
 			continue
 		}
-		r.Messages = append(r.Messages, message(m))
+		r.Messages = append(r.Messages, message{Role: m.Role, Content: m.Content})
 	}
 	r.System = strings.Join(system, "\n\n")
 	return json.Marshal(r)
@@ -85,7 +85,7 @@ func Body(req *adapter.Request) ([]byte, error) {
 
 // Stream implements adapter.Adapter, sending the key as x-api-key when one
 // is configured.
-func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(string) error) (adapter.Result, error) {
+func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(adapter.Delta) error) (adapter.Result, error) {
 	body, err := Body(req)
 	if err != nil {
 		return adapter.Result{}, &adapter.Error{Kind: adapter.KindBadRequest, Message: "cannot encode the request", Err: err}
@@ -132,7 +132,7 @@ type event struct {
 }
 
 // decode reads the event stream until message_stop.
-func decode(resp *upstream.Response, maxEvent int, emit func(string) error) (adapter.Result, error) {
+func decode(resp *upstream.Response, maxEvent int, emit func(adapter.Delta) error) (adapter.Result, error) {
 	dec := sse.NewDecoder(resp, maxEvent)
 	var (
 		raw            string
@@ -169,7 +169,7 @@ func decode(resp *upstream.Response, maxEvent int, emit func(string) error) (ada
 			}
 		case "content_block_delta":
 			if e.Delta != nil && e.Delta.Type == "text_delta" && e.Delta.Text != "" {
-				if err := emit(e.Delta.Text); err != nil {
+				if err := emit(adapter.Delta{Text: e.Delta.Text}); err != nil {
 					return adapter.Result{}, err
 				}
 			}

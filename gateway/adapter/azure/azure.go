@@ -48,7 +48,7 @@ func URL(m adapter.Model) string {
 
 // Stream implements adapter.Adapter. Code features use chat prompts: Azure
 // deployments of chat models take no FIM text completions.
-func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(string) error) (adapter.Result, error) {
+func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(adapter.Delta) error) (adapter.Result, error) {
 	if req.Model.Identifier == "" {
 		return adapter.Result{}, &adapter.Error{Kind: adapter.KindBadRequest, Message: "azure_openai model has no deployment (identifier)"}
 	}
@@ -70,4 +70,12 @@ func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(st
 	return oaistream.NewDecoder(oaistream.Chat).Decode(resp, a.up.MaxEventBytes(), emit)
 }
 
-var _ adapter.Adapter = (*Adapter)(nil)
+// TakesTools implements adapter.ToolTaker: tools, tool_choice,
+// parallel_tool_calls and tool turns are sent as the Chat Completions API
+// defines them, and the stream's delta.tool_calls are reported.
+func (a *Adapter) TakesTools() bool { return true }
+
+var (
+	_ adapter.Adapter   = (*Adapter)(nil)
+	_ adapter.ToolTaker = (*Adapter)(nil)
+)

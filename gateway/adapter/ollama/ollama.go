@@ -68,7 +68,7 @@ func Build(req *adapter.Request) (path string, body []byte, err error) {
 		path = "/api/generate"
 	} else {
 		for _, m := range prompt.Chat(req) {
-			r.Messages = append(r.Messages, message(m))
+			r.Messages = append(r.Messages, message{Role: m.Role, Content: m.Content})
 		}
 		path = "/api/chat"
 	}
@@ -78,7 +78,7 @@ func Build(req *adapter.Request) (path string, body []byte, err error) {
 
 // Stream implements adapter.Adapter. Ollama has no API keys of its own; a
 // configured key is sent as a bearer token for the proxies that guard it.
-func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(string) error) (adapter.Result, error) {
+func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(adapter.Delta) error) (adapter.Result, error) {
 	path, body, err := Build(req)
 	if err != nil {
 		return adapter.Result{}, &adapter.Error{Kind: adapter.KindBadRequest, Message: "cannot encode the request", Err: err}
@@ -109,7 +109,7 @@ type line struct {
 }
 
 // decode reads NDJSON lines until the done:true line.
-func decode(resp *upstream.Response, maxEvent int, emit func(string) error) (adapter.Result, error) {
+func decode(resp *upstream.Response, maxEvent int, emit func(adapter.Delta) error) (adapter.Result, error) {
 	lr := sse.NewLineReader(resp, maxEvent)
 	var l line
 	for {
@@ -133,7 +133,7 @@ func decode(resp *upstream.Response, maxEvent int, emit func(string) error) (ada
 			text = l.Response
 		}
 		if text != "" {
-			if err := emit(text); err != nil {
+			if err := emit(adapter.Delta{Text: text}); err != nil {
 				return adapter.Result{}, err
 			}
 		}

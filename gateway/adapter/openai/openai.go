@@ -34,7 +34,7 @@ func New(cfg adapter.Config) (adapter.Adapter, error) {
 // Stream implements adapter.Adapter. It asks for the final usage chunk
 // (stream_options.include_usage) and sends `Authorization: Bearer <key>` only
 // when a key is configured.
-func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(string) error) (adapter.Result, error) {
+func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(adapter.Delta) error) (adapter.Result, error) {
 	base := strings.TrimRight(req.Model.Endpoint, "/")
 	var (
 		url  string
@@ -67,7 +67,8 @@ func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(st
 // fimPrompt returns the FIM prompt and stop sequences for a code completion
 // whose model family has a template.
 func fimPrompt(req *adapter.Request) (string, []string, bool) {
-	if !prompt.UseFIM(req) {
+	// A request with tools is a chat: FIM text completions take none.
+	if !prompt.UseFIM(req) || req.HasToolFields() {
 		return "", nil, false
 	}
 	text, stop, ok := prompt.FIM(req.Model.Family, req.Code.Above, req.Code.Below)
@@ -80,4 +81,12 @@ func fimPrompt(req *adapter.Request) (string, []string, bool) {
 	return text, all, true
 }
 
-var _ adapter.Adapter = (*Adapter)(nil)
+// TakesTools implements adapter.ToolTaker: tools, tool_choice,
+// parallel_tool_calls and tool turns are sent as the Chat Completions API
+// defines them, and the stream's delta.tool_calls are reported.
+func (a *Adapter) TakesTools() bool { return true }
+
+var (
+	_ adapter.Adapter   = (*Adapter)(nil)
+	_ adapter.ToolTaker = (*Adapter)(nil)
+)

@@ -45,7 +45,7 @@ func stream(t *testing.T, req *adapter.Request) (string, adapter.Result, error) 
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	res, err := a.Stream(context.Background(), req, func(s string) error { b.WriteString(s); return nil })
+	res, err := a.Stream(context.Background(), req, func(d adapter.Delta) error { b.WriteString(d.Text); return nil })
 	return b.String(), res, err
 }
 

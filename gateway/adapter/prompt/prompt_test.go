@@ -1,6 +1,7 @@
 package prompt_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -66,7 +67,7 @@ func TestUseFIM(t *testing.T) {
 func TestChatPassesCallerMessagesThroughWithoutCode(t *testing.T) {
 	msgs := []adapter.Message{{Role: "system", Content: "s"}, {Role: "user", Content: "u"}}
 	got := prompt.Chat(&adapter.Request{Feature: feature.DuoChat, Messages: msgs, Code: &adapter.CodeContext{Above: "x"}})
-	if len(got) != 2 || got[0] != msgs[0] || got[1] != msgs[1] {
+	if len(got) != 2 || !reflect.DeepEqual(got, msgs) {
 		t.Fatalf("Chat = %+v, want the caller's messages unchanged", got)
 	}
 }
@@ -78,7 +79,7 @@ func TestChatBuildsCodePromptWithCursor(t *testing.T) {
 		Code:     &adapter.CodeContext{FileName: "main.go", Language: "Go", Above: "package main\n", Below: "\nfunc main() {}\n"},
 	}
 	got := prompt.Chat(req)
-	if len(got) != 3 || got[0].Role != "system" || got[1] != req.Messages[0] || got[2].Role != "user" {
+	if len(got) != 3 || got[0].Role != "system" || !reflect.DeepEqual(got[1], req.Messages[0]) || got[2].Role != "user" {
 		t.Fatalf("Chat roles = %+v, want system, caller's message, code", got)
 	}
 	code := got[2].Content

@@ -72,7 +72,7 @@ func fim(req *adapter.Request) (string, []string, bool) {
 
 // Stream implements adapter.Adapter, sending the key as a bearer token when
 // one is configured.
-func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(string) error) (adapter.Result, error) {
+func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(adapter.Delta) error) (adapter.Result, error) {
 	body, err := Body(req)
 	if err != nil {
 		return adapter.Result{}, &adapter.Error{Kind: adapter.KindBadRequest, Message: "cannot encode the request", Err: err}
@@ -104,7 +104,7 @@ type event struct {
 }
 
 // decode reads token events until the one with details.
-func decode(resp *upstream.Response, maxEvent int, emit func(string) error) (adapter.Result, error) {
+func decode(resp *upstream.Response, maxEvent int, emit func(adapter.Delta) error) (adapter.Result, error) {
 	dec := sse.NewDecoder(resp, maxEvent)
 	for {
 		data, err := upstream.NextData(dec, resp, maxEvent)
@@ -119,7 +119,7 @@ func decode(resp *upstream.Response, maxEvent int, emit func(string) error) (ada
 			return adapter.Result{}, resp.StreamError(data)
 		}
 		if e.Token != nil && !e.Token.Special && e.Token.Text != "" {
-			if err := emit(e.Token.Text); err != nil {
+			if err := emit(adapter.Delta{Text: e.Token.Text}); err != nil {
 				return adapter.Result{}, err
 			}
 		}

@@ -14,7 +14,7 @@ func TestAppendBodyMatchesEncodingJSON(t *testing.T) {
 		name string
 		b    body
 	}{
-		{"chat with every option", body{Model: "m", Messages: []message{{"system", "be \"brief\"\n\t\\"}, {"user", "héllo <b>\x00\x1f\u2029"}},
+		{"chat with every option", body{Model: "m", Messages: []message{{Role: "system", Content: "be \"brief\"\n\t\\"}, {Role: "user", Content: "héllo <b>\x00\x1f\u2029"}},
 			Stream: true, StreamOptions: &streamOptions{IncludeUsage: true}, MaxTokens: 128, Temperature: &temp, TopP: &topP, Stop: []string{"\n\n", "</s>"}}},
 		{"text completion", body{Model: "m", Prompt: &prompt, Stream: true, Temperature: &tiny, TopP: &big}},
 		{"empty", body{}},
@@ -49,7 +49,7 @@ func FuzzAppendBodyMatchesEncodingJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, model, role, text, stop string, x float32, maxTokens int, chat bool) {
 		b := body{Model: model, Stream: true, MaxTokens: maxTokens, Temperature: &x, Stop: []string{stop}}
 		if chat {
-			b.Messages = []message{{role, text}}
+			b.Messages = []message{{Role: role, Content: text}}
 		} else {
 			b.Prompt = &text
 		}

@@ -9,7 +9,8 @@ import (
 
 // fastChunk is a one-pass decoder for the chunk shapes OpenAI-compatible
 // servers send. It reads exactly the fields of chunk (choices[].index,
-// .delta.content, .text, .finish_reason, usage) and validates every other
+// .delta.content, an empty or null .delta.tool_calls, .text, .finish_reason,
+// usage) and validates every other
 // byte as it skips it, so one pass replaces validate + scan + decode.
 //
 // It handles only what it can decode exactly as encoding/json would and
@@ -18,7 +19,7 @@ import (
 // a top level that is not an object, trailing bytes, a key with an escape or
 // a non-ASCII byte, a key that matches a field only case-insensitively, a
 // duplicate field, an unexpected type for a field (including content arrays
-// and null choices), a number that is not a plain int for an int field,
+// and null choices), a non-empty tool_calls array (toolcalls.go), a number that is not a plain int for an int field,
 // invalid UTF-8 in a decoded string, an "error" member, nesting deeper than
 // maxDepth. FuzzFastChunkMatchesStdlib holds it to encoding/json.
 type fastChunk struct {
@@ -210,10 +211,13 @@ func (p *fastChunk) choice(ch *choice) bool {
 			}
 			var dseen uint8
 			return p.object(func(key []byte) bool {
-				if string(key) == "content" {
+				switch string(key) {
+				case "content":
 					return once(&dseen, 1) && p.content(&ch.Delta.Content)
+				case "tool_calls":
+					return once(&dseen, 2) && p.toolCalls(&ch.Delta.ToolCalls)
 				}
-				return p.unknown(key, 2, "content")
+				return p.unknown(key, 2, "content", "tool_calls")
 			})
 		case "text":
 			return once(&seen, 4) && p.content(&ch.Text)

@@ -22,8 +22,10 @@ const (
 )
 
 type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role       string         `json:"role"`
+	Content    string         `json:"content"`
+	ToolCalls  []wireToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string         `json:"tool_call_id,omitempty"`
 }
 
 type streamOptions struct {
@@ -40,16 +42,27 @@ type body struct {
 	Temperature   *float32       `json:"temperature,omitempty"`
 	TopP          *float32       `json:"top_p,omitempty"`
 	Stop          []string       `json:"stop,omitempty"`
+	// Tool calling (toolcalls.go); bodies with any of these are encoded
+	// by encoding/json.
+	Tools             []wireTool      `json:"tools,omitempty"`
+	ToolChoice        json.RawMessage `json:"tool_choice,omitempty"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls,omitempty"`
 }
 
 // ChatBody returns the JSON body of a streaming chat completion request for
-// model with msgs and req's generation options. includeUsage asks for the
-// final usage chunk (stream_options.include_usage).
+// model with msgs and req's generation options and tools. includeUsage asks
+// for the final usage chunk (stream_options.include_usage).
 func ChatBody(req *adapter.Request, model string, msgs []adapter.Message, includeUsage bool) ([]byte, error) {
 	b := newBody(req, model, req.Stop, includeUsage)
 	b.Messages = make([]message, len(msgs))
 	for i, m := range msgs {
-		b.Messages[i] = message(m)
+		b.Messages[i] = wireMessage(m)
+	}
+	if err := b.setTools(req); err != nil {
+		return nil, err
+	}
+	if b.hasTools() {
+		return json.Marshal(b)
 	}
 	return appendBody(make([]byte, 0, b.size()), b)
 }
@@ -102,7 +115,8 @@ type choice struct {
 }
 
 type delta struct {
-	Content content `json:"content"`
+	Content   content         `json:"content"`
+	ToolCalls []toolCallChunk `json:"tool_calls"`
 }
 
 type usage struct {
@@ -181,12 +195,12 @@ func NewDecoder(mode Mode) *Decoder {
 }
 
 // Decode reads resp to the end of the stream, calling emit with each
-// non-empty text delta of choice 0. It returns the normalized finish and the
+// non-empty text or tool-call delta of choice 0. It returns the normalized finish and the
 // last usage the server reported once [DONE] arrives. In-stream errors
 // (an `error` member, an `event: error` frame, a llama.cpp `error:` line),
 // an abort finish, malformed chunks and a body that ends before [DONE] are
 // returned as *adapter.Error; an error from emit is returned as is.
-func (d *Decoder) Decode(resp upstream.Body, maxEvent int, emit func(string) error) (adapter.Result, error) {
+func (d *Decoder) Decode(resp upstream.Body, maxEvent int, emit func(adapter.Delta) error) (adapter.Result, error) {
 	dec := sse.NewDecoder(resp, maxEvent)
 	var raw string
 	var last *usage
@@ -198,12 +212,12 @@ func (d *Decoder) Decode(resp upstream.Body, maxEvent int, emit func(string) err
 		if string(data) == "[DONE]" {
 			break
 		}
-		text, finish, u, err := d.parse(data, resp)
+		text, finish, calls, u, err := d.parse(data, resp)
 		if err != nil {
 			return adapter.Result{}, err
 		}
-		if text != "" {
-			if err := emit(text); err != nil {
+		if text != "" || calls != nil {
+			if err := emit(adapter.Delta{Text: text, ToolCalls: calls}); err != nil {
 				return adapter.Result{}, err
 			}
 		}
@@ -254,13 +268,13 @@ func (d *Decoder) reset() {
 }
 
 // parse decodes one chunk into the reusable buffers.
-func (d *Decoder) parse(data []byte, resp upstream.Body) (text, finish string, u *usage, err error) {
+func (d *Decoder) parse(data []byte, resp upstream.Body) (text, finish string, calls []adapter.ToolCallDelta, u *usage, err error) {
 	c := &d.c
 	if err := d.decodeChunk(data); err != nil {
-		return "", "", nil, upstream.Malformed("invalid JSON chunk", err)
+		return "", "", nil, nil, upstream.Malformed("invalid JSON chunk", err)
 	}
 	if upstream.HasError(c.Error) {
-		return "", "", nil, resp.StreamError(data)
+		return "", "", nil, nil, resp.StreamError(data)
 	}
 	if c.Usage != nil && (d.u.PromptTokens != unset || d.u.CompletionTokens != unset) {
 		u = &d.u
@@ -275,11 +289,16 @@ func (d *Decoder) parse(data []byte, resp upstream.Body) (text, finish string, u
 			text = string(ch.Text)
 		} else {
 			text = string(ch.Delta.Content)
+			if len(ch.Delta.ToolCalls) > 0 {
+				if calls, err = toolCallDeltas(ch.Delta.ToolCalls); err != nil {
+					return "", "", nil, nil, err
+				}
+			}
 		}
 		finish = ch.FinishReason
 		break
 	}
-	return text, finish, u, nil
+	return text, finish, calls, u, nil
 }
 
 // Finish normalizes an OpenAI-compatible finish_reason. ok is false for

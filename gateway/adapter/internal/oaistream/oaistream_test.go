@@ -32,9 +32,9 @@ func longStream(n int) []byte {
 func TestDecodeLongStream(t *testing.T) {
 	var text strings.Builder
 	n := 0
-	res, err := NewDecoder(Chat).Decode(rawBody{bytes.NewReader(longStream(1000))}, 0, func(s string) error {
+	res, err := NewDecoder(Chat).Decode(rawBody{bytes.NewReader(longStream(1000))}, 0, func(d adapter.Delta) error {
 		n++
-		text.WriteString(s)
+		text.WriteString(d.Text)
 		return nil
 	})
 	if err != nil || n != 1000 || res.Finish != adapter.FinishStop || res.Usage == nil || res.Usage.CompletionTokens != 1000 {
@@ -50,7 +50,7 @@ func TestChunkFieldsDoNotLeakBetweenChunks(t *testing.T) {
 		`data: {"choices":[{"index":0,"delta":{}}]}` + "\n\n" +
 		`data: {"choices":[{"index":0}]}` + "\n\ndata: [DONE]\n\n"
 	var got []string
-	res, err := NewDecoder(Chat).Decode(rawBody{strings.NewReader(stream)}, 0, func(s string) error { got = append(got, s); return nil })
+	res, err := NewDecoder(Chat).Decode(rawBody{strings.NewReader(stream)}, 0, func(d adapter.Delta) error { got = append(got, d.Text); return nil })
 	if err != nil || len(got) != 1 || res.Finish != adapter.FinishLength || res.Usage == nil || res.Usage.CompletionTokens != 2 {
 		t.Fatalf("deltas %q, %+v, %v: a field leaked from an earlier chunk", got, res, err)
 	}
@@ -63,7 +63,7 @@ func BenchmarkDecodeLongStream(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		_, err := NewDecoder(Chat).Decode(rawBody{bytes.NewReader(data)}, 0, func(string) error { return nil })
+		_, err := NewDecoder(Chat).Decode(rawBody{bytes.NewReader(data)}, 0, func(adapter.Delta) error { return nil })
 		if err != nil {
 			b.Fatal(err)
 		}
