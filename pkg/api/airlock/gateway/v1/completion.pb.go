@@ -85,11 +85,21 @@ func (FinishReason) EnumDescriptor() ([]byte, []int) {
 // Message is one chat turn.
 type Message struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// system, user or assistant (at most 16 bytes).
+	// system, user, assistant or tool (at most 16 bytes). A tool turn answers
+	// one earlier tool call (tool_call_id); only a request to a model that
+	// takes tools may carry one.
 	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
-	// Text of the turn. Every content and code_context text of a request
-	// together: at most --max-prompt-bytes (ResourceExhausted otherwise).
-	Content       string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	// Text of the turn (for a tool turn, the tool's result). Every content,
+	// code_context text and tool field of a request together: at most
+	// --max-prompt-bytes (ResourceExhausted otherwise). May be empty on an
+	// assistant turn with tool_calls.
+	Content string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	// Calls an assistant turn made (at most 128), as the model answered them
+	// (CompleteResponse.tool_calls). Only on role assistant.
+	ToolCalls []*ToolCall `protobuf:"bytes,3,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	// The call a tool turn answers: required on role tool, refused on the
+	// others; 1-256 bytes.
+	ToolCallId    string `protobuf:"bytes,4,opt,name=tool_call_id,json=toolCallId,proto3" json:"tool_call_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -138,6 +148,288 @@ func (x *Message) GetContent() string {
 	return ""
 }
 
+func (x *Message) GetToolCalls() []*ToolCall {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
+func (x *Message) GetToolCallId() string {
+	if x != nil {
+		return x.ToolCallId
+	}
+	return ""
+}
+
+// Tool is a function the model may call. Tools pass through only to models
+// whose provider takes them (openai_compatible, azure_openai); a request
+// with tools for a feature bound to another provider is InvalidArgument
+// naming `tools` and the provider (a fallback that cannot take tools is
+// skipped).
+type Tool struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Function name: 1-64 of A-Z, a-z, 0-9, _ and -; unique in the request.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// What the function does, for the model; at most 4096 bytes.
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// JSON Schema of the arguments as a JSON object text (e.g.
+	// `{"type":"object","properties":{...}}`); empty for none; at most 65536
+	// bytes.
+	ParametersJson string `protobuf:"bytes,3,opt,name=parameters_json,json=parametersJson,proto3" json:"parameters_json,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Tool) Reset() {
+	*x = Tool{}
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tool) ProtoMessage() {}
+
+func (x *Tool) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tool.ProtoReflect.Descriptor instead.
+func (*Tool) Descriptor() ([]byte, []int) {
+	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Tool) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Tool) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Tool) GetParametersJson() string {
+	if x != nil {
+		return x.ParametersJson
+	}
+	return ""
+}
+
+// ToolChoice says whether and which tool the model must call. Unset leaves
+// it to the model server (auto when tools are given).
+type ToolChoice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// none, auto, required, or function (then function_name is required and
+	// must name one of the request's tools).
+	Mode string `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"`
+	// The tool the model must call when mode is function; empty otherwise.
+	FunctionName  string `protobuf:"bytes,2,opt,name=function_name,json=functionName,proto3" json:"function_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolChoice) Reset() {
+	*x = ToolChoice{}
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolChoice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolChoice) ProtoMessage() {}
+
+func (x *ToolChoice) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolChoice.ProtoReflect.Descriptor instead.
+func (*ToolChoice) Descriptor() ([]byte, []int) {
+	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ToolChoice) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ToolChoice) GetFunctionName() string {
+	if x != nil {
+		return x.FunctionName
+	}
+	return ""
+}
+
+// ToolCall is one whole call of a function by the model.
+type ToolCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The model server's id of the call (a tool turn answers it by this id);
+	// at most 256 bytes.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Name of the function called (one of the request's tools).
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Arguments as a JSON text, exactly as the model produced them (not
+	// validated by the gateway: check them before acting on them).
+	Arguments     string `protobuf:"bytes,3,opt,name=arguments,proto3" json:"arguments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCall) Reset() {
+	*x = ToolCall{}
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCall) ProtoMessage() {}
+
+func (x *ToolCall) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCall.ProtoReflect.Descriptor instead.
+func (*ToolCall) Descriptor() ([]byte, []int) {
+	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ToolCall) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ToolCall) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ToolCall) GetArguments() string {
+	if x != nil {
+		return x.Arguments
+	}
+	return ""
+}
+
+// ToolCallDelta is a fragment of a streamed tool call. The fragments of one
+// call share its index; id and name arrive on its first fragment, the
+// arguments in pieces to be concatenated in order.
+type ToolCallDelta struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position of the call in the answer: 0, 1, ... (at most 127).
+	Index uint32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// The call's id; set on the call's first fragment only.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// The function's name; set on the call's first fragment only.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// The next piece of the arguments' JSON text (may be empty).
+	Arguments     string `protobuf:"bytes,4,opt,name=arguments,proto3" json:"arguments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCallDelta) Reset() {
+	*x = ToolCallDelta{}
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCallDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCallDelta) ProtoMessage() {}
+
+func (x *ToolCallDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCallDelta.ProtoReflect.Descriptor instead.
+func (*ToolCallDelta) Descriptor() ([]byte, []int) {
+	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ToolCallDelta) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ToolCallDelta) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ToolCallDelta) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ToolCallDelta) GetArguments() string {
+	if x != nil {
+		return x.Arguments
+	}
+	return ""
+}
+
 // CodeContext is the editor state for code features.
 type CodeContext struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -155,7 +447,7 @@ type CodeContext struct {
 
 func (x *CodeContext) Reset() {
 	*x = CodeContext{}
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[1]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -167,7 +459,7 @@ func (x *CodeContext) String() string {
 func (*CodeContext) ProtoMessage() {}
 
 func (x *CodeContext) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[1]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -180,7 +472,7 @@ func (x *CodeContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CodeContext.ProtoReflect.Descriptor instead.
 func (*CodeContext) Descriptor() ([]byte, []int) {
-	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{1}
+	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CodeContext) GetFileName() string {
@@ -229,7 +521,7 @@ type GenerationOptions struct {
 
 func (x *GenerationOptions) Reset() {
 	*x = GenerationOptions{}
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[2]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -241,7 +533,7 @@ func (x *GenerationOptions) String() string {
 func (*GenerationOptions) ProtoMessage() {}
 
 func (x *GenerationOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[2]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -254,7 +546,7 @@ func (x *GenerationOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerationOptions.ProtoReflect.Descriptor instead.
 func (*GenerationOptions) Descriptor() ([]byte, []int) {
-	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{2}
+	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GenerationOptions) GetMaxTokens() uint32 {
@@ -298,7 +590,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[3]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +602,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[3]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +615,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{3}
+	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Usage) GetPromptTokens() uint32 {
@@ -355,7 +647,7 @@ type CompletionDone struct {
 
 func (x *CompletionDone) Reset() {
 	*x = CompletionDone{}
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[4]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +659,7 @@ func (x *CompletionDone) String() string {
 func (*CompletionDone) ProtoMessage() {}
 
 func (x *CompletionDone) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[4]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +672,7 @@ func (x *CompletionDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompletionDone.ProtoReflect.Descriptor instead.
 func (*CompletionDone) Descriptor() ([]byte, []int) {
-	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{4}
+	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CompletionDone) GetFinishReason() FinishReason {
@@ -417,14 +709,23 @@ type StreamCompletionRequest struct {
 	// Editor state for code features.
 	CodeContext *CodeContext `protobuf:"bytes,3,opt,name=code_context,json=codeContext,proto3" json:"code_context,omitempty"`
 	// Sampling controls.
-	Options       *GenerationOptions `protobuf:"bytes,4,opt,name=options,proto3" json:"options,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Options *GenerationOptions `protobuf:"bytes,4,opt,name=options,proto3" json:"options,omitempty"`
+	// Functions the model may call (at most 128). Tools, tool turns and
+	// tool_choice need a model that takes tools (see Tool); every tool field
+	// counts toward --max-prompt-bytes.
+	Tools []*Tool `protobuf:"bytes,5,rep,name=tools,proto3" json:"tools,omitempty"`
+	// Whether and which tool the model must call; needs tools.
+	ToolChoice *ToolChoice `protobuf:"bytes,6,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`
+	// Whether the model may call several tools in one answer; unset leaves it
+	// to the model server. Needs tools.
+	ParallelToolCalls *bool `protobuf:"varint,7,opt,name=parallel_tool_calls,json=parallelToolCalls,proto3,oneof" json:"parallel_tool_calls,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StreamCompletionRequest) Reset() {
 	*x = StreamCompletionRequest{}
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[5]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +737,7 @@ func (x *StreamCompletionRequest) String() string {
 func (*StreamCompletionRequest) ProtoMessage() {}
 
 func (x *StreamCompletionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[5]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +750,7 @@ func (x *StreamCompletionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCompletionRequest.ProtoReflect.Descriptor instead.
 func (*StreamCompletionRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{5}
+	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StreamCompletionRequest) GetFeature() string {
@@ -480,21 +781,49 @@ func (x *StreamCompletionRequest) GetOptions() *GenerationOptions {
 	return nil
 }
 
-// StreamCompletionResponse is one piece of the answer.
+func (x *StreamCompletionRequest) GetTools() []*Tool {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *StreamCompletionRequest) GetToolChoice() *ToolChoice {
+	if x != nil {
+		return x.ToolChoice
+	}
+	return nil
+}
+
+func (x *StreamCompletionRequest) GetParallelToolCalls() bool {
+	if x != nil && x.ParallelToolCalls != nil {
+		return *x.ParallelToolCalls
+	}
+	return false
+}
+
+// StreamCompletionResponse is one piece of the answer: text, then tool-call
+// fragments, in the order the model produced them (a reader that lags may
+// get several deltas merged into one message, and consecutive fragments of
+// one call merged into one).
 type StreamCompletionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Text delta; concatenating every delta gives the answer. Empty on the
-	// last message.
+	// Text delta; concatenating every delta gives the answer's text. Empty on
+	// the last message.
 	Text string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
 	// Set only on the last message.
-	Done          *CompletionDone `protobuf:"bytes,2,opt,name=done,proto3" json:"done,omitempty"`
+	Done *CompletionDone `protobuf:"bytes,2,opt,name=done,proto3" json:"done,omitempty"`
+	// Tool-call fragments that follow text in this message (only when the
+	// request carried tools). finish_reason is TOOL_CALLS when the model
+	// ended its answer to have them called.
+	ToolCalls     []*ToolCallDelta `protobuf:"bytes,3,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamCompletionResponse) Reset() {
 	*x = StreamCompletionResponse{}
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[6]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +835,7 @@ func (x *StreamCompletionResponse) String() string {
 func (*StreamCompletionResponse) ProtoMessage() {}
 
 func (x *StreamCompletionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[6]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +848,7 @@ func (x *StreamCompletionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCompletionResponse.ProtoReflect.Descriptor instead.
 func (*StreamCompletionResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{6}
+	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StreamCompletionResponse) GetText() string {
@@ -536,6 +865,13 @@ func (x *StreamCompletionResponse) GetDone() *CompletionDone {
 	return nil
 }
 
+func (x *StreamCompletionResponse) GetToolCalls() []*ToolCallDelta {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
 // CompleteRequest asks for a whole answer; same fields as
 // StreamCompletionRequest.
 type CompleteRequest struct {
@@ -548,14 +884,23 @@ type CompleteRequest struct {
 	// Editor state for code features.
 	CodeContext *CodeContext `protobuf:"bytes,3,opt,name=code_context,json=codeContext,proto3" json:"code_context,omitempty"`
 	// Sampling controls.
-	Options       *GenerationOptions `protobuf:"bytes,4,opt,name=options,proto3" json:"options,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Options *GenerationOptions `protobuf:"bytes,4,opt,name=options,proto3" json:"options,omitempty"`
+	// Functions the model may call (at most 128). Tools, tool turns and
+	// tool_choice need a model that takes tools (see Tool); every tool field
+	// counts toward --max-prompt-bytes.
+	Tools []*Tool `protobuf:"bytes,5,rep,name=tools,proto3" json:"tools,omitempty"`
+	// Whether and which tool the model must call; needs tools.
+	ToolChoice *ToolChoice `protobuf:"bytes,6,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`
+	// Whether the model may call several tools in one answer; unset leaves it
+	// to the model server. Needs tools.
+	ParallelToolCalls *bool `protobuf:"varint,7,opt,name=parallel_tool_calls,json=parallelToolCalls,proto3,oneof" json:"parallel_tool_calls,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CompleteRequest) Reset() {
 	*x = CompleteRequest{}
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[7]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +912,7 @@ func (x *CompleteRequest) String() string {
 func (*CompleteRequest) ProtoMessage() {}
 
 func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[7]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +925,7 @@ func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{7}
+	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CompleteRequest) GetFeature() string {
@@ -611,20 +956,44 @@ func (x *CompleteRequest) GetOptions() *GenerationOptions {
 	return nil
 }
 
+func (x *CompleteRequest) GetTools() []*Tool {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *CompleteRequest) GetToolChoice() *ToolChoice {
+	if x != nil {
+		return x.ToolChoice
+	}
+	return nil
+}
+
+func (x *CompleteRequest) GetParallelToolCalls() bool {
+	if x != nil && x.ParallelToolCalls != nil {
+		return *x.ParallelToolCalls
+	}
+	return false
+}
+
 // CompleteResponse is the whole answer.
 type CompleteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The answer text.
 	Text string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
 	// Finish reason, usage and model.
-	Done          *CompletionDone `protobuf:"bytes,2,opt,name=done,proto3" json:"done,omitempty"`
+	Done *CompletionDone `protobuf:"bytes,2,opt,name=done,proto3" json:"done,omitempty"`
+	// The tool calls of the answer, by index, each assembled from its
+	// fragments (only when the request carried tools).
+	ToolCalls     []*ToolCall `protobuf:"bytes,3,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[8]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +1005,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[8]
+	mi := &file_airlock_gateway_v1_completion_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +1018,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{8}
+	return file_airlock_gateway_v1_completion_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CompleteResponse) GetText() string {
@@ -666,14 +1035,42 @@ func (x *CompleteResponse) GetDone() *CompletionDone {
 	return nil
 }
 
+func (x *CompleteResponse) GetToolCalls() []*ToolCall {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
 var File_airlock_gateway_v1_completion_proto protoreflect.FileDescriptor
 
 const file_airlock_gateway_v1_completion_proto_rawDesc = "" +
 	"\n" +
-	"#airlock/gateway/v1/completion.proto\x12\x12airlock.gateway.v1\"7\n" +
+	"#airlock/gateway/v1/completion.proto\x12\x12airlock.gateway.v1\"\x96\x01\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\tR\acontent\"\xaa\x01\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\x12;\n" +
+	"\n" +
+	"tool_calls\x18\x03 \x03(\v2\x1c.airlock.gateway.v1.ToolCallR\ttoolCalls\x12 \n" +
+	"\ftool_call_id\x18\x04 \x01(\tR\n" +
+	"toolCallId\"e\n" +
+	"\x04Tool\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +
+	"\x0fparameters_json\x18\x03 \x01(\tR\x0eparametersJson\"E\n" +
+	"\n" +
+	"ToolChoice\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\tR\x04mode\x12#\n" +
+	"\rfunction_name\x18\x02 \x01(\tR\ffunctionName\"L\n" +
+	"\bToolCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\targuments\x18\x03 \x01(\tR\targuments\"g\n" +
+	"\rToolCallDelta\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1c\n" +
+	"\targuments\x18\x04 \x01(\tR\targuments\"\xaa\x01\n" +
 	"\vCodeContext\x12\x1b\n" +
 	"\tfile_name\x18\x01 \x01(\tR\bfileName\x120\n" +
 	"\x14content_above_cursor\x18\x02 \x01(\tR\x12contentAboveCursor\x120\n" +
@@ -693,23 +1090,37 @@ const file_airlock_gateway_v1_completion_proto_rawDesc = "" +
 	"\x0eCompletionDone\x12E\n" +
 	"\rfinish_reason\x18\x01 \x01(\x0e2 .airlock.gateway.v1.FinishReasonR\ffinishReason\x12/\n" +
 	"\x05usage\x18\x02 \x01(\v2\x19.airlock.gateway.v1.UsageR\x05usage\x12\x14\n" +
-	"\x05model\x18\x03 \x01(\tR\x05model\"\xf1\x01\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\"\xaf\x03\n" +
 	"\x17StreamCompletionRequest\x12\x18\n" +
 	"\afeature\x18\x01 \x01(\tR\afeature\x127\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1b.airlock.gateway.v1.MessageR\bmessages\x12B\n" +
 	"\fcode_context\x18\x03 \x01(\v2\x1f.airlock.gateway.v1.CodeContextR\vcodeContext\x12?\n" +
-	"\aoptions\x18\x04 \x01(\v2%.airlock.gateway.v1.GenerationOptionsR\aoptions\"f\n" +
+	"\aoptions\x18\x04 \x01(\v2%.airlock.gateway.v1.GenerationOptionsR\aoptions\x12.\n" +
+	"\x05tools\x18\x05 \x03(\v2\x18.airlock.gateway.v1.ToolR\x05tools\x12?\n" +
+	"\vtool_choice\x18\x06 \x01(\v2\x1e.airlock.gateway.v1.ToolChoiceR\n" +
+	"toolChoice\x123\n" +
+	"\x13parallel_tool_calls\x18\a \x01(\bH\x00R\x11parallelToolCalls\x88\x01\x01B\x16\n" +
+	"\x14_parallel_tool_calls\"\xa8\x01\n" +
 	"\x18StreamCompletionResponse\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x126\n" +
-	"\x04done\x18\x02 \x01(\v2\".airlock.gateway.v1.CompletionDoneR\x04done\"\xe9\x01\n" +
+	"\x04done\x18\x02 \x01(\v2\".airlock.gateway.v1.CompletionDoneR\x04done\x12@\n" +
+	"\n" +
+	"tool_calls\x18\x03 \x03(\v2!.airlock.gateway.v1.ToolCallDeltaR\ttoolCalls\"\xa7\x03\n" +
 	"\x0fCompleteRequest\x12\x18\n" +
 	"\afeature\x18\x01 \x01(\tR\afeature\x127\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1b.airlock.gateway.v1.MessageR\bmessages\x12B\n" +
 	"\fcode_context\x18\x03 \x01(\v2\x1f.airlock.gateway.v1.CodeContextR\vcodeContext\x12?\n" +
-	"\aoptions\x18\x04 \x01(\v2%.airlock.gateway.v1.GenerationOptionsR\aoptions\"^\n" +
+	"\aoptions\x18\x04 \x01(\v2%.airlock.gateway.v1.GenerationOptionsR\aoptions\x12.\n" +
+	"\x05tools\x18\x05 \x03(\v2\x18.airlock.gateway.v1.ToolR\x05tools\x12?\n" +
+	"\vtool_choice\x18\x06 \x01(\v2\x1e.airlock.gateway.v1.ToolChoiceR\n" +
+	"toolChoice\x123\n" +
+	"\x13parallel_tool_calls\x18\a \x01(\bH\x00R\x11parallelToolCalls\x88\x01\x01B\x16\n" +
+	"\x14_parallel_tool_calls\"\x9b\x01\n" +
 	"\x10CompleteResponse\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x126\n" +
-	"\x04done\x18\x02 \x01(\v2\".airlock.gateway.v1.CompletionDoneR\x04done*\x9f\x01\n" +
+	"\x04done\x18\x02 \x01(\v2\".airlock.gateway.v1.CompletionDoneR\x04done\x12;\n" +
+	"\n" +
+	"tool_calls\x18\x03 \x03(\v2\x1c.airlock.gateway.v1.ToolCallR\ttoolCalls*\x9f\x01\n" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
@@ -734,39 +1145,50 @@ func file_airlock_gateway_v1_completion_proto_rawDescGZIP() []byte {
 }
 
 var file_airlock_gateway_v1_completion_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_airlock_gateway_v1_completion_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_airlock_gateway_v1_completion_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_airlock_gateway_v1_completion_proto_goTypes = []any{
 	(FinishReason)(0),                // 0: airlock.gateway.v1.FinishReason
 	(*Message)(nil),                  // 1: airlock.gateway.v1.Message
-	(*CodeContext)(nil),              // 2: airlock.gateway.v1.CodeContext
-	(*GenerationOptions)(nil),        // 3: airlock.gateway.v1.GenerationOptions
-	(*Usage)(nil),                    // 4: airlock.gateway.v1.Usage
-	(*CompletionDone)(nil),           // 5: airlock.gateway.v1.CompletionDone
-	(*StreamCompletionRequest)(nil),  // 6: airlock.gateway.v1.StreamCompletionRequest
-	(*StreamCompletionResponse)(nil), // 7: airlock.gateway.v1.StreamCompletionResponse
-	(*CompleteRequest)(nil),          // 8: airlock.gateway.v1.CompleteRequest
-	(*CompleteResponse)(nil),         // 9: airlock.gateway.v1.CompleteResponse
+	(*Tool)(nil),                     // 2: airlock.gateway.v1.Tool
+	(*ToolChoice)(nil),               // 3: airlock.gateway.v1.ToolChoice
+	(*ToolCall)(nil),                 // 4: airlock.gateway.v1.ToolCall
+	(*ToolCallDelta)(nil),            // 5: airlock.gateway.v1.ToolCallDelta
+	(*CodeContext)(nil),              // 6: airlock.gateway.v1.CodeContext
+	(*GenerationOptions)(nil),        // 7: airlock.gateway.v1.GenerationOptions
+	(*Usage)(nil),                    // 8: airlock.gateway.v1.Usage
+	(*CompletionDone)(nil),           // 9: airlock.gateway.v1.CompletionDone
+	(*StreamCompletionRequest)(nil),  // 10: airlock.gateway.v1.StreamCompletionRequest
+	(*StreamCompletionResponse)(nil), // 11: airlock.gateway.v1.StreamCompletionResponse
+	(*CompleteRequest)(nil),          // 12: airlock.gateway.v1.CompleteRequest
+	(*CompleteResponse)(nil),         // 13: airlock.gateway.v1.CompleteResponse
 }
 var file_airlock_gateway_v1_completion_proto_depIdxs = []int32{
-	0,  // 0: airlock.gateway.v1.CompletionDone.finish_reason:type_name -> airlock.gateway.v1.FinishReason
-	4,  // 1: airlock.gateway.v1.CompletionDone.usage:type_name -> airlock.gateway.v1.Usage
-	1,  // 2: airlock.gateway.v1.StreamCompletionRequest.messages:type_name -> airlock.gateway.v1.Message
-	2,  // 3: airlock.gateway.v1.StreamCompletionRequest.code_context:type_name -> airlock.gateway.v1.CodeContext
-	3,  // 4: airlock.gateway.v1.StreamCompletionRequest.options:type_name -> airlock.gateway.v1.GenerationOptions
-	5,  // 5: airlock.gateway.v1.StreamCompletionResponse.done:type_name -> airlock.gateway.v1.CompletionDone
-	1,  // 6: airlock.gateway.v1.CompleteRequest.messages:type_name -> airlock.gateway.v1.Message
-	2,  // 7: airlock.gateway.v1.CompleteRequest.code_context:type_name -> airlock.gateway.v1.CodeContext
-	3,  // 8: airlock.gateway.v1.CompleteRequest.options:type_name -> airlock.gateway.v1.GenerationOptions
-	5,  // 9: airlock.gateway.v1.CompleteResponse.done:type_name -> airlock.gateway.v1.CompletionDone
-	6,  // 10: airlock.gateway.v1.CompletionService.StreamCompletion:input_type -> airlock.gateway.v1.StreamCompletionRequest
-	8,  // 11: airlock.gateway.v1.CompletionService.Complete:input_type -> airlock.gateway.v1.CompleteRequest
-	7,  // 12: airlock.gateway.v1.CompletionService.StreamCompletion:output_type -> airlock.gateway.v1.StreamCompletionResponse
-	9,  // 13: airlock.gateway.v1.CompletionService.Complete:output_type -> airlock.gateway.v1.CompleteResponse
-	12, // [12:14] is the sub-list for method output_type
-	10, // [10:12] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	4,  // 0: airlock.gateway.v1.Message.tool_calls:type_name -> airlock.gateway.v1.ToolCall
+	0,  // 1: airlock.gateway.v1.CompletionDone.finish_reason:type_name -> airlock.gateway.v1.FinishReason
+	8,  // 2: airlock.gateway.v1.CompletionDone.usage:type_name -> airlock.gateway.v1.Usage
+	1,  // 3: airlock.gateway.v1.StreamCompletionRequest.messages:type_name -> airlock.gateway.v1.Message
+	6,  // 4: airlock.gateway.v1.StreamCompletionRequest.code_context:type_name -> airlock.gateway.v1.CodeContext
+	7,  // 5: airlock.gateway.v1.StreamCompletionRequest.options:type_name -> airlock.gateway.v1.GenerationOptions
+	2,  // 6: airlock.gateway.v1.StreamCompletionRequest.tools:type_name -> airlock.gateway.v1.Tool
+	3,  // 7: airlock.gateway.v1.StreamCompletionRequest.tool_choice:type_name -> airlock.gateway.v1.ToolChoice
+	9,  // 8: airlock.gateway.v1.StreamCompletionResponse.done:type_name -> airlock.gateway.v1.CompletionDone
+	5,  // 9: airlock.gateway.v1.StreamCompletionResponse.tool_calls:type_name -> airlock.gateway.v1.ToolCallDelta
+	1,  // 10: airlock.gateway.v1.CompleteRequest.messages:type_name -> airlock.gateway.v1.Message
+	6,  // 11: airlock.gateway.v1.CompleteRequest.code_context:type_name -> airlock.gateway.v1.CodeContext
+	7,  // 12: airlock.gateway.v1.CompleteRequest.options:type_name -> airlock.gateway.v1.GenerationOptions
+	2,  // 13: airlock.gateway.v1.CompleteRequest.tools:type_name -> airlock.gateway.v1.Tool
+	3,  // 14: airlock.gateway.v1.CompleteRequest.tool_choice:type_name -> airlock.gateway.v1.ToolChoice
+	9,  // 15: airlock.gateway.v1.CompleteResponse.done:type_name -> airlock.gateway.v1.CompletionDone
+	4,  // 16: airlock.gateway.v1.CompleteResponse.tool_calls:type_name -> airlock.gateway.v1.ToolCall
+	10, // 17: airlock.gateway.v1.CompletionService.StreamCompletion:input_type -> airlock.gateway.v1.StreamCompletionRequest
+	12, // 18: airlock.gateway.v1.CompletionService.Complete:input_type -> airlock.gateway.v1.CompleteRequest
+	11, // 19: airlock.gateway.v1.CompletionService.StreamCompletion:output_type -> airlock.gateway.v1.StreamCompletionResponse
+	13, // 20: airlock.gateway.v1.CompletionService.Complete:output_type -> airlock.gateway.v1.CompleteResponse
+	19, // [19:21] is the sub-list for method output_type
+	17, // [17:19] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_airlock_gateway_v1_completion_proto_init() }
@@ -774,14 +1196,16 @@ func file_airlock_gateway_v1_completion_proto_init() {
 	if File_airlock_gateway_v1_completion_proto != nil {
 		return
 	}
-	file_airlock_gateway_v1_completion_proto_msgTypes[2].OneofWrappers = []any{}
+	file_airlock_gateway_v1_completion_proto_msgTypes[6].OneofWrappers = []any{}
+	file_airlock_gateway_v1_completion_proto_msgTypes[9].OneofWrappers = []any{}
+	file_airlock_gateway_v1_completion_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_airlock_gateway_v1_completion_proto_rawDesc), len(file_airlock_gateway_v1_completion_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,8 +38,9 @@ const (
 // PermissionDenied; no key set available yet is Unavailable.
 type CompletionServiceClient interface {
 	// StreamCompletion streams the answer as text deltas as the model produces
-	// them. The last message has `done` set with the finish reason, token usage
-	// and model. An upstream failure ends the stream with a status (text already
+	// them (and tool-call fragments, for a request with tools, in order with
+	// the text). The last message has `done` set with the finish reason, token
+	// usage and model. An upstream failure ends the stream with a status (text already
 	// sent stays delivered): model rejected its API key FailedPrecondition,
 	// rate limited ResourceExhausted (with RetryInfo), unreachable or 5xx
 	// Unavailable, malformed stream Internal, timeouts DeadlineExceeded.
@@ -100,8 +101,9 @@ func (c *completionServiceClient) Complete(ctx context.Context, in *CompleteRequ
 // PermissionDenied; no key set available yet is Unavailable.
 type CompletionServiceServer interface {
 	// StreamCompletion streams the answer as text deltas as the model produces
-	// them. The last message has `done` set with the finish reason, token usage
-	// and model. An upstream failure ends the stream with a status (text already
+	// them (and tool-call fragments, for a request with tools, in order with
+	// the text). The last message has `done` set with the finish reason, token
+	// usage and model. An upstream failure ends the stream with a status (text already
 	// sent stays delivered): model rejected its API key FailedPrecondition,
 	// rate limited ResourceExhausted (with RetryInfo), unreachable or 5xx
 	// Unavailable, malformed stream Internal, timeouts DeadlineExceeded.
