@@ -34,12 +34,12 @@ func TestEntryPointsServeLikeTheRPCs(t *testing.T) {
 	fa := &fakeAdapter{steps: map[string][]step{"m": {{texts: []string{"a", "b", "c"}}}}, calls: map[string]int{}}
 	svc := newEntryService(t, fa, Limits{})
 	var agg strings.Builder
-	done, err := svc.Serve(context.Background(), chatInput("hi"), func(s string) error { agg.WriteString(s); return nil })
+	done, err := svc.Serve(context.Background(), chatInput("hi"), func(d Delta) error { agg.WriteString(d.Text); return nil })
 	if err != nil || agg.String() != "abc" || done.GetModel() != "m" || done.GetUsage().GetCompletionTokens() != 3 {
 		t.Fatalf("Serve = %q, %v, %v", agg.String(), done, err)
 	}
 	var streamed strings.Builder
-	done, err = svc.ServeStream(context.Background(), chatInput("hi"), func(s string) error { streamed.WriteString(s); return nil })
+	done, err = svc.ServeStream(context.Background(), chatInput("hi"), func(d Delta) error { streamed.WriteString(d.Text); return nil })
 	if err != nil || streamed.String() != "abc" || done.GetFinishReason() != gatewayv1.FinishReason_FINISH_REASON_STOP {
 		t.Fatalf("ServeStream = %q, %v, %v", streamed.String(), done, err)
 	}
@@ -48,7 +48,7 @@ func TestEntryPointsServeLikeTheRPCs(t *testing.T) {
 func TestRequestTooLargeTellsSizeFromRateLimits(t *testing.T) {
 	fa := &fakeAdapter{steps: map[string][]step{"m": {{texts: []string{"a"}}}}, calls: map[string]int{}}
 	svc := newEntryService(t, fa, Limits{MaxPromptBytes: 4})
-	_, err := svc.Serve(context.Background(), chatInput("longer than four"), func(string) error { return nil })
+	_, err := svc.Serve(context.Background(), chatInput("longer than four"), func(Delta) error { return nil })
 	if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted || !strings.HasPrefix(st.Message(), "prompt too large") {
 		t.Fatalf("err = %v, want ResourceExhausted prompt too large", err)
 	}
@@ -72,7 +72,7 @@ func TestServeStreamEndsWhenTheCallerStopsReading(t *testing.T) {
 	block := make(chan struct{})
 	defer close(block)
 	start := time.Now()
-	_, err := svc.ServeStream(context.Background(), chatInput("hi"), func(string) error { <-block; return nil })
+	_, err := svc.ServeStream(context.Background(), chatInput("hi"), func(Delta) error { <-block; return nil })
 	if status.Code(err) != codes.ResourceExhausted || time.Since(start) > 2*time.Second {
 		t.Fatalf("err = %v after %v, want ResourceExhausted soon after 50ms", err, time.Since(start))
 	}
@@ -86,7 +86,7 @@ func TestInputTargetsReplaceTheCatalogBinding(t *testing.T) {
 	in := chatInput("hi")
 	in.Targets = []catalog.Target{target("req")}
 	var got strings.Builder
-	done, err := svc.Serve(context.Background(), in, func(s string) error { got.WriteString(s); return nil })
+	done, err := svc.Serve(context.Background(), in, func(d Delta) error { got.WriteString(d.Text); return nil })
 	if err != nil || got.String() != "request" || done.GetModel() != "req" || fa.calls["m"] != 0 {
 		t.Fatalf("Serve = %q, %v, %v (catalog model calls %d)", got.String(), done, err, fa.calls["m"])
 	}
@@ -96,7 +96,7 @@ func TestInputTargetsReplaceTheCatalogBinding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := deny.Serve(context.Background(), in, func(string) error { return nil }); status.Code(err) != codes.PermissionDenied {
+	if _, err := deny.Serve(context.Background(), in, func(Delta) error { return nil }); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("err = %v, want PermissionDenied", err)
 	}
 }
@@ -123,7 +123,7 @@ func TestModelFailureNamesUpstreamCauses(t *testing.T) {
 			fa := &fakeAdapter{steps: map[string][]step{"m": {{err: tt.err}}}, calls: map[string]int{}}
 			svc := newEntryService(t, fa, Limits{})
 			svc.cfg.Attempts = 1
-			_, err := svc.Serve(context.Background(), tt.in, func(string) error { return nil })
+			_, err := svc.Serve(context.Background(), tt.in, func(Delta) error { return nil })
 			code, ok := ModelFailure(err)
 			if status.Code(err) != tt.wantCode || ok != tt.model || code != tt.wantHTTP {
 				t.Fatalf("err %v: ModelFailure = %d, %v; want %s %d %v", err, code, ok, tt.wantCode, tt.wantHTTP, tt.model)
@@ -133,7 +133,7 @@ func TestModelFailureNamesUpstreamCauses(t *testing.T) {
 	fa := &fakeAdapter{steps: map[string][]step{"m": {{err: rateLimited}}}, calls: map[string]int{}}
 	svc := newEntryService(t, fa, Limits{})
 	svc.cfg.Attempts = 1
-	_, err := svc.Serve(context.Background(), chatInput("hi"), func(string) error { return nil })
+	_, err := svc.Serve(context.Background(), chatInput("hi"), func(Delta) error { return nil })
 	if st, _ := status.FromError(err); len(st.Details()) != 1 {
 		t.Errorf("RetryInfo lost: %v", st.Details())
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/airlock-dev/airlock/gateway/adapter"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -22,7 +24,8 @@ type sink struct {
 	entered chan struct{}
 }
 
-func (s *sink) send(text string) error {
+func (s *sink) send(d adapter.Delta) error {
+	text := d.Text
 	if s.entered != nil {
 		select {
 		case s.entered <- struct{}{}:
@@ -48,7 +51,7 @@ func TestRelayDeliversInOrder(t *testing.T) {
 	s := &sink{}
 	r := newRelay(s.send, 1024, time.Second)
 	for _, d := range []string{"a", "b", "c"} {
-		if err := r.emit(context.Background(), d); err != nil {
+		if err := r.emit(context.Background(), adapter.Delta{Text: d}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -63,10 +66,10 @@ func TestRelayDeliversInOrder(t *testing.T) {
 func TestRelayCoalescesWhileTheCallerLags(t *testing.T) {
 	s := &sink{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
 	r := newRelay(s.send, 1024, time.Second)
-	_ = r.emit(context.Background(), "first")
+	_ = r.emit(context.Background(), adapter.Delta{Text: "first"})
 	<-s.entered // the sender is stuck writing "first"
 	for _, d := range []string{"x", "y", "z"} {
-		if err := r.emit(context.Background(), d); err != nil {
+		if err := r.emit(context.Background(), adapter.Delta{Text: d}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -83,13 +86,13 @@ func TestRelayEndsAStalledStream(t *testing.T) {
 	s := &sink{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
 	defer close(s.gate) // in production the handler's return unblocks the send
 	r := newRelay(s.send, 8, 50*time.Millisecond)
-	_ = r.emit(context.Background(), "12345678")
+	_ = r.emit(context.Background(), adapter.Delta{Text: "12345678"})
 	<-s.entered
-	if err := r.emit(context.Background(), "12345678"); err != nil { // fills the buffer
+	if err := r.emit(context.Background(), adapter.Delta{Text: "12345678"}); err != nil { // fills the buffer
 		t.Fatal(err)
 	}
 	start := time.Now()
-	err := r.emit(context.Background(), "more")
+	err := r.emit(context.Background(), adapter.Delta{Text: "more"})
 	if !errors.Is(err, errClientNotReading) {
 		t.Fatalf("emit into a full buffer of a stalled caller = %v, want errClientNotReading", err)
 	}
@@ -103,20 +106,20 @@ func TestRelayEndsAStalledStream(t *testing.T) {
 
 func TestRelayReportsSendFailure(t *testing.T) {
 	boom := errors.New("stream closed")
-	r := newRelay(func(string) error { return boom }, 1024, time.Second)
-	_ = r.emit(context.Background(), "a")
+	r := newRelay(func(adapter.Delta) error { return boom }, 1024, time.Second)
+	_ = r.emit(context.Background(), adapter.Delta{Text: "a"})
 	if err := r.finish(context.Background()); !errors.Is(err, boom) {
 		t.Fatalf("finish = %v, want the send error", err)
 	}
-	if err := r.emit(context.Background(), "b"); !errors.Is(err, boom) {
+	if err := r.emit(context.Background(), adapter.Delta{Text: "b"}); !errors.Is(err, boom) {
 		t.Fatalf("emit after a failed send = %v, want the send error", err)
 	}
 }
 
 // sent returns a send function that reports each text on a channel.
-func sentChan() (func(string) error, chan string) {
+func sentChan() (func(adapter.Delta) error, chan string) {
 	c := make(chan string, 16)
-	return func(s string) error { c <- s; return nil }, c
+	return func(d adapter.Delta) error { c <- d.Text; return nil }, c
 }
 
 // BenchmarkRelayPacedBursts relays one delta per burst, each written before
@@ -130,7 +133,7 @@ func BenchmarkRelayPacedBursts(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := r.emit(ctx, "tok"); err != nil {
+		if err := r.emit(ctx, adapter.Delta{Text: "tok"}); err != nil {
 			b.Fatal(err)
 		}
 		<-sent

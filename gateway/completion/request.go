@@ -9,7 +9,7 @@ import (
 	"github.com/airlock-dev/airlock/pkg/feature"
 )
 
-var validRoles = map[string]bool{"system": true, "user": true, "assistant": true}
+var validRoles = map[string]bool{"system": true, "user": true, "assistant": true, "tool": true}
 
 // Per-field bounds, checked by checkBounds before anything else reads the
 // request (documented in completion.proto). The content fields are bounded
@@ -43,7 +43,7 @@ func checkBounds(in input) error {
 	if n := len(in.code.GetLanguage()); n > maxLanguageLen {
 		return over("code_context.language", n, maxLanguageLen)
 	}
-	return nil
+	return checkToolBounds(in)
 }
 
 // buildRequest validates in against the limits and turns it into an adapter
@@ -58,14 +58,24 @@ func (s *Service) buildRequest(f feature.Feature, in input) (*adapter.Request, e
 	size := 0
 	for i, m := range in.messages {
 		if !validRoles[m.GetRole()] {
-			return nil, invalid(fmt.Sprintf("messages[%d].role: %s is not one of system, user, assistant", i, echo.Quote(m.GetRole())))
+			return nil, invalid(fmt.Sprintf("messages[%d].role: %s is not one of system, user, assistant, tool", i, echo.Quote(m.GetRole())))
 		}
 		if !utf8.ValidString(m.GetContent()) {
 			return nil, invalid(fmt.Sprintf("messages[%d].content: not valid UTF-8", i))
 		}
-		size += len(m.GetContent())
-		req.Messages = append(req.Messages, adapter.Message{Role: m.GetRole(), Content: m.GetContent()})
+		msg := adapter.Message{Role: m.GetRole(), Content: m.GetContent()}
+		n, err := messageTools(i, m, &msg)
+		if err != nil {
+			return nil, err
+		}
+		size += len(m.GetContent()) + n
+		req.Messages = append(req.Messages, msg)
 	}
+	n, err := buildTools(in, req)
+	if err != nil {
+		return nil, err
+	}
+	size += n
 	if c := in.code; c != nil {
 		size += len(c.GetContentAboveCursor()) + len(c.GetContentBelowCursor()) + len(c.GetFileName())
 		req.Code = &adapter.CodeContext{FileName: c.GetFileName(), Above: c.GetContentAboveCursor(), Below: c.GetContentBelowCursor(), Language: c.GetLanguage()}

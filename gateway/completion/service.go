@@ -106,14 +106,19 @@ func (s *Service) Register(r grpc.ServiceRegistrar) { gatewayv1.RegisterCompleti
 // StreamCompletion implements the streaming RPC. Deltas go through a relay
 // (see relay.go) so a caller that stops reading cannot hold the stream.
 func (s *Service) StreamCompletion(req *gatewayv1.StreamCompletionRequest, stream gatewayv1.CompletionService_StreamCompletionServer) error {
-	in := input{feature: req.GetFeature(), messages: req.GetMessages(), code: req.GetCodeContext(), options: req.GetOptions()}
+	in := input{feature: req.GetFeature(), messages: req.GetMessages(), code: req.GetCodeContext(), options: req.GetOptions(),
+		tools: req.GetTools(), toolChoice: req.GetToolChoice(), parallelToolCalls: req.ParallelToolCalls}
 	ctx := stream.Context()
 	msg := &gatewayv1.StreamCompletionResponse{} // reused: Send encodes before it returns
-	r := newRelay(func(text string) error {
-		msg.Text = text
+	r := newRelay(func(d adapter.Delta) error {
+		msg.Text = d.Text
+		msg.ToolCalls = msg.ToolCalls[:0]
+		for _, c := range d.ToolCalls {
+			msg.ToolCalls = append(msg.ToolCalls, &gatewayv1.ToolCallDelta{Index: uint32(c.Index), Id: c.ID, Name: c.Name, Arguments: c.Arguments}) //nolint:gosec // G115: the core bounds Index to [0, 128)
+		}
 		return stream.Send(msg)
 	}, s.cfg.Limits.MaxBufferedBytes, s.cfg.Limits.ClientSendTimeout)
-	done, err := s.serve(ctx, in, func(text string) error { return r.emit(ctx, text) })
+	done, err := s.serve(ctx, in, func(d adapter.Delta) error { return r.emit(ctx, d) })
 	// Deliver what was queued, also before an error status: text already
 	// produced stays delivered.
 	if ferr := r.finish(ctx); ferr != nil && err == nil {
@@ -127,16 +132,14 @@ func (s *Service) StreamCompletion(req *gatewayv1.StreamCompletionRequest, strea
 
 // Complete implements the unary RPC by aggregating the same stream.
 func (s *Service) Complete(ctx context.Context, req *gatewayv1.CompleteRequest) (*gatewayv1.CompleteResponse, error) {
-	in := input{feature: req.GetFeature(), messages: req.GetMessages(), code: req.GetCodeContext(), options: req.GetOptions()}
-	var b strings.Builder
-	done, err := s.serve(ctx, in, func(text string) error {
-		b.WriteString(text)
-		return nil
-	})
+	in := input{feature: req.GetFeature(), messages: req.GetMessages(), code: req.GetCodeContext(), options: req.GetOptions(),
+		tools: req.GetTools(), toolChoice: req.GetToolChoice(), parallelToolCalls: req.ParallelToolCalls}
+	var a Answer
+	done, err := s.serve(ctx, in, a.Add)
 	if err != nil {
 		return nil, err
 	}
-	return &gatewayv1.CompleteResponse{Text: b.String(), Done: done}, nil
+	return &gatewayv1.CompleteResponse{Text: a.Text(), Done: done, ToolCalls: a.ToolCalls()}, nil
 }
 
 type input struct {
@@ -145,11 +148,15 @@ type input struct {
 	code     *gatewayv1.CodeContext
 	options  *gatewayv1.GenerationOptions
 	targets  []catalog.Target // Input.Targets
+
+	tools             []*gatewayv1.Tool
+	toolChoice        *gatewayv1.ToolChoice
+	parallelToolCalls *bool
 }
 
 // serve runs one completion: validate, authorize, limit, route, stream.
 // It returns the closing message or a status error.
-func (s *Service) serve(ctx context.Context, in input, emit func(string) error) (*gatewayv1.CompletionDone, error) {
+func (s *Service) serve(ctx context.Context, in input, emit func(adapter.Delta) error) (*gatewayv1.CompletionDone, error) {
 	// Every authenticated call counts toward its user's limits, before any
 	// check of the request: a flood of invalid requests is throttled like
 	// any other.
@@ -182,6 +189,13 @@ func (s *Service) serve(ctx context.Context, in input, emit func(string) error) 
 			return nil, toStatus(err)
 		}
 	}
+	// Tools go only to models that take them: fallbacks that cannot are
+	// skipped; with none left the request is refused, naming the provider.
+	if req.HasToolFields() {
+		if targets, err = s.toolTargets(f, req, targets); err != nil {
+			return nil, err
+		}
+	}
 	// One time-to-first-byte budget for the whole call: retries and the
 	// fallback share it, so a caller never waits longer than the timeout
 	// for a model that does not answer.
@@ -191,15 +205,23 @@ func (s *Service) serve(ctx context.Context, in input, emit func(string) error) 
 	// sent counts deltas relayed (no retry or failover once it is > 0);
 	// answerBytes bounds one answer whatever the model does with max_tokens.
 	sent, answerBytes := 0, 0
-	countingEmit := func(t string) error {
-		if t == "" {
+	countingEmit := func(d adapter.Delta) error {
+		if d.Empty() {
 			return nil
 		}
-		if answerBytes += len(t); answerBytes > s.cfg.Limits.MaxAnswerBytes {
+		n := len(d.Text)
+		if d.ToolCalls != nil {
+			m, err := answerToolCalls(req, d.ToolCalls)
+			if err != nil {
+				return err
+			}
+			n += m
+		}
+		if answerBytes += n; answerBytes > s.cfg.Limits.MaxAnswerBytes {
 			return errAnswerTooLarge
 		}
 		sent++
-		return emit(t)
+		return emit(d)
 	}
 	var lastErr error
 	for _, t := range targets {
@@ -219,7 +241,7 @@ func (s *Service) serve(ctx context.Context, in input, emit func(string) error) 
 
 // callWithRetry tries one target up to Attempts times while nothing has been
 // sent to the caller and the failure is transient.
-func (s *Service) callWithRetry(ctx context.Context, t catalog.Target, req *adapter.Request, emit func(string) error, sent *int) (adapter.Result, error) {
+func (s *Service) callWithRetry(ctx context.Context, t catalog.Target, req *adapter.Request, emit func(adapter.Delta) error, sent *int) (adapter.Result, error) {
 	ad, err := s.adapterFor(t)
 	if err != nil {
 		return adapter.Result{}, err
@@ -229,12 +251,12 @@ func (s *Service) callWithRetry(ctx context.Context, t catalog.Target, req *adap
 		start := time.Now()
 		var ttft time.Duration
 		chunks := 0
-		res, err := ad.Stream(ctx, req, func(text string) error {
+		res, err := ad.Stream(ctx, req, func(d adapter.Delta) error {
 			if chunks == 0 {
 				ttft = time.Since(start)
 			}
 			chunks++
-			return emit(text)
+			return emit(d)
 		})
 		total := time.Since(start)
 		if s.cfg.Observer != nil {

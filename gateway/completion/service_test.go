@@ -27,8 +27,9 @@ import (
 
 // script is what the fake adapter does on each successive call for a model.
 type step struct {
-	texts []string
-	err   error
+	texts  []string
+	deltas []adapter.Delta // emitted after texts; then finish tool_calls
+	err    error
 }
 
 type fakeAdapter struct {
@@ -38,7 +39,7 @@ type fakeAdapter struct {
 	reqs  []*adapter.Request
 }
 
-func (f *fakeAdapter) Stream(ctx context.Context, req *adapter.Request, emit func(string) error) (adapter.Result, error) {
+func (f *fakeAdapter) Stream(ctx context.Context, req *adapter.Request, emit func(adapter.Delta) error) (adapter.Result, error) {
 	f.mu.Lock()
 	n := f.calls[req.Model.Name]
 	f.calls[req.Model.Name]++
@@ -51,12 +52,20 @@ func (f *fakeAdapter) Stream(ctx context.Context, req *adapter.Request, emit fun
 	}
 	st := steps[n]
 	for _, t := range st.texts {
-		if err := emit(t); err != nil {
+		if err := emit(adapter.Delta{Text: t}); err != nil {
+			return adapter.Result{}, err
+		}
+	}
+	for _, d := range st.deltas {
+		if err := emit(d); err != nil {
 			return adapter.Result{}, err
 		}
 	}
 	if st.err != nil {
 		return adapter.Result{}, st.err
+	}
+	if st.deltas != nil {
+		return adapter.Result{Finish: adapter.FinishToolCalls}, nil
 	}
 	return adapter.Result{Finish: adapter.FinishStop, Usage: &adapter.Usage{PromptTokens: 3, CompletionTokens: len(st.texts)}}, nil
 }
@@ -166,7 +175,7 @@ func TestStreamsAndFailsPrecisely(t *testing.T) {
 		{name: "chat needs messages", targets: []catalog.Target{target("a")}, req: &gatewayv1.StreamCompletionRequest{Feature: "duo_chat"}, wantCode: codes.InvalidArgument,
 			wantMsg: "messages: duo_chat needs at least one message"},
 		{name: "bad role", targets: []catalog.Target{target("a")}, req: &gatewayv1.StreamCompletionRequest{Feature: "duo_chat", Messages: []*gatewayv1.Message{{Role: "root", Content: "x"}}},
-			wantCode: codes.InvalidArgument, wantMsg: `messages[0].role: "root" is not one of system, user, assistant`},
+			wantCode: codes.InvalidArgument, wantMsg: `messages[0].role: "root" is not one of system, user, assistant, tool`},
 		{name: "temperature out of range", targets: []catalog.Target{target("a")},
 			req:      &gatewayv1.StreamCompletionRequest{Feature: "duo_chat", Messages: []*gatewayv1.Message{{Role: "user", Content: "x"}}, Options: &gatewayv1.GenerationOptions{Temperature: ptr(float32(3))}},
 			wantCode: codes.InvalidArgument, wantMsg: "options.temperature: 3 is outside [0, 2]"},
@@ -325,7 +334,7 @@ type stallingAdapter struct {
 	calls int
 }
 
-func (a *stallingAdapter) Stream(ctx context.Context, _ *adapter.Request, _ func(string) error) (adapter.Result, error) {
+func (a *stallingAdapter) Stream(ctx context.Context, _ *adapter.Request, _ func(adapter.Delta) error) (adapter.Result, error) {
 	a.mu.Lock()
 	a.calls++
 	a.mu.Unlock()

@@ -50,10 +50,12 @@ func toStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, egress.ErrForbidden):
 		return status.Error(codes.FailedPrecondition, "model endpoint resolves outside the model's trusted networks")
-	case errors.Is(err, errAnswerTooLarge), errors.Is(err, errClientNotReading):
+	case errors.Is(err, errAnswerTooLarge), errors.Is(err, errClientNotReading), errors.Is(err, errTooManyToolCalls):
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.As(err, &unknownProvider):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, errUnexpectedToolCall):
+		return status.Error(codes.Internal, err.Error())
 	}
 	if e, ok := adapter.AsError(err); ok {
 		st, _ := status.FromError(adapterStatus(e))

@@ -164,7 +164,7 @@ func (h *handlers) code(w http.ResponseWriter, r *http.Request, req *codeRequest
 	}
 	if !req.stream {
 		var b strings.Builder
-		done, err := h.c.Serve(ctx, req.in, func(t string) error { b.WriteString(t); return nil })
+		done, err := h.c.Serve(ctx, req.in, textOnly(func(t string) error { b.WriteString(t); return nil }))
 		if err != nil {
 			writeError(w, r, failure(err))
 			return
@@ -186,7 +186,7 @@ func (h *handlers) code(w http.ResponseWriter, r *http.Request, req *codeRequest
 	// Raw text: the content type says event-stream, the body is the text
 	// itself, the end is the connection's (the real gateway's framing).
 	st := httpapi.NewStream(w, func(hd http.Header) { hd.Set("Content-Type", "text/event-stream; charset=utf-8") })
-	_, err := h.c.ServeStream(ctx, req.in, func(t string) error { return st.Write([]byte(t)) })
+	_, err := h.c.ServeStream(ctx, req.in, textOnly(func(t string) error { return st.Write([]byte(t)) }))
 	if err != nil {
 		h.endStream(ctx, w, r, st, err)
 		return
@@ -239,7 +239,7 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request, req *codeRequest,
 	}{v3Metadata{Model: info, Timestamp: now.Unix()}})
 	first := true
 	var chunk contentChunk
-	_, err := h.c.ServeStream(ctx, req.in, func(t string) error {
+	_, err := h.c.ServeStream(ctx, req.in, textOnly(func(t string) error {
 		chunk.Choices[0].Delta.Content = t
 		ev := sseEvent("content_chunk", chunk)
 		if first {
@@ -247,7 +247,7 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request, req *codeRequest,
 			ev = append(start, ev...)
 		}
 		return st.Write(ev)
-	})
+	}))
 	if err != nil {
 		h.endStream(ctx, w, r, st, err)
 		return
@@ -295,9 +295,9 @@ func (h *handlers) chatAgent(w http.ResponseWriter, r *http.Request) {
 		b, _ := json.Marshal(v) // strings and numbers always encode
 		return append(b, '\n')
 	}
-	done, err := h.c.ServeStream(ctx, req.in, func(t string) error {
+	done, err := h.c.ServeStream(ctx, req.in, textOnly(func(t string) error {
 		return st.Write(line(event{"final_answer_delta", deltaData{Text: t}}))
-	})
+	}))
 	if err != nil {
 		st.Fail(ctx, func(started bool, write func([]byte) error) {
 			_, model := completion.ModelFailure(err)
@@ -365,7 +365,7 @@ func (h *handlers) modelCheck(w http.ResponseWriter, r *http.Request) {
 	in := completion.Input{Feature: string(f), Targets: ts, Options: &gatewayv1.GenerationOptions{MaxTokens: 8},
 		Messages: []*gatewayv1.Message{{Role: "user", Content: checkPrompt}}}
 	var sb strings.Builder
-	_, err := h.c.Serve(ctx, in, func(t string) error { sb.WriteString(t); return nil })
+	_, err := h.c.Serve(ctx, in, textOnly(func(t string) error { sb.WriteString(t); return nil }))
 	if err != nil {
 		code, model := completion.ModelFailure(err)
 		switch {

@@ -44,8 +44,20 @@ const Name = "gitlab"
 // ServeStream relays through the core's bounded relay. Both return the
 // closing message or a status error.
 type Completer interface {
-	Serve(ctx context.Context, in completion.Input, emit func(string) error) (*gatewayv1.CompletionDone, error)
-	ServeStream(ctx context.Context, in completion.Input, send func(string) error) (*gatewayv1.CompletionDone, error)
+	Serve(ctx context.Context, in completion.Input, emit func(completion.Delta) error) (*gatewayv1.CompletionDone, error)
+	ServeStream(ctx context.Context, in completion.Input, send func(completion.Delta) error) (*gatewayv1.CompletionDone, error)
+}
+
+// textOnly adapts a sink of text to the core's deltas. This dialect offers
+// no tools: its requests carry none, and the core ends an answer with a
+// tool call to a request without tools (Internal), so only text arrives.
+func textOnly(f func(string) error) func(completion.Delta) error {
+	return func(d completion.Delta) error {
+		if d.Text == "" {
+			return nil
+		}
+		return f(d.Text)
+	}
 }
 
 // Config configures the dialect.

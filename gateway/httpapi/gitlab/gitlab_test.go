@@ -64,12 +64,12 @@ type fakeAdapter struct {
 	reqs []adapter.Request
 }
 
-func (f *fakeAdapter) Stream(ctx context.Context, req *adapter.Request, emit func(string) error) (adapter.Result, error) {
+func (f *fakeAdapter) Stream(ctx context.Context, req *adapter.Request, emit func(adapter.Delta) error) (adapter.Result, error) {
 	f.mu.Lock()
 	f.reqs = append(f.reqs, *req)
 	f.mu.Unlock()
 	for _, t := range f.texts {
-		if err := emit(t); err != nil {
+		if err := emit(adapter.Delta{Text: t}); err != nil {
 			return adapter.Result{}, err
 		}
 	}
@@ -554,8 +554,8 @@ func TestPromptVersionsAndContextReachTheModel(t *testing.T) {
 // blockingAdapter sends one text, then waits for the call to be cancelled.
 type blockingAdapter struct{ cancelled chan struct{} }
 
-func (b *blockingAdapter) Stream(ctx context.Context, _ *adapter.Request, emit func(string) error) (adapter.Result, error) {
-	if err := emit("first"); err != nil {
+func (b *blockingAdapter) Stream(ctx context.Context, _ *adapter.Request, emit func(adapter.Delta) error) (adapter.Result, error) {
+	if err := emit(adapter.Delta{Text: "first"}); err != nil {
 		return adapter.Result{}, err
 	}
 	<-ctx.Done()

@@ -7,9 +7,13 @@
 // `model` names a feature (code_completions, code_generations, duo_chat);
 // the administrator's binding decides which model server answers. Every
 // request goes through the same completion core as gRPC (limits, routing,
-// retries, adapters). Fields a model cannot honour (n > 1, logprobs, tools,
+// retries, adapters). Fields a model cannot honour (n > 1, logprobs,
 // penalties, ...) are refused with a 400 naming the field, never dropped;
-// unknown fields are ignored.
+// unknown fields are ignored. Tools (tools, tool_choice,
+// parallel_tool_calls, tool turns) pass through to models whose provider
+// takes them (openai_compatible, azure_openai); for a feature bound to
+// another provider the core refuses them with a 400 naming `tools` and the
+// provider.
 package openai
 
 import (
@@ -33,8 +37,8 @@ const Name = "openai"
 // ServeStream relays through the core's bounded relay. Both return the
 // closing message or a status error.
 type Completer interface {
-	Serve(ctx context.Context, in completion.Input, emit func(string) error) (*gatewayv1.CompletionDone, error)
-	ServeStream(ctx context.Context, in completion.Input, send func(string) error) (*gatewayv1.CompletionDone, error)
+	Serve(ctx context.Context, in completion.Input, emit func(completion.Delta) error) (*gatewayv1.CompletionDone, error)
+	ServeStream(ctx context.Context, in completion.Input, send func(completion.Delta) error) (*gatewayv1.CompletionDone, error)
 }
 
 // Config configures the dialect.

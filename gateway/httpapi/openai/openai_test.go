@@ -30,7 +30,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeCompleter plays a scripted answer and records what it was asked.
 type fakeCompleter struct {
-	texts []string
+	texts  []string
+	deltas []completion.Delta // sent after the texts
 	done  *gatewayv1.CompletionDone
 	err   error // returned after the texts
 
@@ -38,11 +39,11 @@ type fakeCompleter struct {
 	got []completion.Input
 }
 
-func (f *fakeCompleter) Serve(ctx context.Context, in completion.Input, emit func(string) error) (*gatewayv1.CompletionDone, error) {
+func (f *fakeCompleter) Serve(ctx context.Context, in completion.Input, emit func(completion.Delta) error) (*gatewayv1.CompletionDone, error) {
 	return f.ServeStream(ctx, in, emit)
 }
 
-func (f *fakeCompleter) ServeStream(ctx context.Context, in completion.Input, send func(string) error) (*gatewayv1.CompletionDone, error) {
+func (f *fakeCompleter) ServeStream(ctx context.Context, in completion.Input, send func(completion.Delta) error) (*gatewayv1.CompletionDone, error) {
 	f.mu.Lock()
 	f.got = append(f.got, in)
 	f.mu.Unlock()
@@ -54,7 +55,12 @@ func (f *fakeCompleter) ServeStream(ctx context.Context, in completion.Input, se
 		return nil, status.Error(codes.PermissionDenied, "Unauthorized to access "+in.Feature)
 	}
 	for _, t := range f.texts {
-		if err := send(t); err != nil {
+		if err := send(completion.Delta{Text: t}); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range f.deltas {
+		if err := send(d); err != nil {
 			return nil, err
 		}
 	}
@@ -296,11 +302,8 @@ func TestErrorsInOpenAIsEnvelope(t *testing.T) {
 		{name: "no messages", token: "good", path: "/v1/chat/completions", body: `{"model":"duo_chat"}`, status: 400, errType: "invalid_request_error", param: "messages", msg: "messages: at least one message is required"},
 		{name: "n > 1", token: "good", path: "/v1/chat/completions", body: chat(`,"n":2`), status: 400, errType: "invalid_request_error", param: "n", code: "unsupported_parameter", msg: "n: only one choice"},
 		{name: "logprobs", token: "good", path: "/v1/chat/completions", body: chat(`,"logprobs":true`), status: 400, errType: "invalid_request_error", param: "logprobs", code: "unsupported_parameter", msg: "logprobs: "},
-		{name: "tools", token: "good", path: "/v1/chat/completions", body: chat(`,"tools":[{"type":"function","function":{"name":"f"}}]`), status: 400, errType: "invalid_request_error", param: "tools", code: "unsupported_parameter", msg: "tools: tool calls are not passed through"},
-		{name: "tool_choice required", token: "good", path: "/v1/chat/completions", body: chat(`,"tool_choice":"required"`), status: 400, errType: "invalid_request_error", param: "tool_choice", code: "unsupported_parameter", msg: "tool_choice: "},
 		{name: "json mode", token: "good", path: "/v1/chat/completions", body: chat(`,"response_format":{"type":"json_object"}`), status: 400, errType: "invalid_request_error", param: "response_format", code: "unsupported_parameter", msg: "response_format: "},
 		{name: "image part", token: "good", path: "/v1/chat/completions", body: `{"model":"duo_chat","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, status: 400, errType: "invalid_request_error", param: "messages[0].content[0].type", code: "unsupported_parameter", msg: `messages[0].content[0].type: only text content parts are supported, not "image_url"`},
-		{name: "tool message", token: "good", path: "/v1/chat/completions", body: `{"model":"duo_chat","messages":[{"role":"tool","content":"42"}]}`, status: 400, errType: "invalid_request_error", param: "messages[0].role", code: "unsupported_parameter", msg: "messages[0].role: "},
 		{name: "zero max_tokens", token: "good", path: "/v1/chat/completions", body: chat(`,"max_tokens":0`), status: 400, errType: "invalid_request_error", param: "max_tokens", msg: "max_tokens: 0 is not a positive token count"},
 		{name: "core refusal names the OpenAI field", token: "good", path: "/v1/chat/completions", body: chat(`,"top_p":1.5`), coreErr: status.Error(codes.InvalidArgument, "options.top_p: 1.5 is outside (0, 1]"), status: 400, errType: "invalid_request_error", param: "top_p", msg: "top_p: 1.5 is outside (0, 1]"},
 		{name: "core refusal on max_completion_tokens", token: "good", path: "/v1/chat/completions", body: chat(`,"max_completion_tokens":99999`), coreErr: status.Error(codes.InvalidArgument, "options.max_tokens: 99999 exceeds the limit 32768"), status: 400, errType: "invalid_request_error", param: "max_completion_tokens", msg: "max_completion_tokens: 99999 exceeds the limit 32768"},
@@ -356,8 +359,8 @@ type stuckCompleter struct {
 	senderDone chan struct{}
 }
 
-func (s *stuckCompleter) ServeStream(ctx context.Context, _ completion.Input, send func(string) error) (*gatewayv1.CompletionDone, error) {
-	big := strings.Repeat("x", 64<<10)
+func (s *stuckCompleter) ServeStream(ctx context.Context, _ completion.Input, send func(completion.Delta) error) (*gatewayv1.CompletionDone, error) {
+	big := completion.Delta{Text: strings.Repeat("x", 64<<10)}
 	go func() {
 		defer close(s.senderDone)
 		for send(big) == nil {

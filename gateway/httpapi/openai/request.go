@@ -60,6 +60,7 @@ type chatRequest struct {
 	TopLogprobs         *int64          `json:"top_logprobs"`
 	Tools               json.RawMessage `json:"tools"`
 	ToolChoice          json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls   *bool           `json:"parallel_tool_calls"`
 	Functions           json.RawMessage `json:"functions"`
 	FunctionCall        json.RawMessage `json:"function_call"`
 	ResponseFormat      json.RawMessage `json:"response_format"`
@@ -72,6 +73,7 @@ type chatMessage struct {
 	Role         string          `json:"role"`
 	Content      json.RawMessage `json:"content"`
 	ToolCalls    json.RawMessage `json:"tool_calls"`
+	ToolCallID   string          `json:"tool_call_id"`
 	FunctionCall json.RawMessage `json:"function_call"`
 }
 
@@ -234,20 +236,16 @@ func parseChat(body []byte) (*request, *httpapi.Error) {
 	if e := c.refuse(); e != nil {
 		return nil, e
 	}
-	const noTools = "tool calls are not passed through by this gateway; send the conversation as text"
+	const noFunctions = "the deprecated functions API is not supported; use tools"
 	switch {
 	case c.Logprobs != nil && *c.Logprobs:
 		return nil, unsupported("logprobs", "not supported by the models behind this gateway")
 	case c.TopLogprobs != nil && *c.TopLogprobs != 0:
 		return nil, unsupported("top_logprobs", "not supported by the models behind this gateway")
-	case !isEmpty(c.Tools):
-		return nil, unsupported("tools", noTools)
-	case isSet(c.ToolChoice) && !bytes.Equal(bytes.TrimSpace(c.ToolChoice), []byte(`"none"`)) && !bytes.Equal(bytes.TrimSpace(c.ToolChoice), []byte(`"auto"`)):
-		return nil, unsupported("tool_choice", noTools)
 	case !isEmpty(c.Functions):
-		return nil, unsupported("functions", noTools)
+		return nil, unsupported("functions", noFunctions)
 	case isSet(c.FunctionCall) && !bytes.Equal(bytes.TrimSpace(c.FunctionCall), []byte(`"none"`)) && !bytes.Equal(bytes.TrimSpace(c.FunctionCall), []byte(`"auto"`)):
-		return nil, unsupported("function_call", noTools)
+		return nil, unsupported("function_call", noFunctions)
 	case isSet(c.ResponseFormat) && !textFormat(c.ResponseFormat):
 		return nil, unsupported("response_format", "only {\"type\": \"text\"} is supported")
 	case isSet(c.Audio):
@@ -269,17 +267,21 @@ func parseChat(body []byte) (*request, *httpapi.Error) {
 		switch role {
 		case "developer": // OpenAI's newer name for system instructions
 			role = "system"
-		case "tool", "function":
-			return nil, unsupported(fmt.Sprintf("messages[%d].role", i), noTools)
+		case "function":
+			return nil, unsupported(fmt.Sprintf("messages[%d].role", i), noFunctions)
 		}
-		if isSet(m.ToolCalls) || isSet(m.FunctionCall) {
-			return nil, unsupported(fmt.Sprintf("messages[%d].tool_calls", i), noTools)
+		if isSet(m.FunctionCall) {
+			return nil, unsupported(fmt.Sprintf("messages[%d].function_call", i), noFunctions)
 		}
 		text, e := messageText(i, m.Content)
 		if e != nil {
 			return nil, e
 		}
-		msgs = append(msgs, &gatewayv1.Message{Role: role, Content: text})
+		calls, e := parseToolCalls(i, m.ToolCalls)
+		if e != nil {
+			return nil, e
+		}
+		msgs = append(msgs, &gatewayv1.Message{Role: role, Content: text, ToolCalls: calls, ToolCallId: m.ToolCallID})
 	}
 	maxTokens, maxName := c.MaxTokens, "max_tokens"
 	if c.MaxCompletionTokens != nil {
@@ -298,8 +300,12 @@ func parseChat(body []byte) (*request, *httpapi.Error) {
 			}
 		}
 	}
+	in := completion.Input{Feature: string(f), Messages: msgs, Options: o}
+	if e := c.setTools(&in); e != nil {
+		return nil, e
+	}
 	return &request{model: c.Model, stream: c.Stream, includeUsage: c.StreamOptions != nil && c.StreamOptions.IncludeUsage,
-		in: completion.Input{Feature: string(f), Messages: msgs, Options: o}, rename: rename}, nil
+		in: in, rename: rename}, nil
 }
 
 func textFormat(raw json.RawMessage) bool {
@@ -430,5 +436,6 @@ func coreParam(e *httpapi.Error, rename map[string]string) {
 			break
 		}
 	}
+	field = toolField(field)
 	e.Param, e.Message = field, field+": "+rest
 }

@@ -2,12 +2,14 @@ package openai
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 
+	"github.com/airlock-dev/airlock/gateway/completion"
 	"github.com/airlock-dev/airlock/gateway/httpapi"
 	gatewayv1 "github.com/airlock-dev/airlock/pkg/api/airlock/gateway/v1"
 )
@@ -56,14 +58,38 @@ type shape interface {
 	// usage is the streamed usage chunk (choices: []).
 	usage(h head, u usageObject) any
 	// whole is the non-streamed answer.
-	whole(h head, text, finish string, u usageObject) any
+	whole(h head, a *completion.Answer, finish string, u usageObject) any
 }
 
 type chatShape struct{}
 
 type chatDelta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string          `json:"role,omitempty"`
+	Content   *string         `json:"content,omitempty"`
+	ToolCalls []toolCallDelta `json:"tool_calls,omitempty"`
+}
+
+// toolCallDelta is a fragment of a streamed tool call; id, type and
+// function.name are set on a call's first fragment only, as OpenAI does.
+type toolCallDelta struct {
+	Index    int               `json:"index"`
+	ID       string            `json:"id,omitempty"`
+	Type     string            `json:"type,omitempty"`
+	Function toolCallFragment `json:"function"`
+}
+
+type toolCallFragment struct {
+	Name      string `json:"name,omitempty"`
+	Arguments string `json:"arguments"`
+}
+
+type toolCallObject struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
 }
 
 type chatChunkChoice struct {
@@ -102,11 +128,12 @@ func (chatShape) usage(h head, u usageObject) any {
 	return chatChunk{head: h, Choices: []chatChunkChoice{}, Usage: &u}
 }
 
-func (chatShape) whole(h head, text, finish string, u usageObject) any {
+func (chatShape) whole(h head, a *completion.Answer, finish string, u usageObject) any {
 	type message struct {
-		Role    string  `json:"role"`
-		Content string  `json:"content"`
-		Refusal *string `json:"refusal"`
+		Role      string           `json:"role"`
+		Content   *string          `json:"content"` // null: only tool calls
+		Refusal   *string          `json:"refusal"`
+		ToolCalls []toolCallObject `json:"tool_calls,omitempty"`
 	}
 	type choice struct {
 		Index        int       `json:"index"`
@@ -114,11 +141,21 @@ func (chatShape) whole(h head, text, finish string, u usageObject) any {
 		Logprobs     *struct{} `json:"logprobs"`
 		FinishReason string    `json:"finish_reason"`
 	}
+	m := message{Role: "assistant"}
+	text, calls := a.Text(), a.ToolCalls()
+	if text != "" || len(calls) == 0 {
+		m.Content = &text
+	}
+	for _, c := range calls {
+		var o toolCallObject
+		o.ID, o.Type, o.Function.Name, o.Function.Arguments = c.GetId(), "function", c.GetName(), c.GetArguments()
+		m.ToolCalls = append(m.ToolCalls, o)
+	}
 	return struct {
 		head
 		Choices []choice    `json:"choices"`
 		Usage   usageObject `json:"usage"`
-	}{h, []choice{{Message: message{Role: "assistant", Content: text}, FinishReason: finish}}, u}
+	}{h, []choice{{Message: m, FinishReason: finish}}, u}
 }
 
 type textShape struct{}
@@ -150,8 +187,8 @@ func (textShape) usage(h head, u usageObject) any {
 	return textChunk{head: h, Choices: []textChoice{}, Usage: &u}
 }
 
-func (textShape) whole(h head, text, finish string, u usageObject) any {
-	return textChunk{head: h, Choices: []textChoice{{Text: text, FinishReason: &finish}}, Usage: &u}
+func (textShape) whole(h head, a *completion.Answer, finish string, u usageObject) any {
+	return textChunk{head: h, Choices: []textChoice{{Text: a.Text(), FinishReason: &finish}}, Usage: &u}
 }
 
 // run answers req, aggregated or streamed.
@@ -159,8 +196,8 @@ func (h *handlers) run(w http.ResponseWriter, r *http.Request, req *request, s s
 	ctx := r.Context()
 	hd := head{ID: s.idPrefix() + httpapi.RequestID(ctx), Created: h.now().Unix(), Model: req.model}
 	if !req.stream {
-		var b strings.Builder
-		done, err := h.c.Serve(ctx, req.in, func(t string) error { b.WriteString(t); return nil })
+		var a completion.Answer
+		done, err := h.c.Serve(ctx, req.in, a.Add)
 		if err != nil {
 			h.fail(w, r, req, err)
 			return
@@ -171,7 +208,7 @@ func (h *handlers) run(w http.ResponseWriter, r *http.Request, req *request, s s
 			hd.Object = "text_completion"
 		}
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.writeTimeout))
-		writeJSON(w, http.StatusOK, s.whole(hd, b.String(), finishReason(done.GetFinishReason()), usageOf(done)))
+		writeJSON(w, http.StatusOK, s.whole(hd, &a, finishReason(done.GetFinishReason()), usageOf(done)))
 		return
 	}
 	if _, ok := s.(chatShape); ok {
@@ -182,12 +219,24 @@ func (h *handlers) run(w http.ResponseWriter, r *http.Request, req *request, s s
 	st := newSSE(w)
 	first := true
 	firstFrame, nextFrame := newDeltaFrame(s, hd, true), newDeltaFrame(s, hd, false)
-	done, err := h.c.ServeStream(ctx, req.in, func(t string) error {
-		f := nextFrame
-		if first {
-			f, first = firstFrame, false
+	var calls toolCallStream
+	done, err := h.c.ServeStream(ctx, req.in, func(d completion.Delta) error {
+		if d.Text != "" {
+			f := nextFrame
+			if first {
+				f, first = firstFrame, false
+			}
+			if err := st.Write(f.frame(d.Text)); err != nil {
+				return err
+			}
 		}
-		return st.Write(f.frame(t))
+		for _, c := range d.ToolCalls {
+			if err := event(st, calls.chunk(hd, c, first)); err != nil {
+				return err
+			}
+			first = false
+		}
+		return nil
 	})
 	if err != nil {
 		st.Fail(ctx, func(started bool, write func([]byte) error) {
@@ -208,6 +257,29 @@ func (h *handlers) run(w http.ResponseWriter, r *http.Request, req *request, s s
 		_ = event(st, s.usage(hd, usageOf(done)))
 	}
 	_ = st.Write([]byte("data: [DONE]\n\n"))
+}
+
+// toolCallStream writes a stream's tool-call fragments as OpenAI does: id,
+// type and function.name on the first fragment of each call only (the SDKs
+// concatenate every fragment's name and arguments).
+type toolCallStream struct {
+	started [128]bool // by index; the core bounds indexes below 128
+}
+
+func (s *toolCallStream) chunk(h head, c completion.ToolCallDelta, first bool) chatChunk {
+	d := toolCallDelta{Index: c.Index, Function: toolCallFragment{Arguments: c.Arguments}}
+	if c.Index >= 0 && c.Index < len(s.started) && !s.started[c.Index] {
+		s.started[c.Index] = true
+		d.ID, d.Type, d.Function.Name = c.ID, "function", c.Name
+		if d.ID == "" { // a model server that sends no ids: make one
+			d.ID = fmt.Sprintf("call_%s_%d", h.ID, c.Index)
+		}
+	}
+	cd := chatDelta{ToolCalls: []toolCallDelta{d}}
+	if first {
+		cd.Role = "assistant"
+	}
+	return chatChunk{head: h, Choices: []chatChunkChoice{{Delta: cd}}}
 }
 
 // fail answers a failure before any byte of the answer was written.
