@@ -3,6 +3,7 @@ package completion
 import (
 	"context"
 	"errors"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -151,4 +152,94 @@ func settled(r *relay) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return !r.running
+}
+
+// deltaSink records whole deltas; while gate is non-nil each send waits.
+type deltaSink struct {
+	mu      sync.Mutex
+	sent    []adapter.Delta
+	gate    chan struct{}
+	entered chan struct{}
+}
+
+func (s *deltaSink) send(d adapter.Delta) error {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	if s.gate != nil {
+		<-s.gate
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent = append(s.sent, d)
+	return nil
+}
+
+func call(i int, id, name, args string) adapter.Delta {
+	return adapter.Delta{ToolCalls: []adapter.ToolCallDelta{{Index: i, ID: id, Name: name, Arguments: args}}}
+}
+
+func TestRelayKeepsToolCallsInOrderWithText(t *testing.T) {
+	s := &deltaSink{entered: make(chan struct{}, 1)}
+	r := newRelay(s.send, 1024, time.Second)
+	in := []adapter.Delta{{Text: "a"}, call(0, "c0", "f", "{"), {Text: "b"}, call(0, "", "", "}")}
+	for _, d := range in {
+		if err := r.emit(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.finish(context.Background()); err != nil { // the caller keeps up
+			t.Fatal(err)
+		}
+	}
+	if !reflect.DeepEqual(s.sent, in) {
+		t.Fatalf("sent %+v, want each delta on its own: %+v", s.sent, in)
+	}
+}
+
+func TestRelayMergesToolCallFragmentsWhileTheCallerLags(t *testing.T) {
+	s := &deltaSink{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	r := newRelay(s.send, 1024, time.Second)
+	ctx := context.Background()
+	_ = r.emit(ctx, adapter.Delta{Text: "first"})
+	<-s.entered // the sender is stuck writing "first"
+	for _, d := range []adapter.Delta{
+		{Text: "Let me "}, {Text: "check."},
+		call(0, "c0", "get_weather", ""), call(0, "", "", `{"city":`), call(0, "", "", `"Paris"}`),
+		call(1, "c1", "get_time", `{}`), call(1, "", "", ``),
+		{Text: "Done"}, call(0, "", "", " "), // a fragment after text stays after it
+	} {
+		if err := r.emit(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(s.gate)
+	if err := r.finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []adapter.Delta{
+		{Text: "first"},
+		{Text: "Let me check.", ToolCalls: []adapter.ToolCallDelta{
+			{Index: 0, ID: "c0", Name: "get_weather", Arguments: `{"city":"Paris"}`},
+			{Index: 1, ID: "c1", Name: "get_time", Arguments: `{}`},
+		}},
+		{Text: "Done", ToolCalls: []adapter.ToolCallDelta{{Index: 0, Arguments: " "}}},
+	}
+	if !reflect.DeepEqual(s.sent, want) {
+		t.Fatalf("sent  %+v\nwant %+v", s.sent, want)
+	}
+}
+
+func TestRelayCountsToolCallBytesTowardTheBuffer(t *testing.T) {
+	s := &deltaSink{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	defer close(s.gate)
+	r := newRelay(s.send, 8, 50*time.Millisecond)
+	_ = r.emit(context.Background(), adapter.Delta{Text: "x"})
+	<-s.entered
+	if err := r.emit(context.Background(), call(0, "id", "f", "12345")); err != nil { // 8 bytes: fills the buffer
+		t.Fatal(err)
+	}
+	if err := r.emit(context.Background(), call(0, "", "", "6")); !errors.Is(err, errClientNotReading) {
+		t.Fatalf("emit of a fragment into a full buffer = %v, want errClientNotReading", err)
+	}
 }
