@@ -146,9 +146,12 @@ func (chatShape) whole(h head, a *completion.Answer, finish string, u usageObjec
 	if text != "" || len(calls) == 0 {
 		m.Content = &text
 	}
-	for _, c := range calls {
+	for i, c := range calls {
 		var o toolCallObject
 		o.ID, o.Type, o.Function.Name, o.Function.Arguments = c.GetId(), "function", c.GetName(), c.GetArguments()
+		if o.ID == "" { // a model server that sends no ids: make one
+			o.ID = callID(h, i)
+		}
 		m.ToolCalls = append(m.ToolCalls, o)
 	}
 	return struct {
@@ -272,7 +275,7 @@ func (s *toolCallStream) chunk(h head, c completion.ToolCallDelta, first bool) c
 		s.started[c.Index] = true
 		d.ID, d.Type, d.Function.Name = c.ID, "function", c.Name
 		if d.ID == "" { // a model server that sends no ids: make one
-			d.ID = fmt.Sprintf("call_%s_%d", h.ID, c.Index)
+			d.ID = callID(h, c.Index)
 		}
 	}
 	cd := chatDelta{ToolCalls: []toolCallDelta{d}}
@@ -281,6 +284,10 @@ func (s *toolCallStream) chunk(h head, c completion.ToolCallDelta, first bool) c
 	}
 	return chatChunk{head: h, Choices: []chatChunkChoice{{Delta: cd}}}
 }
+
+// callID names a tool call whose model server gave it no id, the same way
+// streamed and whole.
+func callID(h head, index int) string { return fmt.Sprintf("call_%s_%d", h.ID, index) }
 
 // fail answers a failure before any byte of the answer was written.
 func (h *handlers) fail(w http.ResponseWriter, r *http.Request, req *request, err error) {
