@@ -54,7 +54,9 @@ func TestToolFieldsAreValidatedPrecisely(t *testing.T) {
 	for i := range many {
 		many[i] = &gatewayv1.Tool{Name: "t"}
 	}
-	call := func(id, name, args string) *gatewayv1.ToolCall { return &gatewayv1.ToolCall{Id: id, Name: name, Arguments: args} }
+	call := func(id, name, args string) *gatewayv1.ToolCall {
+		return &gatewayv1.ToolCall{Id: id, Name: name, Arguments: args}
+	}
 	tests := []struct {
 		name string
 		mod  func(*gatewayv1.StreamCompletionRequest)
@@ -67,18 +69,28 @@ func TestToolFieldsAreValidatedPrecisely(t *testing.T) {
 		{"name with a space", func(r *gatewayv1.StreamCompletionRequest) {
 			r.Tools = append(r.Tools, &gatewayv1.Tool{Name: "a"}, &gatewayv1.Tool{Name: "rm -rf"})
 		}, codes.InvalidArgument, `tools[2].name: "rm -rf" must be 1-64 of A-Z, a-z, 0-9, _ and -`},
-		{"name too long", func(r *gatewayv1.StreamCompletionRequest) { r.Tools[0] = &gatewayv1.Tool{Name: strings.Repeat("a", 65)} }, codes.InvalidArgument,
+		{"name too long", func(r *gatewayv1.StreamCompletionRequest) {
+			r.Tools[0] = &gatewayv1.Tool{Name: strings.Repeat("a", 65)}
+		}, codes.InvalidArgument,
 			"tools[0].name: 65 bytes, limit 64"},
-		{"duplicate name", func(r *gatewayv1.StreamCompletionRequest) { r.Tools = append(r.Tools, &gatewayv1.Tool{Name: "get_weather"}) }, codes.InvalidArgument,
+		{"duplicate name", func(r *gatewayv1.StreamCompletionRequest) {
+			r.Tools = append(r.Tools, &gatewayv1.Tool{Name: "get_weather"})
+		}, codes.InvalidArgument,
 			`tools[1].name: "get_weather" is already the name of another tool`},
 		{"description too long", func(r *gatewayv1.StreamCompletionRequest) {
 			r.Tools[0] = &gatewayv1.Tool{Name: "f", Description: strings.Repeat("d", 4097)}
 		}, codes.InvalidArgument, "tools[0].description: 4097 bytes, limit 4096"},
-		{"description not UTF-8", func(r *gatewayv1.StreamCompletionRequest) { r.Tools[0] = &gatewayv1.Tool{Name: "f", Description: "\xff"} }, codes.InvalidArgument,
+		{"description not UTF-8", func(r *gatewayv1.StreamCompletionRequest) {
+			r.Tools[0] = &gatewayv1.Tool{Name: "f", Description: "\xff"}
+		}, codes.InvalidArgument,
 			"tools[0].description: not valid UTF-8"},
-		{"parameters not an object", func(r *gatewayv1.StreamCompletionRequest) { r.Tools[0] = &gatewayv1.Tool{Name: "f", ParametersJson: `["a"]`} }, codes.InvalidArgument,
+		{"parameters not an object", func(r *gatewayv1.StreamCompletionRequest) {
+			r.Tools[0] = &gatewayv1.Tool{Name: "f", ParametersJson: `["a"]`}
+		}, codes.InvalidArgument,
 			"tools[0].parameters_json: must be a JSON object"},
-		{"parameters not JSON", func(r *gatewayv1.StreamCompletionRequest) { r.Tools[0] = &gatewayv1.Tool{Name: "f", ParametersJson: `{"a":`} }, codes.InvalidArgument,
+		{"parameters not JSON", func(r *gatewayv1.StreamCompletionRequest) {
+			r.Tools[0] = &gatewayv1.Tool{Name: "f", ParametersJson: `{"a":`}
+		}, codes.InvalidArgument,
 			"tools[0].parameters_json: must be a JSON object"},
 		{"parameters too large", func(r *gatewayv1.StreamCompletionRequest) {
 			r.Tools[0] = &gatewayv1.Tool{Name: "f", ParametersJson: `{"d":"` + strings.Repeat("x", 65536) + `"}`}

@@ -32,8 +32,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fakeCompleter struct {
 	texts  []string
 	deltas []completion.Delta // sent after the texts
-	done  *gatewayv1.CompletionDone
-	err   error // returned after the texts
+	done   *gatewayv1.CompletionDone
+	err    error // returned after the texts
 
 	mu  sync.Mutex
 	got []completion.Input

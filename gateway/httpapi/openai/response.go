@@ -72,9 +72,9 @@ type chatDelta struct {
 // toolCallDelta is a fragment of a streamed tool call; id, type and
 // function.name are set on a call's first fragment only, as OpenAI does.
 type toolCallDelta struct {
-	Index    int               `json:"index"`
-	ID       string            `json:"id,omitempty"`
-	Type     string            `json:"type,omitempty"`
+	Index    int              `json:"index"`
+	ID       string           `json:"id,omitempty"`
+	Type     string           `json:"type,omitempty"`
 	Function toolCallFragment `json:"function"`
 }
 

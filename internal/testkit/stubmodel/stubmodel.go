@@ -8,6 +8,12 @@
 // GET /healthz and GET /debug/last-request (the body of the last completion
 // request, so the benchmarks can send a model exactly what the gateway
 // sends).
+//
+// A chat request with tools (and tool_choice not "none") whose last message
+// is not a tool result is answered with one deterministic tool call, as
+// OpenAI streams it: the first tool's name (or tool_choice's function),
+// id ToolCallID, arguments ToolArguments split over several chunks, finish
+// "tool_calls" (non-streamed: message.tool_calls, content null).
 package stubmodel
 
 import (
@@ -26,6 +32,15 @@ import (
 
 // Sentence is the text the stub replays, one word per token, cycling.
 const Sentence = "Hello from the Airlock stub model. This answer streamed through the gateway, token by token, inside your cluster."
+
+// ToolCallID and ToolArguments are the stub's tool call.
+const (
+	ToolCallID    = "call_stub_0"
+	ToolArguments = `{"location":"Paris, France","unit":"celsius"}`
+)
+
+// toolFragments splits ToolArguments as a model streams it.
+var toolFragments = []string{`{"location"`, `:"Paris, `, `France","unit`, `":"celsius"}`}
 
 // Config shapes the stub's answers.
 type Config struct {
@@ -69,14 +84,47 @@ func (s *Server) Text(n int) string {
 }
 
 type request struct {
-	Model         string `json:"model"`
-	Stream        bool   `json:"stream"`
-	MaxTokens     int    `json:"max_tokens"`
-	Prompt        any    `json:"prompt"`
-	Messages      []any  `json:"messages"`
+	Model         string            `json:"model"`
+	Stream        bool              `json:"stream"`
+	MaxTokens     int               `json:"max_tokens"`
+	Prompt        any               `json:"prompt"`
+	Messages      []json.RawMessage `json:"messages"`
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
+	Tools []struct {
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	} `json:"tools"`
+	ToolChoice json.RawMessage `json:"tool_choice"`
+}
+
+// toolCall returns the function the stub calls for req, or "" to answer
+// with text.
+func (req *request) toolCall() string {
+	if len(req.Tools) == 0 || len(req.Messages) == 0 {
+		return ""
+	}
+	var last struct {
+		Role string `json:"role"`
+	}
+	if json.Unmarshal(req.Messages[len(req.Messages)-1], &last) == nil && last.Role == "tool" {
+		return "" // the tool answered: reply with text
+	}
+	var mode string
+	if json.Unmarshal(req.ToolChoice, &mode) == nil && mode == "none" {
+		return ""
+	}
+	var named struct {
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	}
+	if json.Unmarshal(req.ToolChoice, &named) == nil && named.Function.Name != "" {
+		return named.Function.Name
+	}
+	return req.Tools[0].Function.Name
 }
 
 // ServeHTTP implements http.Handler.
@@ -133,6 +181,10 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, chat bool) {
 	model := req.Model
 	if model == "" {
 		model = s.cfg.Model
+	}
+	if name := req.toolCall(); chat && name != "" {
+		s.tool(w, r.Context(), model, name, req.Stream, req.StreamOptions != nil && req.StreamOptions.IncludeUsage)
+		return
 	}
 	if !req.Stream {
 		s.whole(w, r.Context(), chat, model, n, finish)
@@ -223,6 +275,63 @@ func (s *Server) whole(w http.ResponseWriter, ctx context.Context, chat bool, mo
 		"choices": []any{choice},
 		"usage":   map[string]int{"prompt_tokens": promptTokens, "completion_tokens": n, "total_tokens": promptTokens + n},
 	})
+}
+
+// tool answers with one call of name, streamed in fragments or whole.
+func (s *Server) tool(w http.ResponseWriter, ctx context.Context, model, name string, stream, usage bool) {
+	n := len(toolFragments)
+	fname, _ := json.Marshal(name)
+	if !stream {
+		if !sleep(ctx, s.cfg.FirstDelay+time.Duration(n)*s.cfg.Delay) {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":"stub","object":"chat.completion","created":%d,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":null,`+
+			`"tool_calls":[{"id":%q,"type":"function","function":{"name":%s,"arguments":%q}}]},"finish_reason":"tool_calls"}],`+
+			`"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}`+"\n",
+			time.Now().Unix(), model, ToolCallID, fname, ToolArguments, promptTokens, n, promptTokens+n)
+		return
+	}
+	flusher, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	id := "stub-" + strconv.FormatInt(s.requests.Load(), 10)
+	head := fmt.Sprintf(`data: {"id":%q,"object":"chat.completion.chunk","created":%d,"model":%q,"choices":[{"index":0,`, id, time.Now().Unix(), model)
+	send := func(body string) bool {
+		if _, err := io.WriteString(w, head+body+"\n\n"); err != nil {
+			return false
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return true
+	}
+	if !sleep(ctx, s.cfg.FirstDelay) {
+		return
+	}
+	first := fmt.Sprintf(`"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":%q,"type":"function","function":{"name":%s,"arguments":""}}]},"finish_reason":null}]}`, ToolCallID, fname)
+	if !send(first) {
+		return
+	}
+	for _, frag := range toolFragments {
+		if !sleep(ctx, s.cfg.Delay) {
+			return
+		}
+		args, _ := json.Marshal(frag)
+		if !send(`"delta":{"tool_calls":[{"index":0,"function":{"arguments":` + string(args) + `}}]},"finish_reason":null}]}`) {
+			return
+		}
+	}
+	send(`"delta":{},"finish_reason":"tool_calls"}]}`)
+	if usage {
+		fmt.Fprintf(w, `data: {"id":%q,"object":"chat.completion.chunk","created":%d,"model":%q,"choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}`+"\n\n",
+			id, time.Now().Unix(), model, promptTokens, n, promptTokens+n)
+	}
+	_, _ = w.Write([]byte("data: [DONE]\n\n"))
+	if flusher != nil {
+		flusher.Flush()
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
