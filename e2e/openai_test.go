@@ -227,11 +227,11 @@ func TestOpenAISDKErrors(t *testing.T) {
 		{"403 feature not granted", c.openAIClient(c.mint([]string{"code_completions"}, 0).AccessToken), chatParams("duo_chat"), 403, "permission_error", ""},
 		{"404 unknown model", sdk, chatParams("gpt-4o"), 404, "not_found_error", "model"},
 		{"400 n > 1", sdk, func() openai.ChatCompletionNewParams { p := chatParams("duo_chat"); p.N = openai.Int(2); return p }(), 400, "invalid_request_error", "n"},
-		{"400 tools", sdk, func() openai.ChatCompletionNewParams {
+		{"400 tool name", sdk, func() openai.ChatCompletionNewParams {
 			p := chatParams("duo_chat")
-			p.Tools = []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "lookup"})}
+			p.Tools = []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "look up"})}
 			return p
-		}(), 400, "invalid_request_error", "tools"},
+		}(), 400, "invalid_request_error", "tools[0].function.name"},
 		{"413 prompt over --max-prompt-bytes", sdk, openai.ChatCompletionNewParams{Model: "duo_chat",
 			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(strings.Repeat("x", 5000))}}, 413, "invalid_request_error", ""},
 	}
