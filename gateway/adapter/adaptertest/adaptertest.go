@@ -57,6 +57,9 @@ type Config struct {
 	NoModelInBody bool
 	// Request returns the request to send (default: duo_chat, one message).
 	Request func() *adapter.Request
+	// Tools is required for an adapter that implements adapter.ToolTaker
+	// (and refused for one that does not).
+	Tools *ToolStream
 }
 
 func (c *Config) request(endpoint string) *adapter.Request {
@@ -131,6 +134,7 @@ func Run(t *testing.T, cfg Config) {
 	t.Run(cfg.Provider+"/timeouts", func(t *testing.T) { h.timeouts(t, ok) })
 	t.Run(cfg.Provider+"/oversized_event_rejected", func(t *testing.T) { h.oversized(t, ok) })
 	t.Run(cfg.Provider+"/connection_refused_is_unavailable", func(t *testing.T) { h.refused(t) })
+	t.Run(cfg.Provider+"/tools", func(t *testing.T) { h.tools(t) })
 }
 
 type delivery struct {
