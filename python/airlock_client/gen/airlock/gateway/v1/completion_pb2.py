@@ -13,33 +13,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#airlock/gateway/v1/completion.proto\x12\x12\x61irlock.gateway.v1\"7\n\x07Message\x12\x12\n\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n\x07\x63ontent\x18\x02 \x01(\tR\x07\x63ontent\"\xaa\x01\n\x0b\x43odeContext\x12\x1b\n\tfile_name\x18\x01 \x01(\tR\x08\x66ileName\x12\x30\n\x14\x63ontent_above_cursor\x18\x02 \x01(\tR\x12\x63ontentAboveCursor\x12\x30\n\x14\x63ontent_below_cursor\x18\x03 \x01(\tR\x12\x63ontentBelowCursor\x12\x1a\n\x08language\x18\x04 \x01(\tR\x08language\"\xa1\x01\n\x11GenerationOptions\x12\x1d\n\nmax_tokens\x18\x01 \x01(\rR\tmaxTokens\x12%\n\x0btemperature\x18\x02 \x01(\x02H\x00R\x0btemperature\x88\x01\x01\x12\x12\n\x04stop\x18\x03 \x03(\tR\x04stop\x12\x18\n\x05top_p\x18\x04 \x01(\x02H\x01R\x04topP\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_p\"Y\n\x05Usage\x12#\n\rprompt_tokens\x18\x01 \x01(\rR\x0cpromptTokens\x12+\n\x11\x63ompletion_tokens\x18\x02 \x01(\rR\x10\x63ompletionTokens\"\x9e\x01\n\x0e\x43ompletionDone\x12\x45\n\rfinish_reason\x18\x01 \x01(\x0e\x32 .airlock.gateway.v1.FinishReasonR\x0c\x66inishReason\x12/\n\x05usage\x18\x02 \x01(\x0b\x32\x19.airlock.gateway.v1.UsageR\x05usage\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\"\xf1\x01\n\x17StreamCompletionRequest\x12\x18\n\x07\x66\x65\x61ture\x18\x01 \x01(\tR\x07\x66\x65\x61ture\x12\x37\n\x08messages\x18\x02 \x03(\x0b\x32\x1b.airlock.gateway.v1.MessageR\x08messages\x12\x42\n\x0c\x63ode_context\x18\x03 \x01(\x0b\x32\x1f.airlock.gateway.v1.CodeContextR\x0b\x63odeContext\x12?\n\x07options\x18\x04 \x01(\x0b\x32%.airlock.gateway.v1.GenerationOptionsR\x07options\"f\n\x18StreamCompletionResponse\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x36\n\x04\x64one\x18\x02 \x01(\x0b\x32\".airlock.gateway.v1.CompletionDoneR\x04\x64one\"\xe9\x01\n\x0f\x43ompleteRequest\x12\x18\n\x07\x66\x65\x61ture\x18\x01 \x01(\tR\x07\x66\x65\x61ture\x12\x37\n\x08messages\x18\x02 \x03(\x0b\x32\x1b.airlock.gateway.v1.MessageR\x08messages\x12\x42\n\x0c\x63ode_context\x18\x03 \x01(\x0b\x32\x1f.airlock.gateway.v1.CodeContextR\x0b\x63odeContext\x12?\n\x07options\x18\x04 \x01(\x0b\x32%.airlock.gateway.v1.GenerationOptionsR\x07options\"^\n\x10\x43ompleteResponse\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x36\n\x04\x64one\x18\x02 \x01(\x0b\x32\".airlock.gateway.v1.CompletionDoneR\x04\x64one*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x32\xdb\x01\n\x11\x43ompletionService\x12o\n\x10StreamCompletion\x12+.airlock.gateway.v1.StreamCompletionRequest\x1a,.airlock.gateway.v1.StreamCompletionResponse0\x01\x12U\n\x08\x43omplete\x12#.airlock.gateway.v1.CompleteRequest\x1a$.airlock.gateway.v1.CompleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#airlock/gateway/v1/completion.proto\x12\x12\x61irlock.gateway.v1\"\x96\x01\n\x07Message\x12\x12\n\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n\x07\x63ontent\x18\x02 \x01(\tR\x07\x63ontent\x12;\n\ntool_calls\x18\x03 \x03(\x0b\x32\x1c.airlock.gateway.v1.ToolCallR\ttoolCalls\x12 \n\x0ctool_call_id\x18\x04 \x01(\tR\ntoolCallId\"e\n\x04Tool\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\'\n\x0fparameters_json\x18\x03 \x01(\tR\x0eparametersJson\"E\n\nToolChoice\x12\x12\n\x04mode\x18\x01 \x01(\tR\x04mode\x12#\n\rfunction_name\x18\x02 \x01(\tR\x0c\x66unctionName\"L\n\x08ToolCall\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n\targuments\x18\x03 \x01(\tR\targuments\"g\n\rToolCallDelta\x12\x14\n\x05index\x18\x01 \x01(\rR\x05index\x12\x0e\n\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x1c\n\targuments\x18\x04 \x01(\tR\targuments\"\xaa\x01\n\x0b\x43odeContext\x12\x1b\n\tfile_name\x18\x01 \x01(\tR\x08\x66ileName\x12\x30\n\x14\x63ontent_above_cursor\x18\x02 \x01(\tR\x12\x63ontentAboveCursor\x12\x30\n\x14\x63ontent_below_cursor\x18\x03 \x01(\tR\x12\x63ontentBelowCursor\x12\x1a\n\x08language\x18\x04 \x01(\tR\x08language\"\xa1\x01\n\x11GenerationOptions\x12\x1d\n\nmax_tokens\x18\x01 \x01(\rR\tmaxTokens\x12%\n\x0btemperature\x18\x02 \x01(\x02H\x00R\x0btemperature\x88\x01\x01\x12\x12\n\x04stop\x18\x03 \x03(\tR\x04stop\x12\x18\n\x05top_p\x18\x04 \x01(\x02H\x01R\x04topP\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_p\"Y\n\x05Usage\x12#\n\rprompt_tokens\x18\x01 \x01(\rR\x0cpromptTokens\x12+\n\x11\x63ompletion_tokens\x18\x02 \x01(\rR\x10\x63ompletionTokens\"\x9e\x01\n\x0e\x43ompletionDone\x12\x45\n\rfinish_reason\x18\x01 \x01(\x0e\x32 .airlock.gateway.v1.FinishReasonR\x0c\x66inishReason\x12/\n\x05usage\x18\x02 \x01(\x0b\x32\x19.airlock.gateway.v1.UsageR\x05usage\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\"\xaf\x03\n\x17StreamCompletionRequest\x12\x18\n\x07\x66\x65\x61ture\x18\x01 \x01(\tR\x07\x66\x65\x61ture\x12\x37\n\x08messages\x18\x02 \x03(\x0b\x32\x1b.airlock.gateway.v1.MessageR\x08messages\x12\x42\n\x0c\x63ode_context\x18\x03 \x01(\x0b\x32\x1f.airlock.gateway.v1.CodeContextR\x0b\x63odeContext\x12?\n\x07options\x18\x04 \x01(\x0b\x32%.airlock.gateway.v1.GenerationOptionsR\x07options\x12.\n\x05tools\x18\x05 \x03(\x0b\x32\x18.airlock.gateway.v1.ToolR\x05tools\x12?\n\x0btool_choice\x18\x06 \x01(\x0b\x32\x1e.airlock.gateway.v1.ToolChoiceR\ntoolChoice\x12\x33\n\x13parallel_tool_calls\x18\x07 \x01(\x08H\x00R\x11parallelToolCalls\x88\x01\x01\x42\x16\n\x14_parallel_tool_calls\"\xa8\x01\n\x18StreamCompletionResponse\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x36\n\x04\x64one\x18\x02 \x01(\x0b\x32\".airlock.gateway.v1.CompletionDoneR\x04\x64one\x12@\n\ntool_calls\x18\x03 \x03(\x0b\x32!.airlock.gateway.v1.ToolCallDeltaR\ttoolCalls\"\xa7\x03\n\x0f\x43ompleteRequest\x12\x18\n\x07\x66\x65\x61ture\x18\x01 \x01(\tR\x07\x66\x65\x61ture\x12\x37\n\x08messages\x18\x02 \x03(\x0b\x32\x1b.airlock.gateway.v1.MessageR\x08messages\x12\x42\n\x0c\x63ode_context\x18\x03 \x01(\x0b\x32\x1f.airlock.gateway.v1.CodeContextR\x0b\x63odeContext\x12?\n\x07options\x18\x04 \x01(\x0b\x32%.airlock.gateway.v1.GenerationOptionsR\x07options\x12.\n\x05tools\x18\x05 \x03(\x0b\x32\x18.airlock.gateway.v1.ToolR\x05tools\x12?\n\x0btool_choice\x18\x06 \x01(\x0b\x32\x1e.airlock.gateway.v1.ToolChoiceR\ntoolChoice\x12\x33\n\x13parallel_tool_calls\x18\x07 \x01(\x08H\x00R\x11parallelToolCalls\x88\x01\x01\x42\x16\n\x14_parallel_tool_calls\"\x9b\x01\n\x10\x43ompleteResponse\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x36\n\x04\x64one\x18\x02 \x01(\x0b\x32\".airlock.gateway.v1.CompletionDoneR\x04\x64one\x12;\n\ntool_calls\x18\x03 \x03(\x0b\x32\x1c.airlock.gateway.v1.ToolCallR\ttoolCalls*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x32\xdb\x01\n\x11\x43ompletionService\x12o\n\x10StreamCompletion\x12+.airlock.gateway.v1.StreamCompletionRequest\x1a,.airlock.gateway.v1.StreamCompletionResponse0\x01\x12U\n\x08\x43omplete\x12#.airlock.gateway.v1.CompleteRequest\x1a$.airlock.gateway.v1.CompleteResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'airlock.gateway.v1.completion_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _FINISHREASON._serialized_start=1386
-  _FINISHREASON._serialized_end=1545
-  _MESSAGE._serialized_start=59
-  _MESSAGE._serialized_end=114
-  _CODECONTEXT._serialized_start=117
-  _CODECONTEXT._serialized_end=287
-  _GENERATIONOPTIONS._serialized_start=290
-  _GENERATIONOPTIONS._serialized_end=451
-  _USAGE._serialized_start=453
-  _USAGE._serialized_end=542
-  _COMPLETIONDONE._serialized_start=545
-  _COMPLETIONDONE._serialized_end=703
-  _STREAMCOMPLETIONREQUEST._serialized_start=706
-  _STREAMCOMPLETIONREQUEST._serialized_end=947
-  _STREAMCOMPLETIONRESPONSE._serialized_start=949
-  _STREAMCOMPLETIONRESPONSE._serialized_end=1051
-  _COMPLETEREQUEST._serialized_start=1054
-  _COMPLETEREQUEST._serialized_end=1287
-  _COMPLETERESPONSE._serialized_start=1289
-  _COMPLETERESPONSE._serialized_end=1383
-  _COMPLETIONSERVICE._serialized_start=1548
-  _COMPLETIONSERVICE._serialized_end=1767
+  _FINISHREASON._serialized_start=2348
+  _FINISHREASON._serialized_end=2507
+  _MESSAGE._serialized_start=60
+  _MESSAGE._serialized_end=210
+  _TOOL._serialized_start=212
+  _TOOL._serialized_end=313
+  _TOOLCHOICE._serialized_start=315
+  _TOOLCHOICE._serialized_end=384
+  _TOOLCALL._serialized_start=386
+  _TOOLCALL._serialized_end=462
+  _TOOLCALLDELTA._serialized_start=464
+  _TOOLCALLDELTA._serialized_end=567
+  _CODECONTEXT._serialized_start=570
+  _CODECONTEXT._serialized_end=740
+  _GENERATIONOPTIONS._serialized_start=743
+  _GENERATIONOPTIONS._serialized_end=904
+  _USAGE._serialized_start=906
+  _USAGE._serialized_end=995
+  _COMPLETIONDONE._serialized_start=998
+  _COMPLETIONDONE._serialized_end=1156
+  _STREAMCOMPLETIONREQUEST._serialized_start=1159
+  _STREAMCOMPLETIONREQUEST._serialized_end=1590
+  _STREAMCOMPLETIONRESPONSE._serialized_start=1593
+  _STREAMCOMPLETIONRESPONSE._serialized_end=1761
+  _COMPLETEREQUEST._serialized_start=1764
+  _COMPLETEREQUEST._serialized_end=2187
+  _COMPLETERESPONSE._serialized_start=2190
+  _COMPLETERESPONSE._serialized_end=2345
+  _COMPLETIONSERVICE._serialized_start=2510
+  _COMPLETIONSERVICE._serialized_end=2729
 # @@protoc_insertion_point(module_scope)

@@ -24,24 +24,32 @@ class CodeContext(_message.Message):
     def __init__(self, file_name: _Optional[str] = ..., content_above_cursor: _Optional[str] = ..., content_below_cursor: _Optional[str] = ..., language: _Optional[str] = ...) -> None: ...
 
 class CompleteRequest(_message.Message):
-    __slots__ = ["code_context", "feature", "messages", "options"]
+    __slots__ = ["code_context", "feature", "messages", "options", "parallel_tool_calls", "tool_choice", "tools"]
     CODE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     FEATURE_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CHOICE_FIELD_NUMBER: _ClassVar[int]
     code_context: CodeContext
     feature: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     options: GenerationOptions
-    def __init__(self, feature: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., code_context: _Optional[_Union[CodeContext, _Mapping]] = ..., options: _Optional[_Union[GenerationOptions, _Mapping]] = ...) -> None: ...
+    parallel_tool_calls: bool
+    tool_choice: ToolChoice
+    tools: _containers.RepeatedCompositeFieldContainer[Tool]
+    def __init__(self, feature: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., code_context: _Optional[_Union[CodeContext, _Mapping]] = ..., options: _Optional[_Union[GenerationOptions, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., parallel_tool_calls: bool = ...) -> None: ...
 
 class CompleteResponse(_message.Message):
-    __slots__ = ["done", "text"]
+    __slots__ = ["done", "text", "tool_calls"]
     DONE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     done: CompletionDone
     text: str
-    def __init__(self, text: _Optional[str] = ..., done: _Optional[_Union[CompletionDone, _Mapping]] = ...) -> None: ...
+    tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
+    def __init__(self, text: _Optional[str] = ..., done: _Optional[_Union[CompletionDone, _Mapping]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ...) -> None: ...
 
 class CompletionDone(_message.Message):
     __slots__ = ["finish_reason", "model", "usage"]
@@ -66,32 +74,84 @@ class GenerationOptions(_message.Message):
     def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., top_p: _Optional[float] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ["content", "role"]
+    __slots__ = ["content", "role", "tool_call_id", "tool_calls"]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     content: str
     role: str
-    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+    tool_call_id: str
+    tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ...) -> None: ...
 
 class StreamCompletionRequest(_message.Message):
-    __slots__ = ["code_context", "feature", "messages", "options"]
+    __slots__ = ["code_context", "feature", "messages", "options", "parallel_tool_calls", "tool_choice", "tools"]
     CODE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     FEATURE_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CHOICE_FIELD_NUMBER: _ClassVar[int]
     code_context: CodeContext
     feature: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     options: GenerationOptions
-    def __init__(self, feature: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., code_context: _Optional[_Union[CodeContext, _Mapping]] = ..., options: _Optional[_Union[GenerationOptions, _Mapping]] = ...) -> None: ...
+    parallel_tool_calls: bool
+    tool_choice: ToolChoice
+    tools: _containers.RepeatedCompositeFieldContainer[Tool]
+    def __init__(self, feature: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., code_context: _Optional[_Union[CodeContext, _Mapping]] = ..., options: _Optional[_Union[GenerationOptions, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., parallel_tool_calls: bool = ...) -> None: ...
 
 class StreamCompletionResponse(_message.Message):
-    __slots__ = ["done", "text"]
+    __slots__ = ["done", "text", "tool_calls"]
     DONE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     done: CompletionDone
     text: str
-    def __init__(self, text: _Optional[str] = ..., done: _Optional[_Union[CompletionDone, _Mapping]] = ...) -> None: ...
+    tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCallDelta]
+    def __init__(self, text: _Optional[str] = ..., done: _Optional[_Union[CompletionDone, _Mapping]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCallDelta, _Mapping]]] = ...) -> None: ...
+
+class Tool(_message.Message):
+    __slots__ = ["description", "name", "parameters_json"]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    description: str
+    name: str
+    parameters_json: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_json: _Optional[str] = ...) -> None: ...
+
+class ToolCall(_message.Message):
+    __slots__ = ["arguments", "id", "name"]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    arguments: str
+    id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
+
+class ToolCallDelta(_message.Message):
+    __slots__ = ["arguments", "id", "index", "name"]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    arguments: str
+    id: str
+    index: int
+    name: str
+    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
+
+class ToolChoice(_message.Message):
+    __slots__ = ["function_name", "mode"]
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    mode: str
+    def __init__(self, mode: _Optional[str] = ..., function_name: _Optional[str] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ["completion_tokens", "prompt_tokens"]

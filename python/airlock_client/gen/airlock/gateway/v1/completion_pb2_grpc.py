@@ -49,8 +49,9 @@ class CompletionServiceServicer(object):
 
     def StreamCompletion(self, request, context):
         """StreamCompletion streams the answer as text deltas as the model produces
-        them. The last message has `done` set with the finish reason, token usage
-        and model. An upstream failure ends the stream with a status (text already
+        them (and tool-call fragments, for a request with tools, in order with
+        the text). The last message has `done` set with the finish reason, token
+        usage and model. An upstream failure ends the stream with a status (text already
         sent stays delivered): model rejected its API key FailedPrecondition,
         rate limited ResourceExhausted (with RetryInfo), unreachable or 5xx
         Unavailable, malformed stream Internal, timeouts DeadlineExceeded.
