@@ -103,6 +103,12 @@ func adapterStatus(e *adapter.Error) error {
 	case adapter.KindMisconfigured:
 		return status.Errorf(codes.FailedPrecondition, "model is misconfigured: the model server %s: an administrator must check the model's endpoint and identifier (airlockctl model get)", misconfiguredDetail(e))
 	case adapter.KindBadRequest:
+		if e.HTTPStatus == 0 {
+			// The adapter could not express the request for its provider
+			// (a tool call Anthropic cannot take): its message names the
+			// field, so no model server is blamed.
+			return status.Error(codes.InvalidArgument, echo.Message(e.Message))
+		}
 		return status.Errorf(codes.InvalidArgument, "model server refused the request (HTTP %d): %s", e.HTTPStatus, echo.Message(e.Message))
 	case adapter.KindMalformed:
 		return status.Error(codes.Internal, "model server sent a malformed stream: "+e.Message)

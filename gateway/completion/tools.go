@@ -237,7 +237,7 @@ func (s *Service) toolTargets(f feature.Feature, req *adapter.Request, targets [
 		}
 	}
 	return nil, invalid(fmt.Sprintf("%s: the model bound to %s is served by provider %s, which cannot take tools "+
-		"(tools pass through to openai_compatible and azure_openai models)", field, f, strings.Join(providers, ", ")))
+		"(tools pass through to openai_compatible, azure_openai and anthropic models)", field, f, strings.Join(providers, ", ")))
 }
 
 func contains(list []string, s string) bool {

@@ -228,11 +228,11 @@ func TestToolsGoOnlyToModelsThatTakeThem(t *testing.T) {
 		mod  func(*gatewayv1.StreamCompletionRequest)
 		msg  string
 	}{
-		{"tools", nil, "tools: the model bound to duo_chat is served by provider fake, which cannot take tools (tools pass through to openai_compatible and azure_openai models)"},
+		{"tools", nil, "tools: the model bound to duo_chat is served by provider fake, which cannot take tools (tools pass through to openai_compatible, azure_openai and anthropic models)"},
 		{"a tool turn", func(r *gatewayv1.StreamCompletionRequest) {
 			r.Tools = nil
 			r.Messages = append(r.Messages, &gatewayv1.Message{Role: "tool", ToolCallId: "c1", Content: "22C"})
-		}, "messages[1].role: the model bound to duo_chat is served by provider fake, which cannot take tools (tools pass through to openai_compatible and azure_openai models)"},
+		}, "messages[1].role: the model bound to duo_chat is served by provider fake, which cannot take tools (tools pass through to openai_compatible, azure_openai and anthropic models)"},
 	} {
 		t.Run("refused when no model takes "+tc.name, func(t *testing.T) {
 			fa := &fakeAdapter{calls: map[string]int{}, steps: map[string][]step{"a": {{texts: []string{"no"}}}}}

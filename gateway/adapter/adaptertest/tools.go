@@ -99,7 +99,7 @@ func (h *harness) tools(t *testing.T) {
 				t.Errorf("step %d: call %d = %+v, want %+v", step, i, got[i], ts.Calls[i])
 			}
 		}
-		for _, want := range []string{`"get_weather"`, `call_suite_1`, `-3C`, `{\"city\":\"Oslo\"}`, `"type":"object"`} {
+		for _, want := range []string{`"get_weather"`, `call_suite_1`, `-3C`, `Oslo`, `"type":"object"`} {
 			if !strings.Contains(body, want) {
 				t.Errorf("request body lacks %s: %s", want, body)
 			}

@@ -39,19 +39,23 @@ func New(cfg adapter.Config) (adapter.Adapter, error) {
 }
 
 type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role    string
+	Content string
+	Blocks  []block // tool_use or tool_result blocks (tools.go); then Content is unused
+	results bool    // Blocks are tool results (more may join)
 }
 
 type request struct {
-	Model         string    `json:"model"`
-	MaxTokens     int       `json:"max_tokens"`
-	System        string    `json:"system,omitempty"`
-	Messages      []message `json:"messages"`
-	Stream        bool      `json:"stream"`
-	Temperature   *float32  `json:"temperature,omitempty"`
-	TopP          *float32  `json:"top_p,omitempty"`
-	StopSequences []string  `json:"stop_sequences,omitempty"`
+	Model         string           `json:"model"`
+	MaxTokens     int              `json:"max_tokens"`
+	System        string           `json:"system,omitempty"`
+	Messages      []message        `json:"messages"`
+	Stream        bool             `json:"stream"`
+	Temperature   *float32         `json:"temperature,omitempty"`
+	TopP          *float32         `json:"top_p,omitempty"`
+	StopSequences []string         `json:"stop_sequences,omitempty"`
+	Tools         []toolParam      `json:"tools,omitempty"`
+	ToolChoice    *toolChoiceParam `json:"tool_choice,omitempty"`
 }
 
 // URL returns the Messages endpoint for a configured base URL.
@@ -64,7 +68,9 @@ func URL(endpoint string) string {
 }
 
 // Body returns the JSON request body: system messages move to the top-level
-// system field (joined by blank lines), the rest stay in order.
+// system field (joined by blank lines), the rest stay in order; tools and
+// tool turns take the Messages API's shapes (tools.go). A tool call whose
+// arguments are not a JSON object is an *adapter.Error (KindBadRequest).
 func Body(req *adapter.Request) ([]byte, error) {
 	r := request{Model: req.Model.Identifier, MaxTokens: req.MaxTokens, Stream: true,
 		Temperature: req.Temperature, TopP: req.TopP, StopSequences: req.Stop}
@@ -72,14 +78,23 @@ func Body(req *adapter.Request) ([]byte, error) {
 		r.MaxTokens = DefaultMaxTokens
 	}
 	var system []string
-	for _, m := range prompt.Chat(req) {
+	chat := prompt.Chat(req)
+	first := len(chat) - len(req.Messages) // a code prompt's system turn comes first
+	if first > 0 {
+		first = 1
+	}
+	for i, m := range chat {
 		if m.Role == "system" {
 			system = append(system, m.Content)
 			continue
 		}
-		r.Messages = append(r.Messages, message{Role: m.Role, Content: m.Content})
+		var err error
+		if r.Messages, err = toolMessages(r.Messages, i-first, m); err != nil {
+			return nil, err
+		}
 	}
 	r.System = strings.Join(system, "\n\n")
+	toolFields(&r, req)
 	return json.Marshal(r)
 }
 
@@ -87,6 +102,9 @@ func Body(req *adapter.Request) ([]byte, error) {
 // is configured.
 func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(adapter.Delta) error) (adapter.Result, error) {
 	body, err := Body(req)
+	if e, ok := adapter.AsError(err); ok {
+		return adapter.Result{}, e
+	}
 	if err != nil {
 		return adapter.Result{}, &adapter.Error{Kind: adapter.KindBadRequest, Message: "cannot encode the request", Err: err}
 	}
@@ -119,13 +137,20 @@ func (u *usage) input() (int, bool) {
 
 type event struct {
 	Type    string `json:"type"`
+	Index   int    `json:"index"`
 	Message *struct {
 		Usage *usage `json:"usage"`
 	} `json:"message"`
+	ContentBlock *struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"content_block"`
 	Delta *struct {
-		Type       string `json:"type"`
-		Text       string `json:"text"`
-		StopReason string `json:"stop_reason"`
+		Type        string `json:"type"`
+		Text        string `json:"text"`
+		PartialJSON string `json:"partial_json"`
+		StopReason  string `json:"stop_reason"`
 	} `json:"delta"`
 	Usage *usage          `json:"usage"`
 	Error json.RawMessage `json:"error"`
@@ -138,7 +163,11 @@ func decode(resp *upstream.Response, maxEvent int, emit func(adapter.Delta) erro
 		raw            string
 		prompt, output int
 		gotIn, gotOut  bool
+		tools          toolBlocks
 	)
+	emitCall := func(c adapter.ToolCallDelta) error {
+		return emit(adapter.Delta{ToolCalls: []adapter.ToolCallDelta{c}})
+	}
 	for {
 		ev, err := dec.Next()
 		if err != nil {
@@ -167,9 +196,36 @@ func decode(resp *upstream.Response, maxEvent int, emit func(adapter.Delta) erro
 				// output_tokens here is a placeholder; only input counts.
 				prompt, gotIn = e.Message.Usage.input()
 			}
+		case "content_block_start":
+			if b := e.ContentBlock; b != nil && b.Type == "tool_use" {
+				c, err := tools.start(e.Index, b.ID, b.Name)
+				if err != nil {
+					return adapter.Result{}, upstream.Malformed(err.Error(), nil)
+				}
+				if err := emitCall(c); err != nil {
+					return adapter.Result{}, err
+				}
+			}
 		case "content_block_delta":
 			if e.Delta != nil && e.Delta.Type == "text_delta" && e.Delta.Text != "" {
 				if err := emit(adapter.Delta{Text: e.Delta.Text}); err != nil {
+					return adapter.Result{}, err
+				}
+			}
+			if e.Delta != nil && e.Delta.Type == "input_json_delta" {
+				c, err := tools.fragment(e.Index, e.Delta.PartialJSON)
+				if err != nil {
+					return adapter.Result{}, upstream.Malformed(err.Error(), nil)
+				}
+				if c.Arguments != "" {
+					if err := emitCall(c); err != nil {
+						return adapter.Result{}, err
+					}
+				}
+			}
+		case "content_block_stop":
+			if c, ok := tools.stop(e.Index); ok {
+				if err := emitCall(c); err != nil {
 					return adapter.Result{}, err
 				}
 			}
@@ -192,7 +248,7 @@ func decode(resp *upstream.Response, maxEvent int, emit func(adapter.Delta) erro
 			}
 			return res, nil
 		}
-		// ping, content_block_start/stop and future event types carry no text.
+		// ping, other blocks' start/stop and future event types carry nothing.
 	}
 }
 
@@ -209,4 +265,12 @@ func Finish(raw string) adapter.Finish {
 	return adapter.FinishStop
 }
 
-var _ adapter.Adapter = (*Adapter)(nil)
+// TakesTools implements adapter.ToolTaker: tools, tool_choice,
+// parallel_tool_calls and tool turns are translated to the Messages API's
+// tool use (tools.go), and tool_use blocks are reported as tool calls.
+func (a *Adapter) TakesTools() bool { return true }
+
+var (
+	_ adapter.Adapter   = (*Adapter)(nil)
+	_ adapter.ToolTaker = (*Adapter)(nil)
+)

@@ -11,9 +11,9 @@
 // penalties, ...) are refused with a 400 naming the field, never dropped;
 // unknown fields are ignored. Tools (tools, tool_choice,
 // parallel_tool_calls, tool turns) pass through to models whose provider
-// takes them (openai_compatible, azure_openai); for a feature bound to
-// another provider the core refuses them with a 400 naming `tools` and the
-// provider.
+// takes them (openai_compatible, azure_openai, anthropic); for a feature
+// bound to another provider the core refuses them with a 400 naming `tools`
+// and the provider.
 package openai
 
 import (

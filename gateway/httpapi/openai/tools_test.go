@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
+	"github.com/airlock-dev/airlock/gateway/adapter/anthropic"
 	"github.com/airlock-dev/airlock/gateway/catalog"
 	"github.com/airlock-dev/airlock/gateway/completion"
 	"github.com/airlock-dev/airlock/gateway/httpapi"
@@ -59,8 +60,9 @@ func newCoreServer(t *testing.T, provider string, ta *toolAdapter) *httptest.Ser
 	svc, err := completion.New(completion.Config{Router: providerRouter(provider), Authorize: func(context.Context, feature.Feature) error { return nil },
 		Attempts: 1, Limits: completion.Limits{MaxPromptBytes: 2000},
 		Adapters: map[string]adapter.Constructor{
-			"tools": func(adapter.Config) (adapter.Adapter, error) { return takingAdapter{ta}, nil },
-			"plain": func(adapter.Config) (adapter.Adapter, error) { return ta, nil },
+			"tools":     func(adapter.Config) (adapter.Adapter, error) { return takingAdapter{ta}, nil },
+			"plain":     func(adapter.Config) (adapter.Adapter, error) { return ta, nil },
+			"anthropic": anthropic.New, // the real adapter: it translates tools
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +126,9 @@ func TestToolRequestErrorsNameTheField(t *testing.T) {
 			400, "messages[1].tool_calls[0].function.name", "", `messages[1].tool_calls[0].function.name: "f.g" must be 1-64 of A-Z, a-z, 0-9, _ and -`},
 		{"legacy functions", "tools", `{"model":"duo_chat","messages":[` + user + `],"functions":[{"name":"f"}]}`, 400, "functions", "unsupported_parameter", "functions: the deprecated functions API is not supported; use tools"},
 		{"provider cannot take tools", "plain", toolBody(""), 400, "tools", "",
-			"tools: the model bound to duo_chat is served by provider plain, which cannot take tools (tools pass through to openai_compatible and azure_openai models)"},
+			"tools: the model bound to duo_chat is served by provider plain, which cannot take tools (tools pass through to openai_compatible, azure_openai and anthropic models)"},
+		{"arguments Anthropic cannot take", "anthropic", `{"model":"duo_chat","messages":[` + user + `,{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"[1]"}}]},{"role":"tool","tool_call_id":"c","content":"1"}]}`,
+			400, "messages[1].tool_calls[0].function.arguments", "", "messages[1].tool_calls[0].function.arguments: not a JSON object, which Anthropic needs as the call's input"},
 		{"provider cannot take a tool turn", "plain", `{"model":"duo_chat","messages":[` + user + `,{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]}]}`,
 			400, "messages[1].tool_calls", "", "messages[1].tool_calls: the model bound to duo_chat is served by provider plain, which cannot take tools"},
 	}

@@ -163,10 +163,11 @@ func (x *Message) GetToolCallId() string {
 }
 
 // Tool is a function the model may call. Tools pass through only to models
-// whose provider takes them (openai_compatible, azure_openai); a request
-// with tools for a feature bound to another provider is InvalidArgument
-// naming `tools` and the provider (a fallback that cannot take tools is
-// skipped).
+// whose provider takes them (openai_compatible, azure_openai, anthropic); a
+// request with tools for a feature bound to another provider is
+// InvalidArgument naming `tools` and the provider (a fallback that cannot
+// take tools is skipped). For anthropic a call's arguments on an assistant
+// turn must be a JSON object.
 type Tool struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Function name: 1-64 of A-Z, a-z, 0-9, _ and -; unique in the request.
