@@ -62,7 +62,8 @@ func ChatBody(req *adapter.Request, model string, msgs []adapter.Message, includ
 		return nil, err
 	}
 	if b.hasTools() {
-		return json.Marshal(b)
+		v := *b // a copy escapes to encoding/json, b stays on the stack
+		return json.Marshal(&v)
 	}
 	return appendBody(make([]byte, 0, b.size()), b)
 }
