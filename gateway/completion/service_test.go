@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/rs/zerolog"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -473,4 +474,48 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// The call's log line gets its fields once, from the last attempt: a retry
+// shows attempt 2, and every field is present once.
+func TestServeLogFieldsOnceFromTheLastAttempt(t *testing.T) {
+	fa := &fakeAdapter{steps: map[string][]step{"m": {
+		{err: &adapter.Error{Kind: adapter.KindUnavailable, Retryable: true, Message: "down"}},
+		{texts: []string{"a", "b"}},
+	}}, calls: map[string]int{}}
+	svc, err := New(Config{Router: fakeRouter{targets: []catalog.Target{target("m")}}, Authorize: allowAll,
+		Adapters:     map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return fa, nil }},
+		Caller:       func(context.Context) (string, string) { return "alice", "jti-1" },
+		RetryBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := logging.InjectFields(context.Background(), logging.Fields{"request_id", "r1"})
+	if _, err := svc.Serve(ctx, Input{Feature: "duo_chat", Messages: chat("hi").GetMessages()}, func(string) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]any{}
+	count := map[string]int{}
+	for i := logging.ExtractFields(ctx).Iterator(); i.Next(); {
+		k, v := i.At()
+		got[k] = v
+		count[k]++
+	}
+	want := map[string]any{"request_id": "r1", "user": "alice", "jti": "jti-1", "feature": "duo_chat", "model": "m",
+		"attempt": 2, "chunks": 2}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("log field %s = %v, want %v", k, got[k], v)
+		}
+	}
+	for _, k := range []string{"upstream_ms", "upstream_ttft_ms"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("log field %s missing", k)
+		}
+	}
+	for k, n := range count {
+		if n != 1 {
+			t.Errorf("log field %s appears %d times", k, n)
+		}
+	}
 }
