@@ -21,11 +21,19 @@ var errClientNotReading = errors.New("client is not reading the stream")
 //
 // The sender goroutine lives only while there is text to write: a stream
 // waiting on a slow model holds no goroutine for it (this matters with
-// thousands of open streams).
+// thousands of open streams). A transport whose sends cannot block for a
+// while gives the relay an inline budget: until it is spent, deltas are
+// sent on the emitting goroutine when nothing is queued.
 type relay struct {
 	send        func(string) error
 	maxBuffered int
 	sendTimeout time.Duration
+	// inline is how many more bytes may be sent on the emitting goroutine,
+	// with no sender goroutine in between, while nothing is queued: the
+	// budget of a transport whose send cannot block until that much is
+	// written (see inlineSendBytes). Zero: every delta goes through the
+	// sender.
+	inline int
 
 	mu      sync.Mutex
 	pending []byte
@@ -35,6 +43,20 @@ type relay struct {
 	space   chan struct{} // the sender took the buffer (emitters may append)
 	idle    chan struct{} // the sender exited (buffer drained or failed)
 }
+
+// inlineSendBytes is the inline budget of a gRPC stream. grpc-go's Send
+// blocks only once a stream has 64 KiB (its write quota) queued and not yet
+// written to the connection; a stream that has sent less than that in all
+// cannot block, so its first 16 KiB (a whole typical answer) go out on the
+// goroutine that read them from the model: no goroutine start and no
+// hand-off per delta, and the first token reaches the caller one hop
+// sooner. The relay's bounds apply from there on.
+const inlineSendBytes = 16 << 10
+
+// perMessageOverhead is what each message is charged against the inline
+// budget beyond its text: gRPC's 5-byte message header and the protobuf
+// field's tag and length, rounded up.
+const perMessageOverhead = 16
 
 func newRelay(send func(string) error, maxBuffered int, sendTimeout time.Duration) *relay {
 	return &relay{send: send, maxBuffered: maxBuffered, sendTimeout: sendTimeout,
@@ -51,6 +73,20 @@ func (r *relay) emit(ctx context.Context, text string) error {
 			err := r.err
 			r.mu.Unlock()
 			return err
+		}
+		if !r.running && len(r.pending) == 0 && len(text)+perMessageOverhead <= r.inline {
+			r.inline -= len(text) + perMessageOverhead
+			r.mu.Unlock()
+			if timer != nil {
+				timer.Stop()
+			}
+			if err := r.send(text); err != nil {
+				r.mu.Lock()
+				r.err = err
+				r.mu.Unlock()
+				return err
+			}
+			return nil
 		}
 		if len(r.pending) == 0 || len(r.pending)+len(text) <= r.maxBuffered {
 			r.pending = append(r.pending, text...)

@@ -113,6 +113,7 @@ func (s *Service) StreamCompletion(req *gatewayv1.StreamCompletionRequest, strea
 		msg.Text = text
 		return stream.Send(msg)
 	}, s.cfg.Limits.MaxBufferedBytes, s.cfg.Limits.ClientSendTimeout)
+	r.inline = inlineSendBytes
 	done, err := s.serve(ctx, in, func(text string) error { return r.emit(ctx, text) })
 	// Deliver what was queued, also before an error status: text already
 	// produced stays delivered.

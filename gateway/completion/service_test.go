@@ -519,3 +519,50 @@ func TestServeLogFieldsOnceFromTheLastAttempt(t *testing.T) {
 		}
 	}
 }
+
+// quotaServer sends n bytes of text in 100-byte messages, then reports.
+type quotaServer struct {
+	gatewayv1.UnimplementedCompletionServiceServer
+	n    int
+	sent chan struct{}
+}
+
+func (q *quotaServer) StreamCompletion(_ *gatewayv1.StreamCompletionRequest, st gatewayv1.CompletionService_StreamCompletionServer) error {
+	text := strings.Repeat("x", 100-perMessageOverhead)
+	for sent := 0; sent+100 <= q.n; sent += 100 {
+		if err := st.Send(&gatewayv1.StreamCompletionResponse{Text: text}); err != nil {
+			return err
+		}
+	}
+	close(q.sent)
+	<-st.Context().Done()
+	return nil
+}
+
+// The premise of inlineSendBytes, checked against the grpc-go in go.mod:
+// a stream's sends totalling the inline budget complete although the
+// caller reads nothing, so an inline send cannot block a stream.
+func TestGRPCSendsWithinTheInlineBudgetDoNotBlock(t *testing.T) {
+	q := &quotaServer{n: inlineSendBytes, sent: make(chan struct{})}
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	gatewayv1.RegisterCompletionServiceServer(srv, q)
+	go srv.Serve(lis)
+	defer srv.Stop()
+	cc, err := grpc.NewClient("passthrough:///buf", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := gatewayv1.NewCompletionServiceClient(cc).StreamCompletion(ctx, chat("hi")); err != nil {
+		t.Fatal(err)
+	} // and never Recv
+	select {
+	case <-q.sent:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("sends of %d bytes blocked on a caller that reads nothing", inlineSendBytes)
+	}
+}
