@@ -84,9 +84,16 @@ func start(t *testing.T, cfg Config) gatewayv1.CompletionServiceClient {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveInMemory(t, svc)
+}
+
+// serveInMemory serves impl over an in-memory connection until the test
+// ends and returns a client of it.
+func serveInMemory(t *testing.T, impl gatewayv1.CompletionServiceServer) gatewayv1.CompletionServiceClient {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
-	svc.Register(srv)
+	gatewayv1.RegisterCompletionServiceServer(srv, impl)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	cc, err := grpc.NewClient("passthrough:///buf", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
@@ -544,20 +551,10 @@ func (q *quotaServer) StreamCompletion(_ *gatewayv1.StreamCompletionRequest, st 
 // caller reads nothing, so an inline send cannot block a stream.
 func TestGRPCSendsWithinTheInlineBudgetDoNotBlock(t *testing.T) {
 	q := &quotaServer{n: inlineSendBytes, sent: make(chan struct{})}
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	gatewayv1.RegisterCompletionServiceServer(srv, q)
-	go srv.Serve(lis)
-	defer srv.Stop()
-	cc, err := grpc.NewClient("passthrough:///buf", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	client := serveInMemory(t, q)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := gatewayv1.NewCompletionServiceClient(cc).StreamCompletion(ctx, chat("hi")); err != nil {
+	if _, err := client.StreamCompletion(ctx, chat("hi")); err != nil {
 		t.Fatal(err)
 	} // and never Recv
 	select {
