@@ -18,6 +18,8 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+
+	"github.com/airlock-dev/airlock/pkg/rpcserver"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -41,7 +43,14 @@ func Listen(backend *grpc.ClientConn) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{backend: backend, lis: lis, counts: map[string]int64{}}
-	p.srv = grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}), grpc.UnknownServiceHandler(p.handle))
+	// The proxy stands in for the issuer, so it keeps the issuer's keepalive
+	// policy: with grpc-go's default (pings no more often than every 5
+	// minutes) it answered the gateway's 30 s pings with GOAWAY
+	// too_many_pings after a few minutes, and the gateway's reopened watches
+	// were counted as RPCs caused by completions.
+	opts := append([]grpc.ServerOption{grpc.ForceServerCodecV2(rawCodec{}), grpc.UnknownServiceHandler(p.handle)},
+		rpcserver.KeepaliveServerOptions()...)
+	p.srv = grpc.NewServer(opts...)
 	go func() { _ = p.srv.Serve(lis) }()
 	return p, nil
 }

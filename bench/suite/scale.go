@@ -105,6 +105,9 @@ func runScale(ctx context.Context, o Options, dir string, r *Report, logw io.Wri
 	if failed > 0 {
 		errText = fmt.Sprintf("%d (first: %v)", failed, firstErr)
 	}
+	if opened < int64(n) {
+		errText += fmt.Sprintf("; only %d of %d open within %v", opened, n, ramp.Round(time.Millisecond))
+	}
 	r.add(Figure{section, name + ": errors", errText, "0", verdict(failed == 0 && opened == int64(n))})
 	r.add(Figure{section, name + ": gateway RSS per stream", perRSS.Format("%.1f") + " KB", "≤ 40 KB", verdict(perRSS.N > 0 && perRSS.Median <= 40)})
 	r.add(Figure{section, name + ": gateway Go heap in use per stream", perHeap.Format("%.1f") + " KB", "(reported)", Info})

@@ -201,9 +201,15 @@ type roundResult struct {
 	wall                         time.Duration
 	ttfts                        []time.Duration
 	relayCPU, stubCPU, clientCPU time.Duration
+	relaySyscalls                int64 // read and write system calls of the relay
 }
 
 func (r roundResult) rate() float64 { return float64(r.answers) / r.wall.Seconds() }
+
+// syscallsPerAnswer is the relay's read and write system calls per answer.
+func (r roundResult) syscallsPerAnswer() float64 {
+	return float64(r.relaySyscalls) / float64(max(r.answers, 1))
+}
 
 // perAnswer is d per answer in microseconds.
 func (r roundResult) perAnswer(d time.Duration) float64 {
@@ -219,6 +225,15 @@ func cpuOf(pid int) (time.Duration, error) {
 	return u.CPU, err
 }
 
+// syscallsOf is how many read and write system calls pid has made; pid 0
+// is none.
+func syscallsOf(pid int) (int64, error) {
+	if pid == 0 {
+		return 0, nil
+	}
+	return cluster.ReadSyscalls(pid)
+}
+
 // measureRound runs t at concurrency c for d and reads the CPU of the relay,
 // the stub and this process (the client) around it.
 func measureRound(ctx context.Context, t wireTarget, c int, d time.Duration, stubPID int) (roundResult, error) {
@@ -230,7 +245,15 @@ func measureRound(ctx context.Context, t wireTarget, c int, d time.Duration, stu
 			return roundResult{}, err
 		}
 	}
+	sysBefore, err := syscallsOf(t.relay)
+	if err != nil {
+		return roundResult{}, err
+	}
 	round := load.RunFor(ctx, t.t, c, d)
+	sysAfter, err := syscallsOf(t.relay)
+	if err != nil {
+		return roundResult{}, err
+	}
 	for i, p := range pids {
 		var err error
 		if after[i], err = cpuOf(p); err != nil {
@@ -241,7 +264,8 @@ func measureRound(ctx context.Context, t wireTarget, c int, d time.Duration, stu
 		return roundResult{}, fmt.Errorf("%d streams, %s: %d of %d failed: %w", c, t.name, n, len(round.Streams), err)
 	}
 	return roundResult{answers: len(round.Streams), wall: round.Wall, ttfts: round.TTFTs(),
-		relayCPU: after[0] - before[0], stubCPU: after[1] - before[1], clientCPU: after[2] - before[2]}, nil
+		relayCPU: after[0] - before[0], stubCPU: after[1] - before[1], clientCPU: after[2] - before[2],
+		relaySyscalls: sysAfter - sysBefore}, nil
 }
 
 // rotate returns ts starting at index i mod len(ts): each run puts another
@@ -322,7 +346,7 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 	rpcsBefore, completions := g.proxy.Counts(), 0
 
 	var table strings.Builder
-	table.WriteString("| streams | run | answers/s direct / nginx / gateway | relay CPU µs per answer nginx / gateway | stub CPU µs per answer (direct / nginx / gateway rounds) | client CPU µs per answer (direct / nginx / gateway) | TTFT p50 direct / nginx / gateway |\n|---|---|---|---|---|---|---|\n")
+	table.WriteString("| streams | run | answers/s direct / nginx / gateway | relay CPU µs per answer nginx / gateway | relay read+write syscalls per answer nginx / gateway | stub CPU µs per answer (direct / nginx / gateway rounds) | client CPU µs per answer (direct / nginx / gateway) | TTFT p50 direct / nginx / gateway |\n|---|---|---|---|---|---|---|---|\n")
 	for _, c := range wireLevels {
 		var cpuRatios, rateRatios, directRatios, httpCPU, httpRate []float64
 		for i := range o.Runs {
@@ -341,13 +365,14 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 			cpuRatios = append(cpuRatios, gr.perAnswer(gr.relayCPU)/nr.perAnswer(nr.relayCPU))
 			rateRatios = append(rateRatios, gr.rate()/nr.rate())
 			directRatios = append(directRatios, 100*gr.rate()/dr.rate())
-			fmt.Fprintf(&table, "| %d | %d | %.0f / %.0f / %.0f | %.1f / %.1f | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.3f / %.3f / %.3f ms |\n",
+			fmt.Fprintf(&table, "| %d | %d | %.0f / %.0f / %.0f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.3f / %.3f / %.3f ms |\n",
 				c, i+1, dr.rate(), nr.rate(), gr.rate(), nr.perAnswer(nr.relayCPU), gr.perAnswer(gr.relayCPU),
+				nr.syscallsPerAnswer(), gr.syscallsPerAnswer(),
 				dr.perAnswer(dr.stubCPU), nr.perAnswer(nr.stubCPU), gr.perAnswer(gr.stubCPU),
 				dr.perAnswer(dr.clientCPU), nr.perAnswer(nr.clientCPU), gr.perAnswer(gr.clientCPU),
 				stats.Ms(stats.Percentile(dr.ttfts, 50)), stats.Ms(stats.Percentile(nr.ttfts, 50)), stats.Ms(stats.Percentile(gr.ttfts, 50)))
-			fmt.Fprintf(logw, "   c=%-3d run %d: answers/s direct %.0f nginx %.0f gateway %.0f; relay CPU per answer nginx %.1f µs gateway %.1f µs\n",
-				c, i+1, dr.rate(), nr.rate(), gr.rate(), nr.perAnswer(nr.relayCPU), gr.perAnswer(gr.relayCPU))
+			fmt.Fprintf(logw, "   c=%-3d run %d: answers/s direct %.0f nginx %.0f gateway %.0f; relay CPU per answer nginx %.1f µs gateway %.1f µs; syscalls per answer nginx %.1f gateway %.1f\n",
+				c, i+1, dr.rate(), nr.rate(), gr.rate(), nr.perAnswer(nr.relayCPU), gr.perAnswer(gr.relayCPU), nr.syscallsPerAnswer(), gr.syscallsPerAnswer())
 		}
 		cpu, rate, vsDirect := stats.Of(cpuRatios), stats.Of(rateRatios), stats.Of(directRatios)
 		name := fmt.Sprintf("c=%d", c)
@@ -370,6 +395,13 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 			samples := fmt.Sprintf(" (%d / %d samples)", len(ttftD), len(ttftG))
 			r.add(Figure{section, name + ": added TTFT p50 over direct" + samples, fmt.Sprintf("%.3f ms", stats.Ms(addP50)), "≤ 0.5 ms", verdict(stats.Ms(addP50) <= 0.5)})
 			r.add(Figure{section, name + ": added TTFT p99 over direct" + samples, fmt.Sprintf("%.3f ms", stats.Ms(addP99)), "≤ 2 ms", verdict(stats.Ms(addP99) <= 2)})
+			nD, nN, err := mixedTTFTs(ctx, targets[0], targets[1], c, d, o.Runs)
+			if err != nil {
+				return err
+			}
+			r.add(Figure{section, name + fmt.Sprintf(": nginx added TTFT p50 / p99 over direct, measured the same way (%d / %d samples)", len(nD), len(nN)),
+				fmt.Sprintf("%.3f / %.3f ms", stats.Ms(stats.Percentile(nN, 50)-stats.Percentile(nD, 50)), stats.Ms(stats.Percentile(nN, 99)-stats.Percentile(nD, 99))),
+				"(reference: a plain proxy)", Info})
 			hD, hG, err := mixedTTFTs(ctx, targets[0], targets[3], c, d, o.Runs)
 			if err != nil {
 				return err
@@ -380,7 +412,7 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 				fmt.Sprintf("%.3f / %.3f ms", stats.Ms(hAdd50), stats.Ms(hAdd99)), "(reported beside gRPC)", Info})
 		}
 	}
-	r.detail(section, "Stub model at zero delay, %d tokens per answer. Three paths to the same stub: direct, through nginx (%s; one process, `proxy_buffering off`, upstream keepalive, access log on), through the gateway (gRPC), and through the gateway's OpenAI-compatible HTTP API (SSE, decoded like the direct client). The direct and nginx clients send the model exactly the body the gateway sends (read back from the stub) and decode every chunk with encoding/json, as a client library does; the gateway client decodes every protobuf message. Each run is one timed round of %v per path at the same concurrency, back to back, the order rotating from run to run. CPU is utime+stime of each process from /proc/<pid>/stat before and after its round, divided by the answers completed: \"relay\" is nginx or the gateway. Added TTFT at %d streams comes from separate rounds in which every worker alternates direct and gateway streams, so both paths are sampled at the same moments under the same load: the gateway's percentile minus direct's over the samples of all runs together. Client, relay and stub share the machine's %d cores, so answers/s is a ratio of total CPU; the relay's CPU per answer is the steady figure.\n\n%s",
+	r.detail(section, "Stub model at zero delay, %d tokens per answer. Three paths to the same stub: direct, through nginx (%s; one process, `proxy_buffering off`, upstream keepalive, access log on), through the gateway (gRPC), and through the gateway's OpenAI-compatible HTTP API (SSE, decoded like the direct client). The direct and nginx clients send the model exactly the body the gateway sends (read back from the stub) and decode every chunk with encoding/json, as a client library does; the gateway client decodes every protobuf message. Each run is one timed round of %v per path at the same concurrency, back to back, the order rotating from run to run. CPU is utime+stime of each process from /proc/<pid>/stat before and after its round, divided by the answers completed: \"relay\" is nginx or the gateway. System calls are syscr + syscw of /proc/<pid>/io over the same round (every read-, write-, send- and receive-like call). Added TTFT at %d streams comes from separate rounds in which every worker alternates direct and gateway streams, so both paths are sampled at the same moments under the same load: the gateway's percentile minus direct's over the samples of all runs together. Client, relay and stub share the machine's %d cores, so answers/s is a ratio of total CPU; the relay's CPU per answer is the steady figure.\n\n%s",
 		wireStubTokens, ng.Version, d, ttftStreams, runtime.NumCPU(), table.String())
 
 	if err := runPaced(ctx, o, dir+"-paced", r, logw); err != nil {

@@ -18,7 +18,9 @@ import (
 // Adapter streams one completion from a model server.
 //
 // Stream sends the request, calls emit with each non-empty Delta in order
-// as it arrives (never buffering the whole answer), and returns the
+// as it arrives (never buffering the whole answer; the deltas decoded from
+// one read of the response may be joined into one, handed on before the
+// adapter waits on the server again), and returns the
 // normalized finish reason and usage when the stream ends cleanly. If emit
 // returns an error, Stream stops at once, closes the upstream request and
 // returns that error. Failures are returned as *Error (see Kind); the

@@ -25,11 +25,19 @@ var errClientNotReading = errors.New("client is not reading the stream")
 //
 // The sender goroutine lives only while there is text to write: a stream
 // waiting on a slow model holds no goroutine for it (this matters with
-// thousands of open streams).
+// thousands of open streams). A transport whose sends cannot block for a
+// while gives the relay an inline budget: until it is spent, deltas are
+// sent on the emitting goroutine when nothing is queued.
 type relay struct {
 	send        func(adapter.Delta) error
 	maxBuffered int
 	sendTimeout time.Duration
+	// inline is how many more bytes may be sent on the emitting goroutine,
+	// with no sender goroutine in between, while nothing is queued: the
+	// budget of a transport whose send cannot block until that much is
+	// written (see inlineSendBytes). Zero: every delta goes through the
+	// sender.
+	inline int
 
 	mu      sync.Mutex
 	pending []byte       // queued text
@@ -52,6 +60,20 @@ type queuedCall struct {
 
 func callSize(c adapter.ToolCallDelta) int { return len(c.ID) + len(c.Name) + len(c.Arguments) }
 
+// inlineSendBytes is the inline budget of a gRPC stream. grpc-go's Send
+// blocks only once a stream has 64 KiB (its write quota) queued and not yet
+// written to the connection; a stream that has sent less than that in all
+// cannot block, so its first 16 KiB (a whole typical answer) go out on the
+// goroutine that read them from the model: no goroutine start and no
+// hand-off per delta, and the first token reaches the caller one hop
+// sooner. The relay's bounds apply from there on.
+const inlineSendBytes = 16 << 10
+
+// perMessageOverhead is what each message, and each tool-call fragment in
+// it, is charged against the inline budget beyond its bytes: gRPC's 5-byte
+// message header and the protobuf fields' tags and lengths, rounded up.
+const perMessageOverhead = 16
+
 func newRelay(send func(adapter.Delta) error, maxBuffered int, sendTimeout time.Duration) *relay {
 	return &relay{send: send, maxBuffered: maxBuffered, sendTimeout: sendTimeout,
 		space: make(chan struct{}, 1), idle: make(chan struct{}, 1)}
@@ -71,6 +93,20 @@ func (r *relay) emit(ctx context.Context, d adapter.Delta) error {
 			err := r.err
 			r.mu.Unlock()
 			return err
+		}
+		if cost := n + perMessageOverhead*(1+len(d.ToolCalls)); !r.running && r.size == 0 && cost <= r.inline {
+			r.inline -= cost
+			r.mu.Unlock()
+			if timer != nil {
+				timer.Stop()
+			}
+			if err := r.send(d); err != nil {
+				r.mu.Lock()
+				r.err = err
+				r.mu.Unlock()
+				return err
+			}
+			return nil
 		}
 		if r.size == 0 || r.size+n <= r.maxBuffered {
 			r.pending = append(r.pending, d.Text...)

@@ -243,3 +243,56 @@ func TestRelayCountsToolCallBytesTowardTheBuffer(t *testing.T) {
 		t.Fatalf("emit of a fragment into a full buffer = %v, want errClientNotReading", err)
 	}
 }
+
+// goid is the current goroutine's id, from its stack header.
+func goid() string {
+	var b [64]byte
+	n := runtime.Stack(b[:], false)
+	f := strings.Fields(string(b[:n]))
+	return f[1]
+}
+
+// With an inline budget, deltas go out on the emitting goroutine while the
+// budget lasts and nothing is queued; then through the sender goroutine.
+func TestRelaySendsInlineWithinItsBudget(t *testing.T) {
+	var mu sync.Mutex
+	var on []string
+	send := func(adapter.Delta) error {
+		mu.Lock()
+		on = append(on, goid())
+		mu.Unlock()
+		return nil
+	}
+	r := newRelay(send, 1024, time.Second)
+	r.inline = 2 * (4 + perMessageOverhead) // two 4-byte deltas
+	me := goid()
+	for _, d := range []string{"aaaa", "bbbb", "cccc"} {
+		if err := r.emit(context.Background(), adapter.Delta{Text: d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.finish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(on) != 3 || on[0] != me || on[1] != me || on[2] == me {
+		t.Fatalf("sends ran on goroutines %v (emitter %s), want the first two inline and the third on the sender", on, me)
+	}
+}
+
+// An inline send that fails ends the stream like a failed sender does.
+func TestRelayInlineSendFailure(t *testing.T) {
+	boom := errors.New("stream closed")
+	r := newRelay(func(adapter.Delta) error { return boom }, 1024, time.Second)
+	r.inline = inlineSendBytes
+	if err := r.emit(context.Background(), adapter.Delta{Text: "a"}); !errors.Is(err, boom) {
+		t.Fatalf("emit = %v, want the send error", err)
+	}
+	if err := r.emit(context.Background(), adapter.Delta{Text: "b"}); !errors.Is(err, boom) {
+		t.Fatalf("emit after a failed send = %v, want the send error", err)
+	}
+	if err := r.finish(context.Background()); !errors.Is(err, boom) {
+		t.Fatalf("finish = %v, want the send error", err)
+	}
+}

@@ -118,6 +118,7 @@ func (s *Service) StreamCompletion(req *gatewayv1.StreamCompletionRequest, strea
 		}
 		return stream.Send(msg)
 	}, s.cfg.Limits.MaxBufferedBytes, s.cfg.Limits.ClientSendTimeout)
+	r.inline = inlineSendBytes
 	done, err := s.serve(ctx, in, func(d adapter.Delta) error { return r.emit(ctx, d) })
 	// Deliver what was queued, also before an error status: text already
 	// produced stays delivered.
@@ -161,7 +162,8 @@ func (s *Service) serve(ctx context.Context, in input, emit func(adapter.Delta) 
 	// check of the request: a flood of invalid requests is throttled like
 	// any other.
 	user, jti := s.cfg.Caller(ctx)
-	logging.AddFields(ctx, logging.Fields{"user", user, "jti", jti})
+	lf := &callFields{user: user, jti: jti}
+	defer lf.addTo(ctx)
 	release, err := s.limiter.acquire(user)
 	if err != nil {
 		return nil, err
@@ -174,7 +176,7 @@ func (s *Service) serve(ctx context.Context, in input, emit func(adapter.Delta) 
 	if err != nil {
 		return nil, invalid(err.Error())
 	}
-	logging.AddFields(ctx, logging.Fields{"feature", string(f)})
+	lf.feature = f
 	if err := s.cfg.Authorize(ctx, f); err != nil {
 		return nil, err
 	}
@@ -226,7 +228,7 @@ func (s *Service) serve(ctx context.Context, in input, emit func(adapter.Delta) 
 	var lastErr error
 	for _, t := range targets {
 		req.Model = t.Model
-		res, err := s.callWithRetry(ctx, t, req, countingEmit, &sent)
+		res, err := s.callWithRetry(ctx, t, req, countingEmit, &sent, lf)
 		if err == nil {
 			return &gatewayv1.CompletionDone{FinishReason: finishReason(res.Finish), Usage: usage(res.Usage), Model: t.Model.Name}, nil
 		}
@@ -239,9 +241,38 @@ func (s *Service) serve(ctx context.Context, in input, emit func(adapter.Delta) 
 	return nil, toStatus(lastErr)
 }
 
+// callFields are one completion's log fields. serve adds them to the call's
+// log line once, when it returns: every logging.AddFields copies the
+// call's whole field list, which cost more than the rest of the logging.
+type callFields struct {
+	user, jti string
+	feature   feature.Feature // empty until the request's feature parsed
+	// The last upstream attempt (model empty when none was made).
+	model           string
+	attempt, chunks int
+	upstream, ttft  time.Duration
+}
+
+func (lf *callFields) attempted(model string, attempt int, total, ttft time.Duration, chunks int) {
+	lf.model, lf.attempt, lf.upstream, lf.ttft, lf.chunks = model, attempt, total, ttft, chunks
+}
+
+func (lf *callFields) addTo(ctx context.Context) {
+	f := make(logging.Fields, 0, 16)
+	f = append(f, "user", lf.user, "jti", lf.jti)
+	if lf.feature != "" {
+		f = append(f, "feature", string(lf.feature))
+	}
+	if lf.model != "" {
+		f = append(f, "model", lf.model, "attempt", lf.attempt, "upstream_ms", lf.upstream.Milliseconds(),
+			"upstream_ttft_ms", lf.ttft.Milliseconds(), "chunks", lf.chunks)
+	}
+	logging.AddFields(ctx, f)
+}
+
 // callWithRetry tries one target up to Attempts times while nothing has been
 // sent to the caller and the failure is transient.
-func (s *Service) callWithRetry(ctx context.Context, t catalog.Target, req *adapter.Request, emit func(adapter.Delta) error, sent *int) (adapter.Result, error) {
+func (s *Service) callWithRetry(ctx context.Context, t catalog.Target, req *adapter.Request, emit func(adapter.Delta) error, sent *int, lf *callFields) (adapter.Result, error) {
 	ad, err := s.adapterFor(t)
 	if err != nil {
 		return adapter.Result{}, err
@@ -262,8 +293,7 @@ func (s *Service) callWithRetry(ctx context.Context, t catalog.Target, req *adap
 		if s.cfg.Observer != nil {
 			s.cfg.Observer.Upstream(t.Model.Name, t.Model.Provider, ttft, total, chunks, err)
 		}
-		logging.AddFields(ctx, logging.Fields{"model", t.Model.Name, "attempt", attempt,
-			"upstream_ms", total.Milliseconds(), "upstream_ttft_ms", ttft.Milliseconds(), "chunks", chunks})
+		lf.attempted(t.Model.Name, attempt, total, ttft, chunks)
 		if err == nil || *sent > 0 || attempt >= s.cfg.Attempts || !retryable(err) || ctx.Err() != nil || budgetSpent(ctx) {
 			return res, err
 		}

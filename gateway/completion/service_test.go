@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/rs/zerolog"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -92,9 +93,16 @@ func start(t *testing.T, cfg Config) gatewayv1.CompletionServiceClient {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveInMemory(t, svc)
+}
+
+// serveInMemory serves impl over an in-memory connection until the test
+// ends and returns a client of it.
+func serveInMemory(t *testing.T, impl gatewayv1.CompletionServiceServer) gatewayv1.CompletionServiceClient {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
-	svc.Register(srv)
+	gatewayv1.RegisterCompletionServiceServer(srv, impl)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	cc, err := grpc.NewClient("passthrough:///buf", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
@@ -482,4 +490,85 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// The call's log line gets its fields once, from the last attempt: a retry
+// shows attempt 2, and every field is present once.
+func TestServeLogFieldsOnceFromTheLastAttempt(t *testing.T) {
+	fa := &fakeAdapter{steps: map[string][]step{"m": {
+		{err: &adapter.Error{Kind: adapter.KindUnavailable, Retryable: true, Message: "down"}},
+		{texts: []string{"a", "b"}},
+	}}, calls: map[string]int{}}
+	svc, err := New(Config{Router: fakeRouter{targets: []catalog.Target{target("m")}}, Authorize: allowAll,
+		Adapters:     map[string]adapter.Constructor{"fake": func(adapter.Config) (adapter.Adapter, error) { return fa, nil }},
+		Caller:       func(context.Context) (string, string) { return "alice", "jti-1" },
+		RetryBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := logging.InjectFields(context.Background(), logging.Fields{"request_id", "r1"})
+	if _, err := svc.Serve(ctx, Input{Feature: "duo_chat", Messages: chat("hi").GetMessages()}, func(adapter.Delta) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]any{}
+	count := map[string]int{}
+	for i := logging.ExtractFields(ctx).Iterator(); i.Next(); {
+		k, v := i.At()
+		got[k] = v
+		count[k]++
+	}
+	want := map[string]any{"request_id": "r1", "user": "alice", "jti": "jti-1", "feature": "duo_chat", "model": "m",
+		"attempt": 2, "chunks": 2}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("log field %s = %v, want %v", k, got[k], v)
+		}
+	}
+	for _, k := range []string{"upstream_ms", "upstream_ttft_ms"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("log field %s missing", k)
+		}
+	}
+	for k, n := range count {
+		if n != 1 {
+			t.Errorf("log field %s appears %d times", k, n)
+		}
+	}
+}
+
+// quotaServer sends n bytes of text in 100-byte messages, then reports.
+type quotaServer struct {
+	gatewayv1.UnimplementedCompletionServiceServer
+	n    int
+	sent chan struct{}
+}
+
+func (q *quotaServer) StreamCompletion(_ *gatewayv1.StreamCompletionRequest, st gatewayv1.CompletionService_StreamCompletionServer) error {
+	text := strings.Repeat("x", 100-perMessageOverhead)
+	for sent := 0; sent+100 <= q.n; sent += 100 {
+		if err := st.Send(&gatewayv1.StreamCompletionResponse{Text: text}); err != nil {
+			return err
+		}
+	}
+	close(q.sent)
+	<-st.Context().Done()
+	return nil
+}
+
+// The premise of inlineSendBytes, checked against the grpc-go in go.mod:
+// a stream's sends totalling the inline budget complete although the
+// caller reads nothing, so an inline send cannot block a stream.
+func TestGRPCSendsWithinTheInlineBudgetDoNotBlock(t *testing.T) {
+	q := &quotaServer{n: inlineSendBytes, sent: make(chan struct{})}
+	client := serveInMemory(t, q)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := client.StreamCompletion(ctx, chat("hi")); err != nil {
+		t.Fatal(err)
+	} // and never Recv
+	select {
+	case <-q.sent:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("sends of %d bytes blocked on a caller that reads nothing", inlineSendBytes)
+	}
 }

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/netip"
 	"time"
+
+	"github.com/airlock-dev/airlock/gateway/internal/burstconn"
 )
 
 // ErrForbidden is returned (wrapped) when a destination is outside the
@@ -111,12 +113,23 @@ func (g *Guard) DialContext(ctx context.Context, network, addr string) (net.Conn
 	return nil, firstErr
 }
 
+// burstDialContext is DialContext with reads from the network in bursts of
+// up to burstconn.Size bytes: a fast model's answer costs a system call or
+// two, not one per 2 KiB, while an idle connection holds no extra memory.
+func (g *Guard) burstDialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := g.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return burstconn.New(c), nil
+}
+
 // Transport returns an HTTP transport that dials through g. It ignores proxy
 // environment variables: a proxy would bypass the guard.
 func (g *Guard) Transport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil,
-		DialContext:           g.DialContext,
+		DialContext:           g.burstDialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   256,
@@ -125,7 +138,9 @@ func (g *Guard) Transport() *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		// Held per open upstream connection, i.e. per open stream: small,
 		// since SSE lines are short (bufio grows nothing; large writes
-		// bypass the buffer).
+		// bypass the buffer). Reads from the network are not this small:
+		// the connection underneath reads bursts into a pooled buffer
+		// (burstDialContext).
 		ReadBufferSize:  2 << 10,
 		WriteBufferSize: 2 << 10,
 	}

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/gateway/internal/burstconn"
 )
 
 // flipResolver answers the first lookup with first and every later one with
@@ -108,5 +111,33 @@ func TestInvalidCIDR(t *testing.T) {
 	_, err := New([]string{"10.0.0.0/33"}, 0, nil)
 	if err == nil || !strings.Contains(err.Error(), `invalid trusted network "10.0.0.0/33"`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The transport's connections read the model in bursts (gateway/internal/
+// burstconn): a fast answer costs a system call or two, not one per
+// ReadBufferSize.
+func TestTransportReadsInBursts(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		if c, err := lis.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	g, err := New([]string{"127.0.0.1/32"}, time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := g.Transport().DialContext(context.Background(), "tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, ok := c.(*burstconn.Conn); !ok {
+		t.Errorf("transport dials %T, want *burstconn.Conn", c)
 	}
 }

@@ -20,10 +20,10 @@ const RequestIDKey = "x-request-id"
 // most 128 printable ASCII characters, so it cannot forge log structure),
 // else a fresh random id.
 func requestID(ctx context.Context) string {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(RequestIDKey); len(v) == 1 && sane(v[0]) {
-			return v[0]
-		}
+	// ValueFromIncomingContext reads one key without copying the whole
+	// metadata map, as FromIncomingContext does on every call.
+	if v := metadata.ValueFromIncomingContext(ctx, RequestIDKey); len(v) == 1 && sane(v[0]) {
+		return v[0]
 	}
 	var b [12]byte
 	_, _ = rand.Read(b[:])

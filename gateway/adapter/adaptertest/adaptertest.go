@@ -129,6 +129,7 @@ func Run(t *testing.T, cfg Config) {
 	ok := successCase(t, cases)
 	t.Run(cfg.Provider+"/every_strict_prefix_fails_closed", func(t *testing.T) { h.prefixes(t, ok) })
 	t.Run(cfg.Provider+"/cancel_closes_upstream_within_100ms", func(t *testing.T) { h.cancel(t, ok) })
+	t.Run(cfg.Provider+"/text_handed_on_while_the_model_pauses", func(t *testing.T) { h.textBeforePause(t, ok) })
 	t.Run(cfg.Provider+"/emit_error_stops_stream", func(t *testing.T) { h.emitError(t, ok) })
 	t.Run(cfg.Provider+"/configured_key_never_echoed", func(t *testing.T) { h.keyEcho(t) })
 	t.Run(cfg.Provider+"/timeouts", func(t *testing.T) { h.timeouts(t, ok) })
@@ -492,6 +493,40 @@ func (h *harness) cancel(t *testing.T, fx Fixture) {
 	case <-time.After(time.Second):
 		t.Fatal("Stream did not return after cancel")
 	}
+}
+
+// textBeforePause checks that text the server sent is handed to emit while
+// the adapter waits for more: an adapter may join deltas that arrived
+// together, never hold them while the model pauses.
+func (h *harness) textBeforePause(t *testing.T, fx Fixture) {
+	srv, _ := stallServer(t, fx, head(fx), 0)
+	a := h.adapter(t, adapter.Timeouts{}, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Stream(ctx, h.cfg.request(h.cfg.endpoint(srv.URL)), func(d adapter.Delta) error {
+			select {
+			case got <- d.Text:
+			default:
+			}
+			return nil
+		})
+		done <- err
+	}()
+	select {
+	case text := <-got:
+		if !strings.HasPrefix(fx.ExpectedText, text) {
+			t.Errorf("first delta %q is not a prefix of the expected text %q", text, fx.ExpectedText)
+		}
+	case err := <-done:
+		t.Fatalf("Stream returned %v before handing on any text", err)
+	case <-time.After(2 * time.Second):
+		t.Fatal("no text handed on within 2s although the server sent some and paused")
+	}
+	cancel()
+	<-done
 }
 
 func (h *harness) emitError(t *testing.T, fx Fixture) {

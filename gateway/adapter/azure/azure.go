@@ -67,7 +67,8 @@ func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(ad
 		return adapter.Result{}, err
 	}
 	defer resp.Close()
-	return oaistream.NewDecoder(oaistream.Chat).Decode(resp, a.up.MaxEventBytes(), emit)
+	co := resp.Coalesce(emit)
+	return co.Finish(oaistream.NewDecoder(oaistream.Chat).Decode(resp, a.up.MaxEventBytes(), co.Emit))
 }
 
 // TakesTools implements adapter.ToolTaker: tools, tool_choice,

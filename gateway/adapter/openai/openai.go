@@ -61,7 +61,8 @@ func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(ad
 		return adapter.Result{}, err
 	}
 	defer resp.Close()
-	return oaistream.NewDecoder(mode).Decode(resp, a.up.MaxEventBytes(), emit)
+	co := resp.Coalesce(emit)
+	return co.Finish(oaistream.NewDecoder(mode).Decode(resp, a.up.MaxEventBytes(), co.Emit))
 }
 
 // fimPrompt returns the FIM prompt and stop sequences for a code completion

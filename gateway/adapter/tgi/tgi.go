@@ -87,7 +87,8 @@ func (a *Adapter) Stream(ctx context.Context, req *adapter.Request, emit func(ad
 		return adapter.Result{}, err
 	}
 	defer resp.Close()
-	return decode(resp, a.up.MaxEventBytes(), emit)
+	co := resp.Coalesce(emit)
+	return co.Finish(decode(resp, a.up.MaxEventBytes(), co.Emit))
 }
 
 type event struct {

@@ -204,6 +204,39 @@ func ParseStatusRSS(status []byte) (int64, error) {
 	return 0, errors.New("cluster: /proc status: no VmRSS")
 }
 
+// ReadSyscalls returns how many read and write system calls pid has made
+// (syscr + syscw of /proc/<pid>/io: every read-, write- and send/recv-like
+// call, whatever the descriptor).
+func ReadSyscalls(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	return ParseIOSyscalls(b)
+}
+
+// ParseIOSyscalls returns syscr + syscw from the contents of /proc/<pid>/io.
+func ParseIOSyscalls(io []byte) (int64, error) {
+	var sum int64
+	seen := 0
+	for _, line := range strings.Split(string(io), "\n") {
+		name, val, ok := strings.Cut(line, ":")
+		if !ok || (name != "syscr" && name != "syscw") {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(val), 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("cluster: /proc io: %s %q", name, val)
+		}
+		sum += n
+		seen++
+	}
+	if seen != 2 {
+		return 0, errors.New("cluster: /proc io: no syscr and syscw")
+	}
+	return sum, nil
+}
+
 // FreeAddr returns a loopback address with a port free at the time of the
 // call.
 func FreeAddr() (string, error) {

@@ -122,3 +122,22 @@ func FuzzParseStatCPU(f *testing.F) {
 		}
 	})
 }
+
+func TestParseIOSyscalls(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"rchar: 10\nwchar: 20\nsyscr: 3\nsyscw: 4\nread_bytes: 0\n", 7, true},
+		{"syscr: 3\n", 0, false},
+		{"syscr: x\nsyscw: 4\n", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseIOSyscalls([]byte(tt.in))
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseIOSyscalls(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}

@@ -221,12 +221,19 @@ type Response struct {
 	max     int64
 	secret  string
 	once    sync.Once
+	flush   func() error // Coalesce: runs before every read
 }
 
 // Read reads the body. Errors other than io.EOF are already classified:
 // *adapter.Error (timeouts, body too large, connection lost) or the
-// caller's ctx.Err().
+// caller's ctx.Err(). With a Coalescer (Coalesce), queued text is handed on
+// first; if that fails, Read returns the Coalescer's error.
 func (r *Response) Read(p []byte) (int, error) {
+	if r.flush != nil {
+		if err := r.flush(); err != nil {
+			return 0, err
+		}
+	}
 	if rem := r.max - r.read + 1; int64(len(p)) > rem {
 		p = p[:rem] // read one byte past the bound to detect overflow
 	}
