@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -49,6 +50,9 @@ var (
 // Store is a store.Store on bbolt.
 type Store struct {
 	db *bolt.DB
+	// The records every authenticated call reads (see decodeMemo).
+	pats  decodeMemo[patRecord]
+	users decodeMemo[userRecord]
 }
 
 var _ store.Store = (*Store)(nil)
@@ -217,11 +221,18 @@ func (s *Store) GetUserByID(_ context.Context, id uint64) (store.User, error) {
 		if name == nil {
 			return store.ErrNotFound
 		}
-		return get(tx.Bucket(bUsers), name, &r)
+		data := tx.Bucket(bUsers).Get(name)
+		if data == nil {
+			return store.ErrNotFound
+		}
+		var err error
+		r, err = s.users.decode(name, data)
+		return err
 	})
 	if err != nil {
 		return store.User{}, err
 	}
+	r.Features = slices.Clone(r.Features) // the memo's copy stays unshared
 	return r.domain(), nil
 }
 
@@ -266,11 +277,18 @@ func (s *Store) GetPATByHash(_ context.Context, hash []byte) (store.PAT, error) 
 		if id == nil {
 			return store.ErrNotFound
 		}
-		return get(tx.Bucket(bPATs), id, &r)
+		data := tx.Bucket(bPATs).Get(id)
+		if data == nil {
+			return store.ErrNotFound
+		}
+		var err error
+		r, err = s.pats.decode(id, data)
+		return err
 	})
 	if err != nil {
 		return store.PAT{}, err
 	}
+	r.Hash = slices.Clone(r.Hash) // the memo's copy stays unshared
 	return r.domain(), nil
 }
 
