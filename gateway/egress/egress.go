@@ -123,10 +123,24 @@ func (g *Guard) Transport() *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		// Held per open upstream connection, i.e. per open stream: small,
-		// since SSE lines are short (bufio grows nothing; large writes
-		// bypass the buffer).
-		ReadBufferSize:  2 << 10,
-		WriteBufferSize: 2 << 10,
+		ReadBufferSize:        ReadBufferSize,
+		WriteBufferSize:       WriteBufferSize,
 	}
 }
+
+// The upstream connection's buffers, held per open connection and so per
+// open stream (net/http's default is 4 KiB each). 5,000 open streams held
+// 2 × 4 KiB each before, and 2 × 2 KiB after the first cut.
+const (
+	// ReadBufferSize: an SSE chunk is a few hundred bytes, so 1 KiB still
+	// takes several queued chunks per read, and the response's header
+	// lines may be longer (bufio hands them over in parts). A chunk-size
+	// line longer than this is refused (net/http's ErrLineTooLong), which
+	// no honest server sends.
+	ReadBufferSize = 1 << 10
+	// WriteBufferSize: request headers and the start of the body go out
+	// in the first write; after the first flush net/http hands the rest of
+	// a larger body to the connection directly, so a smaller buffer costs
+	// at most one more write per request.
+	WriteBufferSize = 1 << 10
+)
