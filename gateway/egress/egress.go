@@ -129,15 +129,16 @@ func (g *Guard) Transport() *http.Transport {
 }
 
 // The upstream connection's buffers, held per open connection and so per
-// open stream (net/http's default is 4 KiB each). 5,000 open streams held
-// 2 × 4 KiB each before, and 2 × 2 KiB after the first cut.
+// open stream (net/http's default is 4 KiB each).
 const (
-	// ReadBufferSize: an SSE chunk is a few hundred bytes, so 1 KiB still
-	// takes several queued chunks per read, and the response's header
-	// lines may be longer (bufio hands them over in parts). A chunk-size
-	// line longer than this is refused (net/http's ErrLineTooLong), which
-	// no honest server sends.
-	ReadBufferSize = 1 << 10
+	// ReadBufferSize: an SSE chunk is a few hundred bytes, so 2 KiB takes
+	// several queued chunks per read system call when the gateway falls
+	// behind a fast model. 1 KiB saved 1 KB per open stream but looked
+	// 5–15 % costlier in gateway CPU per answer at 32 and 128 streams
+	// (bench/findings.md), so it stays. A chunk-size line longer than this
+	// is refused (net/http's ErrLineTooLong), which no honest server sends;
+	// longer header lines are read in parts.
+	ReadBufferSize = 2 << 10
 	// WriteBufferSize: request headers and the start of the body go out
 	// in the first write; after the first flush net/http hands the rest of
 	// a larger body to the connection directly, so a smaller buffer costs

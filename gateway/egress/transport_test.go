@@ -21,7 +21,7 @@ func TestTransportSmallBuffersCarryLongMessages(t *testing.T) {
 	}
 	tr := g.Transport()
 	defer tr.CloseIdleConnections()
-	if tr.ReadBufferSize != ReadBufferSize || tr.WriteBufferSize != WriteBufferSize || ReadBufferSize > 1<<10 || WriteBufferSize > 1<<10 {
+	if tr.ReadBufferSize != ReadBufferSize || tr.WriteBufferSize != WriteBufferSize || ReadBufferSize > 2<<10 || WriteBufferSize > 1<<10 {
 		t.Fatalf("transport buffers %d/%d, want the small %d/%d", tr.ReadBufferSize, tr.WriteBufferSize, ReadBufferSize, WriteBufferSize)
 	}
 	longHeader := strings.Repeat("h", 4*ReadBufferSize)
