@@ -2,8 +2,10 @@ package keys
 
 import (
 	"bytes"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
+	"math/big"
 	"strings"
 	"testing"
 
@@ -116,4 +118,25 @@ func BenchmarkSign(b *testing.B) {
 			}
 		})
 	}
+}
+
+// p256RS never panics, and whatever it accepts is a DER signature whose R
+// and S it places, right-aligned, in 32 bytes each.
+func FuzzP256RS(f *testing.F) {
+	f.Add([]byte{0x30, 0x06, 0x02, 0x01, 0x07, 0x02, 0x01, 0x09})
+	f.Add(append(append([]byte{0x30, 0x44, 0x02, 0x20}, bytes.Repeat([]byte{0x7f}, 32)...), append([]byte{0x02, 0x20}, bytes.Repeat([]byte{0x01}, 32)...)...))
+	f.Add([]byte{0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x01})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		out, err := p256RS(der)
+		if err != nil {
+			return
+		}
+		var sig struct{ R, S *big.Int }
+		if _, err := asn1.Unmarshal(der, &sig); err != nil {
+			t.Fatalf("accepted %x that encoding/asn1 refuses: %v", der, err)
+		}
+		if len(out) != 64 || new(big.Int).SetBytes(out[:32]).Cmp(sig.R) != 0 || new(big.Int).SetBytes(out[32:]).Cmp(sig.S) != 0 {
+			t.Fatalf("p256RS(%x) = %x", der, out)
+		}
+	})
 }
