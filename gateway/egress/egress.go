@@ -136,12 +136,29 @@ func (g *Guard) Transport() *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		// Held per open upstream connection, i.e. per open stream: small,
-		// since SSE lines are short (bufio grows nothing; large writes
-		// bypass the buffer). Reads from the network are not this small:
-		// the connection underneath reads bursts into a pooled buffer
+		// Per open stream; see ReadBufferSize and WriteBufferSize. Reads
+		// from the network are not this small while data is waiting: the
+		// connection underneath reads bursts into a pooled buffer
 		// (burstDialContext).
-		ReadBufferSize:  2 << 10,
-		WriteBufferSize: 2 << 10,
+		ReadBufferSize:  ReadBufferSize,
+		WriteBufferSize: WriteBufferSize,
 	}
 }
+
+// The upstream connection's buffers, held per open connection and so per
+// open stream (net/http's default is 4 KiB each).
+const (
+	// ReadBufferSize: an SSE chunk is a few hundred bytes, so 2 KiB holds
+	// several queued chunks (the burst reads underneath take in up to
+	// 32 KiB per system call when more is waiting). 1 KiB saved 1 KB per open stream but looked
+	// 5–15 % costlier in gateway CPU per answer at 32 and 128 streams
+	// (bench/findings.md), so it stays. A chunk-size line longer than this
+	// is refused (net/http's ErrLineTooLong), which no honest server sends;
+	// longer header lines are read in parts.
+	ReadBufferSize = 2 << 10
+	// WriteBufferSize: request headers and the start of the body go out
+	// in the first write; after the first flush net/http hands the rest of
+	// a larger body to the connection directly, so a smaller buffer costs
+	// at most one more write per request.
+	WriteBufferSize = 1 << 10
+)

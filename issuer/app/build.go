@@ -171,7 +171,7 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 	var err error
 	s.mintRate = s.newMintRate()
 	s.mint, err = minter.New(minter.Config{
-		Signer: s.keys, Recorder: st, GlobalIDs: s.globalIDs, Issuer: cfg.IssuerURL, InstanceID: s.instanceID,
+		Signer: s.keys, Recorder: st.Store, GlobalIDs: s.globalIDs, Issuer: cfg.IssuerURL, InstanceID: s.instanceID,
 		DefaultTTL: cfg.TokenTTL, MaxTTL: cfg.MaxTokenTTL, Now: now,
 	})
 	if err != nil {

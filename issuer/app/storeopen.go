@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/airlock-dev/airlock/issuer/minter"
 	"github.com/airlock-dev/airlock/issuer/store"
 	"github.com/airlock-dev/airlock/issuer/store/boltstore"
 	"github.com/airlock-dev/airlock/issuer/store/pgstore"
@@ -70,3 +71,6 @@ func (o openedStore) report(log zerolog.Logger, reg prometheus.Registerer) {
 	g.Set(float64(o.schemaVersion))
 	reg.MustRegister(g)
 }
+
+// The embedded store group-commits the minter's token records.
+var _ minter.Expecter = (*boltstore.Store)(nil)

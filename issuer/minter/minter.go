@@ -35,6 +35,14 @@ type Recorder interface {
 	RecordToken(ctx context.Context, t store.IssuedToken) error
 }
 
+// Expecter is implemented by a Recorder that group-commits records
+// (boltstore): ExpectRecord announces a RecordToken call to come, so a
+// commit under way can wait for it; the returned func is called exactly
+// once, just before RecordToken or instead of it.
+type Expecter interface {
+	ExpectRecord() (arrived func())
+}
+
 // GlobalIDs derives a user's global user id (*globalid.Deriver).
 type GlobalIDs interface {
 	GlobalUserID(userID uint64) string
@@ -53,7 +61,12 @@ type Config struct {
 }
 
 // Minter mints tokens. Safe for concurrent use.
-type Minter struct{ cfg Config }
+type Minter struct {
+	cfg    Config
+	expect func() (arrived func()) // the Recorder's ExpectRecord, or a no-op
+}
+
+func noExpect() func() { return func() {} }
 
 // New returns a Minter. DefaultTTL defaults to token.DefaultTTL and is
 // capped at MaxTTL (required).
@@ -68,7 +81,11 @@ func New(cfg Config) (*Minter, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Minter{cfg: cfg}, nil
+	m := &Minter{cfg: cfg, expect: noExpect}
+	if e, ok := cfg.Recorder.(Expecter); ok {
+		m.expect = e.ExpectRecord
+	}
+	return m, nil
 }
 
 // Token is a minted token and what the caller forwards with it.
@@ -139,7 +156,7 @@ func (m *Minter) Mint(ctx context.Context, u store.User, features []string, ttl 
 	if err != nil {
 		return nil, err
 	}
-	jwt, err := m.cfg.Signer.Sign(payload)
+	jwt, err := m.sign(payload)
 	if err != nil {
 		return nil, err
 	}
@@ -149,4 +166,12 @@ func (m *Minter) Mint(ctx context.Context, u store.User, features []string, ttl 
 	}
 	md := token.Metadata(jwt, m.cfg.InstanceID, c.GlobalUserID)
 	return &Token{JWT: jwt, Claims: c, Metadata: md}, nil
+}
+
+// sign signs payload, announcing the record that follows to a group
+// committing Recorder for as long as signing takes.
+func (m *Minter) sign(payload []byte) (string, error) {
+	arrived := m.expect()
+	defer arrived()
+	return m.cfg.Signer.Sign(payload)
 }

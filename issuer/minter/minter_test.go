@@ -100,3 +100,62 @@ func TestMintFailsClosed(t *testing.T) {
 		})
 	}
 }
+
+// expectingRecorder is a group-committing Recorder (minter.Expecter) that
+// logs the order of announcements, withdrawals, signatures and records.
+type expectingRecorder struct {
+	fakeRecorder
+	log *[]string
+}
+
+func (e *expectingRecorder) ExpectRecord() func() {
+	*e.log = append(*e.log, "expect")
+	return func() { *e.log = append(*e.log, "arrived") }
+}
+
+func (e *expectingRecorder) RecordToken(ctx context.Context, t store.IssuedToken) error {
+	*e.log = append(*e.log, "record")
+	return e.fakeRecorder.RecordToken(ctx, t)
+}
+
+type loggingSigner struct {
+	fakeSigner
+	log *[]string
+}
+
+func (s *loggingSigner) Sign(p []byte) (string, error) {
+	*s.log = append(*s.log, "sign")
+	return s.fakeSigner.Sign(p)
+}
+
+// A group-committing recorder hears of each record while the token is
+// being signed, and the announcement is withdrawn before the record (or
+// when signing fails), so a commit never waits for a mint that has gone.
+func TestMintAnnouncesItsRecordWhileSigning(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		signErr error
+		want    string
+	}{
+		{"signed", nil, "[expect sign arrived record]"},
+		{"signing fails", errors.New("no key"), "[expect sign arrived]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log []string
+			s := &loggingSigner{fakeSigner: fakeSigner{err: tc.signErr}, log: &log}
+			r := &expectingRecorder{log: &log}
+			m, err := minter.New(minter.Config{Signer: s, Recorder: r, GlobalIDs: fakeIDs{}, Issuer: "https://gl", InstanceID: "inst",
+				MaxTTL: time.Hour, Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = m.Mint(context.Background(), store.User{ID: 1, Features: []string{"duo_chat"}}, nil, 0)
+			if (err != nil) != (tc.signErr != nil) {
+				t.Fatalf("Mint: %v", err)
+			}
+			if got := fmt.Sprint(log); got != tc.want {
+				t.Fatalf("order %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

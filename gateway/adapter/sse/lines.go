@@ -20,8 +20,11 @@ var ErrTooLarge = errors.New("event exceeds the maximum size")
 const DefaultMaxEventBytes = 1 << 20
 
 // initialBuf is small because it is held per open stream and SSE lines are
-// short; it doubles on demand up to the maximum.
-const initialBuf = 1 << 10
+// short (an OpenAI-compatible chunk is a few hundred bytes); it doubles on
+// demand up to the maximum, so a longer line costs one growth. Reads go
+// through the upstream connection's own buffer (egress.ReadBufferSize), so
+// this size does not set how many bytes one read system call takes.
+const initialBuf = 512
 
 // lineReader splits a byte stream into lines without copying: each returned
 // line aliases the internal buffer and is valid until the next call. The
