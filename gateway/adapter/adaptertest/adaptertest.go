@@ -526,7 +526,9 @@ func (h *harness) textBeforePause(t *testing.T, fx Fixture) {
 		t.Fatal("no text handed on within 2s although the server sent some and paused")
 	}
 	cancel()
-	_ = <-done // Stream ends with the cancellation; only its return matters
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("Stream after cancel = %v, want context.Canceled", err)
+	}
 }
 
 func (h *harness) emitError(t *testing.T, fx Fixture) {
