@@ -17,10 +17,12 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// sink records sends; while gate is non-nil each send waits for it.
+// sink records sends (their text, and the whole deltas); while gate is
+// non-nil each send waits for it.
 type sink struct {
 	mu      sync.Mutex
 	sent    []string
+	deltas  []adapter.Delta
 	gate    chan struct{}
 	entered chan struct{}
 }
@@ -39,6 +41,7 @@ func (s *sink) send(d adapter.Delta) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sent = append(s.sent, text)
+	s.deltas = append(s.deltas, d)
 	return nil
 }
 
@@ -154,34 +157,12 @@ func settled(r *relay) bool {
 	return !r.running
 }
 
-// deltaSink records whole deltas; while gate is non-nil each send waits.
-type deltaSink struct {
-	mu      sync.Mutex
-	sent    []adapter.Delta
-	gate    chan struct{}
-	entered chan struct{}
-}
-
-func (s *deltaSink) send(d adapter.Delta) error {
-	select {
-	case s.entered <- struct{}{}:
-	default:
-	}
-	if s.gate != nil {
-		<-s.gate
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sent = append(s.sent, d)
-	return nil
-}
-
 func call(i int, id, name, args string) adapter.Delta {
 	return adapter.Delta{ToolCalls: []adapter.ToolCallDelta{{Index: i, ID: id, Name: name, Arguments: args}}}
 }
 
 func TestRelayKeepsToolCallsInOrderWithText(t *testing.T) {
-	s := &deltaSink{entered: make(chan struct{}, 1)}
+	s := &sink{entered: make(chan struct{}, 1)}
 	r := newRelay(s.send, 1024, time.Second)
 	in := []adapter.Delta{{Text: "a"}, call(0, "c0", "f", "{"), {Text: "b"}, call(0, "", "", "}")}
 	for _, d := range in {
@@ -192,13 +173,13 @@ func TestRelayKeepsToolCallsInOrderWithText(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if !reflect.DeepEqual(s.sent, in) {
-		t.Fatalf("sent %+v, want each delta on its own: %+v", s.sent, in)
+	if !reflect.DeepEqual(s.deltas, in) {
+		t.Fatalf("sent %+v, want each delta on its own: %+v", s.deltas, in)
 	}
 }
 
 func TestRelayMergesToolCallFragmentsWhileTheCallerLags(t *testing.T) {
-	s := &deltaSink{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	s := &sink{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
 	r := newRelay(s.send, 1024, time.Second)
 	ctx := context.Background()
 	_ = r.emit(ctx, adapter.Delta{Text: "first"})
@@ -225,13 +206,13 @@ func TestRelayMergesToolCallFragmentsWhileTheCallerLags(t *testing.T) {
 		}},
 		{Text: "Done", ToolCalls: []adapter.ToolCallDelta{{Index: 0, Arguments: " "}}},
 	}
-	if !reflect.DeepEqual(s.sent, want) {
-		t.Fatalf("sent  %+v\nwant %+v", s.sent, want)
+	if !reflect.DeepEqual(s.deltas, want) {
+		t.Fatalf("sent  %+v\nwant %+v", s.deltas, want)
 	}
 }
 
 func TestRelayCountsToolCallBytesTowardTheBuffer(t *testing.T) {
-	s := &deltaSink{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	s := &sink{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
 	defer close(s.gate)
 	r := newRelay(s.send, 8, 50*time.Millisecond)
 	_ = r.emit(context.Background(), adapter.Delta{Text: "x"})

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,22 @@ import (
 type ToolStream struct {
 	Body  []byte
 	Calls []adapter.ToolCall // by index; Arguments concatenated
+}
+
+// OpenAIToolStream is OpenAI's documented streaming tool-call format, the
+// ToolStream of every OpenAI-compatible adapter. The fixture and its source
+// are in gateway/adapter/internal/oaistream/testdata; the path is relative
+// to an adapter package's directory, where its tests run.
+func OpenAIToolStream(t *testing.T) *ToolStream {
+	t.Helper()
+	b, err := os.ReadFile("../internal/oaistream/testdata/openai_tool_calls_stream.sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &ToolStream{Body: b, Calls: []adapter.ToolCall{
+		{ID: "call_DdmO9pD3xa9XTPNJ32zg2hcA", Name: "get_weather", Arguments: `{"location":"Paris, France"}`},
+		{ID: "call_Xk2b9QZJp4fR0aT7mN3sLw8v", Name: "get_time", Arguments: `{"tz":"Europe/Paris"}`},
+	}}
 }
 
 // toolRequest carries a tool, a named tool choice and a whole tool turn.

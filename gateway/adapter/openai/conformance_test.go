@@ -1,7 +1,6 @@
 package openai_test
 
 import (
-	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -23,19 +22,6 @@ func TestConformance(t *testing.T) {
 		PathSuffix: "/chat/completions",
 		AuthHeader: "Authorization",
 		AuthPrefix: "Bearer ",
-		Tools:      toolStream(t),
+		Tools:      adaptertest.OpenAIToolStream(t),
 	})
-}
-
-// toolStream is OpenAI's documented streaming tool-call format (the
-// fixture and its source are in internal/oaistream/testdata).
-func toolStream(t *testing.T) *adaptertest.ToolStream {
-	b, err := os.ReadFile("../internal/oaistream/testdata/openai_tool_calls_stream.sse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &adaptertest.ToolStream{Body: b, Calls: []adapter.ToolCall{
-		{ID: "call_DdmO9pD3xa9XTPNJ32zg2hcA", Name: "get_weather", Arguments: `{"location":"Paris, France"}`},
-		{ID: "call_Xk2b9QZJp4fR0aT7mN3sLw8v", Name: "get_time", Arguments: `{"tz":"Europe/Paris"}`},
-	}}
 }
