@@ -324,31 +324,42 @@ func TestErrorsInOpenAIsEnvelope(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newServer(t, &fakeCompleter{err: tt.coreErr, done: okDone()})
 			a := call(t, srv, "POST", tt.path, tt.token, tt.body)
-			var env struct {
-				Error struct {
-					Message string  `json:"message"`
-					Type    string  `json:"type"`
-					Param   *string `json:"param"`
-					Code    *string `json:"code"`
-				} `json:"error"`
-			}
-			if err := json.Unmarshal([]byte(a.body), &env); err != nil {
-				t.Fatalf("body %q is not an error envelope: %v", a.body, err)
-			}
-			e := env.Error
-			str := func(p *string) string {
-				if p == nil {
-					return ""
-				}
-				return *p
-			}
-			if a.status != tt.status || e.Type != tt.errType || str(e.Param) != tt.param || str(e.Code) != tt.code ||
+			e := decodeError(t, a.body)
+			if a.status != tt.status || e.Type != tt.errType || e.Param != tt.param || e.Code != tt.code ||
 				!strings.HasPrefix(e.Message, tt.msg) || a.header.Get("Retry-After") != tt.retryAfter || a.header.Get("Content-Type") != "application/json" {
 				t.Errorf("got %d Retry-After %q %s\nwant %d %s param %q code %q msg %q… Retry-After %q",
 					a.status, a.header.Get("Retry-After"), a.body, tt.status, tt.errType, tt.param, tt.code, tt.msg, tt.retryAfter)
 			}
 		})
 	}
+}
+
+// apiError is an error envelope's fields, absent param and code as "".
+type apiError struct{ Message, Type, Param, Code string }
+
+// decodeError decodes an OpenAI error envelope, failing the test if body
+// is not one.
+func decodeError(t *testing.T, body string) apiError {
+	t.Helper()
+	var env struct {
+		Error struct {
+			Message string  `json:"message"`
+			Type    string  `json:"type"`
+			Param   *string `json:"param"`
+			Code    *string `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &env); err != nil {
+		t.Fatalf("body %q is not an error envelope: %v", body, err)
+	}
+	str := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	e := env.Error
+	return apiError{Message: e.Message, Type: e.Type, Param: str(e.Param), Code: str(e.Code)}
 }
 
 // stuckCompleter streams large deltas from another goroutine, as the

@@ -2,7 +2,6 @@ package openai
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -136,26 +135,8 @@ func TestToolRequestErrorsNameTheField(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ta := &toolAdapter{deltas: []adapter.Delta{{Text: "ok"}}, finish: adapter.FinishStop}
 			a := call(t, newCoreServer(t, tt.provider, ta), "POST", "/v1/chat/completions", "good", tt.body)
-			var env struct {
-				Error struct {
-					Message string  `json:"message"`
-					Type    string  `json:"type"`
-					Param   *string `json:"param"`
-					Code    *string `json:"code"`
-				} `json:"error"`
-			}
-			if err := json.Unmarshal([]byte(a.body), &env); err != nil {
-				t.Fatalf("body %q: %v", a.body, err)
-			}
-			e := env.Error
-			param, code := "", ""
-			if e.Param != nil {
-				param = *e.Param
-			}
-			if e.Code != nil {
-				code = *e.Code
-			}
-			if a.status != tt.status || e.Type != "invalid_request_error" || param != tt.param || code != tt.code || !strings.HasPrefix(e.Message, tt.msg) {
+			e := decodeError(t, a.body)
+			if a.status != tt.status || e.Type != "invalid_request_error" || e.Param != tt.param || e.Code != tt.code || !strings.HasPrefix(e.Message, tt.msg) {
 				t.Fatalf("got %d %s\nwant %d param %q code %q msg %q", a.status, a.body, tt.status, tt.param, tt.code, tt.msg)
 			}
 			if len(ta.got) != 0 {

@@ -94,10 +94,6 @@ func (c *Conn) burst() {
 	c.full = n == Size
 }
 
-// Buffered is the number of bytes read from the network and not yet
-// returned by Read.
-func (c *Conn) Buffered() int { return c.w - c.r }
-
 func (c *Conn) release() {
 	pool.Put(c.buf)
 	c.buf, c.r, c.w = nil, 0, 0
