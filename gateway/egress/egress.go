@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/gateway/internal/burstconn"
+	"github.com/airlock-dev/airlock/gateway/internal/h1"
 )
 
 // ErrForbidden is returned (wrapped) when a destination is outside the
@@ -124,9 +125,22 @@ func (g *Guard) burstDialContext(ctx context.Context, network, addr string) (net
 	return burstconn.New(c), nil
 }
 
-// Transport returns an HTTP transport that dials through g. It ignores proxy
+// Transport returns an HTTP transport that dials through g. Plain-text
+// HTTP/1.1 runs on the caller's goroutine (gateway/internal/h1: no
+// goroutines per open stream); https, with TLS and HTTP/2, and anything
+// else h1 does not take go through net/http's Transport. Both ignore proxy
 // environment variables: a proxy would bypass the guard.
-func (g *Guard) Transport() *http.Transport {
+func (g *Guard) Transport() *h1.Transport {
+	return h1.New(h1.Config{
+		Dial:           g.burstDialContext,
+		Fallback:       g.netHTTPTransport(),
+		MaxIdlePerHost: 256,
+		IdleTimeout:    90 * time.Second,
+		ReadBufferSize: ReadBufferSize,
+	})
+}
+
+func (g *Guard) netHTTPTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil,
 		DialContext:           g.burstDialContext,
@@ -136,12 +150,8 @@ func (g *Guard) Transport() *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		// Per open stream; see ReadBufferSize and WriteBufferSize. Reads
-		// from the network are not this small while data is waiting: the
-		// connection underneath reads bursts into a pooled buffer
-		// (burstDialContext).
-		ReadBufferSize:  ReadBufferSize,
-		WriteBufferSize: WriteBufferSize,
+		ReadBufferSize:        ReadBufferSize,
+		WriteBufferSize:       WriteBufferSize,
 	}
 }
 
@@ -156,9 +166,10 @@ const (
 	// is refused (net/http's ErrLineTooLong), which no honest server sends;
 	// longer header lines are read in parts.
 	ReadBufferSize = 2 << 10
-	// WriteBufferSize: request headers and the start of the body go out
-	// in the first write; after the first flush net/http hands the rest of
-	// a larger body to the connection directly, so a smaller buffer costs
-	// at most one more write per request.
+	// WriteBufferSize (net/http's transport, so TLS only): request headers
+	// and the start of the body go out in the first write; after the first
+	// flush net/http hands the rest of a larger body to the connection
+	// directly, so a smaller buffer costs at most one more write per
+	// request. Plain-text requests are written whole from a pooled buffer.
 	WriteBufferSize = 1 << 10
 )

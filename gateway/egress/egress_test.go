@@ -132,12 +132,12 @@ func TestTransportReadsInBursts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := g.Transport().DialContext(context.Background(), "tcp", lis.Addr().String())
+	c, err := g.burstDialContext(context.Background(), "tcp", lis.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	if _, ok := c.(*burstconn.Conn); !ok {
-		t.Errorf("transport dials %T, want *burstconn.Conn", c)
+		t.Errorf("the transports dial %T, want *burstconn.Conn", c)
 	}
 }

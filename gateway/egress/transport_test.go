@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -21,8 +22,8 @@ func TestTransportSmallBuffersCarryLongMessages(t *testing.T) {
 	}
 	tr := g.Transport()
 	defer tr.CloseIdleConnections()
-	if tr.ReadBufferSize != ReadBufferSize || tr.WriteBufferSize != WriteBufferSize || ReadBufferSize > 2<<10 || WriteBufferSize > 1<<10 {
-		t.Fatalf("transport buffers %d/%d, want the small %d/%d", tr.ReadBufferSize, tr.WriteBufferSize, ReadBufferSize, WriteBufferSize)
+	if fb := g.netHTTPTransport(); fb.ReadBufferSize != ReadBufferSize || fb.WriteBufferSize != WriteBufferSize || ReadBufferSize > 2<<10 || WriteBufferSize > 1<<10 {
+		t.Fatalf("TLS transport buffers %d/%d, want the small %d/%d", fb.ReadBufferSize, fb.WriteBufferSize, ReadBufferSize, WriteBufferSize)
 	}
 	longHeader := strings.Repeat("h", 4*ReadBufferSize)
 	chunk := "data: " + strings.Repeat("x", 300) + "\n\n"
@@ -55,5 +56,22 @@ func TestTransportSmallBuffersCarryLongMessages(t *testing.T) {
 	}
 	if got := resp.Header.Get("X-Body-Len"); got != strconv.Itoa(len(body)) {
 		t.Fatalf("the server read %s request body bytes, want %d", got, len(body))
+	}
+}
+
+// Both paths dial through the guard: plain text (h1) and TLS (net/http).
+func TestTransportDialsOnlyTrustedNetworks(t *testing.T) {
+	g, err := New([]string{"10.0.0.0/8"}, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := g.Transport()
+	defer tr.CloseIdleConnections()
+	for _, url := range []string{"http://127.0.0.1:9/v1", "https://127.0.0.1:9/v1"} {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
+		_, err := (&http.Client{Transport: tr}).Do(req)
+		if !errors.Is(err, ErrForbidden) {
+			t.Errorf("%s: err = %v, want ErrForbidden", url, err)
+		}
 	}
 }

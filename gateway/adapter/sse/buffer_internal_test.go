@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"bytes"
 	"io"
 	"strings"
 	"testing"
@@ -45,4 +46,16 @@ func TestLineBufferStaysSmallForTypicalChunks(t *testing.T) {
 	if err != nil || string(e.Data) != long[len("data: "):] {
 		t.Fatalf("a line longer than the initial buffer: %d bytes, %v", len(e.Data), err)
 	}
+}
+
+// firstCR finds the first '\r' or '\n' exactly as bytes.IndexAny does.
+func FuzzFirstCR(f *testing.F) {
+	for _, s := range []string{"", "\n", "\r", "a\r\nb", "ab\ncd\r", "data: x\r", strings.Repeat("x", 100) + "\n\r"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if got, want := firstCR(in, bytes.IndexByte(in, '\n')), bytes.IndexAny(in, "\r\n"); got != want {
+			t.Fatalf("firstCR(%q) = %d, want %d", in, got, want)
+		}
+	})
 }

@@ -98,3 +98,12 @@ func (c *Conn) release() {
 	pool.Put(c.buf)
 	c.buf, c.r, c.w = nil, 0, 0
 }
+
+// Buffered is how many bytes a burst read took in that no Read has
+// returned yet. A connection kept idle between HTTP exchanges must hold
+// none: bytes there arrived unasked.
+func (c *Conn) Buffered() int { return c.w - c.r }
+
+// NetConn returns the wrapped connection (as tls.Conn does), for callers
+// that need its socket.
+func (c *Conn) NetConn() net.Conn { return c.Conn }

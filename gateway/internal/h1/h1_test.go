@@ -1,0 +1,536 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/gateway/internal/burstconn"
+)
+
+func newTransport(fallback http.RoundTripper) *Transport {
+	var d net.Dialer
+	return New(Config{
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return burstconn.New(c), nil
+		},
+		Fallback:       fallback,
+		ReadBufferSize: 2 << 10,
+	})
+}
+
+// Both transports must answer alike: each case runs against net/http's
+// Transport (the reference) and this one.
+func TestBehavesLikeNetHTTP(t *testing.T) {
+	longHeader := strings.Repeat("h", 8<<10)
+	chunk := "data: " + strings.Repeat("x", 300) + "\n\n"
+	cases := []struct {
+		name    string
+		handler http.HandlerFunc
+		body    string
+		header  http.Header
+		check   func(t *testing.T, resp *http.Response, got string)
+	}{
+		{
+			name:   "streamed SSE body, request body and headers delivered",
+			body:   strings.Repeat("b", 10<<10+7),
+			header: http.Header{"Authorization": {"Bearer k"}, "X-Multi": {"a", "b"}},
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				w.Header().Set("X-Got", fmt.Sprintf("%d %s %s %v %s", len(b), r.Method, r.URL.RequestURI(), r.Header["X-Multi"], r.Header.Get("Authorization")))
+				w.Header().Set("X-Long", longHeader)
+				w.Header().Set("Content-Type", "text/event-stream")
+				for range 50 {
+					_, _ = io.WriteString(w, chunk)
+					w.(http.Flusher).Flush()
+				}
+			},
+			check: func(t *testing.T, resp *http.Response, got string) {
+				if want := fmt.Sprintf("%d POST /v1/chat?x=1 [a b] Bearer k", 10<<10+7); resp.Header.Get("X-Got") != want {
+					t.Errorf("server saw %q, want %q", resp.Header.Get("X-Got"), want)
+				}
+				if resp.Header.Get("X-Long") != longHeader {
+					t.Errorf("long header: %d bytes", len(resp.Header.Get("X-Long")))
+				}
+				if got != strings.Repeat(chunk, 50) {
+					t.Errorf("body: %d bytes, want %d", len(got), 50*len(chunk))
+				}
+			},
+		},
+		{
+			name: "error status with a JSON body",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Retry-After", "3")
+				http.Error(w, `{"error":"busy"}`, http.StatusTooManyRequests)
+			},
+			check: func(t *testing.T, resp *http.Response, got string) {
+				if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "3" || got != "{\"error\":\"busy\"}\n" {
+					t.Errorf("got %d %q %q", resp.StatusCode, resp.Header.Get("Retry-After"), got)
+				}
+			},
+		},
+		{
+			name:    "no content",
+			handler: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) },
+			check: func(t *testing.T, resp *http.Response, got string) {
+				if resp.StatusCode != 204 || got != "" {
+					t.Errorf("got %d %q", resp.StatusCode, got)
+				}
+			},
+		},
+		{
+			name: "informational response skipped",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Link", "</x>")
+				w.WriteHeader(http.StatusEarlyHints)
+				_, _ = io.WriteString(w, "final")
+			},
+			check: func(t *testing.T, resp *http.Response, got string) {
+				if resp.StatusCode != 200 || got != "final" {
+					t.Errorf("got %d %q", resp.StatusCode, got)
+				}
+			},
+		},
+	}
+	transports := map[string]func() http.RoundTripper{
+		"net/http": func() http.RoundTripper { return &http.Transport{} },
+		"h1":       func() http.RoundTripper { return newTransport(nil) },
+	}
+	for _, tc := range cases {
+		for name, mk := range transports {
+			t.Run(tc.name+"/"+name, func(t *testing.T) {
+				srv := httptest.NewServer(tc.handler)
+				defer srv.Close()
+				tr := mk()
+				defer tr.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+				for round := range 2 { // the second round runs on a kept connection
+					req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat?x=1", strings.NewReader(tc.body))
+					for k, v := range tc.header {
+						req.Header[k] = v
+					}
+					resp, err := (&http.Client{Transport: tr}).Do(req)
+					if err != nil {
+						t.Fatalf("round %d: %v", round, err)
+					}
+					got, err := io.ReadAll(resp.Body)
+					_ = resp.Body.Close()
+					if err != nil {
+						t.Fatalf("round %d: body: %v", round, err)
+					}
+					tc.check(t, resp, string(got))
+				}
+			})
+		}
+	}
+}
+
+// countingListener counts the connections a server accepts.
+type countingListener struct {
+	net.Listener
+	n atomic.Int32
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+func newCountingServer(t *testing.T, h http.Handler) (*httptest.Server, *countingListener) {
+	srv := httptest.NewUnstartedServer(h)
+	cl := &countingListener{Listener: srv.Listener}
+	srv.Listener = cl
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, cl
+}
+
+func get(t *testing.T, tr http.RoundTripper, url string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+func TestKeepsAndReusesConnections(t *testing.T) {
+	srv, cl := newCountingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	tr := newTransport(nil)
+	defer tr.CloseIdleConnections()
+	for range 20 {
+		if _, body := get(t, tr, srv.URL); body != "ok" {
+			t.Fatalf("body %q", body)
+		}
+	}
+	if n := cl.n.Load(); n != 1 {
+		t.Fatalf("20 sequential requests opened %d connections, want 1", n)
+	}
+}
+
+// The point of the package: an open stream costs no goroutine of its own.
+func TestOpenStreamsStartNoGoroutines(t *testing.T) {
+	release := make(chan struct{})
+	url, _ := scripted(t, func(c net.Conn, br *bufio.Reader) {
+		if readRequest(br) {
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n")
+			<-release
+		}
+	})
+	defer close(release)
+	tr := newTransport(nil)
+	defer tr.CloseIdleConnections()
+	before := runtime.NumGoroutine()
+	var bodies []io.ReadCloser
+	const streams = 20
+	for range streams {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 9)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, resp.Body)
+	}
+	// The scripted server runs one goroutine per connection; the client none.
+	if got := runtime.NumGoroutine() - before; got > streams {
+		t.Fatalf("%d open streams added %d goroutines, want at most %d (the server's)", streams, got, streams)
+	}
+	for _, b := range bodies {
+		_ = b.Close()
+	}
+}
+
+// scripted is a raw TCP server that answers each connection with fn.
+func scripted(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) (url string, accepted *atomic.Int32) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted = new(atomic.Int32)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = lis.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				fn(c, bufio.NewReader(c))
+			}()
+		}
+	}()
+	return "http://" + lis.Addr().String(), accepted
+}
+
+// readRequest reads one request and its body; false at end of input.
+func readRequest(br *bufio.Reader) bool {
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, req.Body)
+	return true
+}
+
+func TestServerClosingAKeptConnectionIsNoticed(t *testing.T) {
+	url, accepted := scripted(t, func(c net.Conn, br *bufio.Reader) {
+		if readRequest(br) {
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+		// then close, as a server's keep-alive timeout does
+	})
+	tr := newTransport(nil)
+	defer tr.CloseIdleConnections()
+	get(t, tr, url)
+	time.Sleep(50 * time.Millisecond) // the server's close arrives
+	if _, body := get(t, tr, url); body != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	if n := accepted.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2 (the closed one not reused)", n)
+	}
+}
+
+func TestUnsolicitedBytesRetireTheConnection(t *testing.T) {
+	url, accepted := scripted(t, func(c net.Conn, br *bufio.Reader) {
+		for readRequest(br) {
+			// A second response nobody asked for follows the first.
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"+
+				"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil")
+		}
+	})
+	tr := newTransport(nil)
+	defer tr.CloseIdleConnections()
+	for range 3 {
+		if _, body := get(t, tr, url); body != "ok" {
+			t.Fatalf("body %q: a stray response was taken for an answer", body)
+		}
+	}
+	if n := accepted.Load(); n != 3 {
+		t.Fatalf("%d connections, want 3 (none reused)", n)
+	}
+}
+
+func TestConnectionCloseAndUnframedBodiesAreNotReused(t *testing.T) {
+	for _, answer := range []string{
+		"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\n\r\nok", // read to end of stream
+		"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+	} {
+		url, accepted := scripted(t, func(c net.Conn, br *bufio.Reader) {
+			if readRequest(br) {
+				_, _ = io.WriteString(c, answer)
+			}
+		})
+		tr := newTransport(nil)
+		for range 2 {
+			if _, body := get(t, tr, url); body != "ok" {
+				t.Fatalf("%q: body %q", answer, body)
+			}
+		}
+		if n := accepted.Load(); n != 2 {
+			t.Fatalf("%q: %d connections, want 2", answer, n)
+		}
+		tr.CloseIdleConnections()
+	}
+}
+
+func TestBadInputFailsClosed(t *testing.T) {
+	url, _ := scripted(t, func(c net.Conn, br *bufio.Reader) {
+		if readRequest(br) {
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("a", 64<<10)+"\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	tr := New(Config{Dial: (&net.Dialer{}).DialContext, MaxResponseHeaderBytes: 16 << 10})
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
+	if _, err := tr.RoundTrip(req); !errors.Is(err, ErrHeaderTooLarge) {
+		t.Fatalf("oversized response head: err = %v, want ErrHeaderTooLarge", err)
+	}
+
+	for _, h := range []http.Header{
+		{"X-Evil": {"a\r\nInjected: 1"}},
+		{"Bad Name": {"v"}},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
+		req.Header = h
+		if _, err := tr.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "invalid header") {
+			t.Fatalf("header %v: err = %v, want an invalid header error", h, err)
+		}
+	}
+
+	req, _ = http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
+	req.ContentLength = 10 // longer than the body
+	if _, err := tr.RoundTrip(req); err == nil {
+		t.Fatal("short body: no error")
+	}
+	req, _ = http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
+	req.ContentLength = 1 // shorter than the body
+	if _, err := tr.RoundTrip(req); err == nil {
+		t.Fatal("long body: no error")
+	}
+
+	// Nothing else takes https without a fallback.
+	req, _ = http.NewRequest(http.MethodPost, "https://127.0.0.1:1", strings.NewReader("{}"))
+	if _, err := tr.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "no fallback") {
+		t.Fatalf("https without fallback: err = %v", err)
+	}
+}
+
+type recordingRT struct{ urls []string }
+
+func (r *recordingRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.urls = append(r.urls, req.URL.String())
+	return &http.Response{StatusCode: 200, Body: http.NoBody, Request: req}, nil
+}
+
+func TestFallbackTakesWhatItCannotDoExactly(t *testing.T) {
+	fb := &recordingRT{}
+	tr := newTransport(fb)
+	unknownLength, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:1/u", io.NopCloser(strings.NewReader("x")))
+	expect, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:1/e", strings.NewReader("x"))
+	expect.Header.Set("Expect", "100-continue")
+	tls, _ := http.NewRequest(http.MethodPost, "https://127.0.0.1:1/t", strings.NewReader("x"))
+	for _, req := range []*http.Request{unknownLength, expect, tls} {
+		if _, err := tr.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.Join(fb.urls, " "); got != "http://127.0.0.1:1/u http://127.0.0.1:1/e https://127.0.0.1:1/t" {
+		t.Fatalf("fallback took %q", got)
+	}
+}
+
+func TestContextEndInterruptsAndClosesTheConnection(t *testing.T) {
+	serverSawClose := make(chan struct{})
+	url, _ := scripted(t, func(c net.Conn, br *bufio.Reader) {
+		if !readRequest(br) {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+		_, _ = io.Copy(io.Discard, c) // until the client closes
+		close(serverSawClose)
+	})
+	tr := newTransport(nil)
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("{}"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("first chunk %q, %v", buf, err)
+	}
+	time.AfterFunc(20*time.Millisecond, cancel)
+	start := time.Now()
+	_, err = resp.Body.Read(buf)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("blocked read after cancel: err = %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+	_ = resp.Body.Close()
+	select {
+	case <-serverSawClose:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection stayed open after its context ended")
+	}
+}
+
+func TestEarlyCloseClosesTheConnection(t *testing.T) {
+	serverSawClose := make(chan struct{})
+	url, accepted := scripted(t, func(c net.Conn, br *bufio.Reader) {
+		if !readRequest(br) {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst")
+		_, _ = io.Copy(io.Discard, c)
+		close(serverSawClose)
+	})
+	tr := newTransport(nil)
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	select {
+	case <-serverSawClose:
+	case <-time.After(5 * time.Second):
+		t.Fatal("closing an unfinished body left the connection open")
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Fatalf("accepted %d", n)
+	}
+}
+
+func TestIdleConnectionsAreReapedAndBounded(t *testing.T) {
+	srv, cl := newCountingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	tr := New(Config{Dial: (&net.Dialer{}).DialContext, IdleTimeout: 50 * time.Millisecond, MaxIdlePerHost: 2})
+	// Three streams at once, then all finished: only two are kept.
+	var bodies []io.ReadCloser
+	for range 3 {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("{}"))
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, resp.Body)
+	}
+	for _, b := range bodies {
+		_, _ = io.Copy(io.Discard, b)
+		_ = b.Close()
+	}
+	idle := func() int {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		n := 0
+		for _, s := range tr.idle {
+			n += len(s)
+		}
+		return n
+	}
+	if n := idle(); n != 2 {
+		t.Fatalf("%d idle connections kept, want 2 (MaxIdlePerHost)", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for idle() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle connections still kept after IdleTimeout", idle())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	get(t, tr, srv.URL)
+	if n := cl.n.Load(); n != 4 {
+		t.Fatalf("%d connections, want 4 (a new one after the reaping)", n)
+	}
+	tr.CloseIdleConnections()
+}
+
+func TestWriteBodyOnceForLargeBodies(t *testing.T) {
+	big := bytes.Repeat([]byte("z"), maxPooledBuf*3)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if !bytes.Equal(b, big) {
+			http.Error(w, "body differs", 400)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	tr := newTransport(nil)
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(big))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+}
