@@ -78,6 +78,17 @@ func (r Round) AnswerChunkRate(perAnswer int) float64 {
 	return float64(n*perAnswer) / r.Wall.Seconds()
 }
 
+// Chunks is the text chunks the successful streams received, in all.
+func (r Round) Chunks() int {
+	n := 0
+	for _, s := range r.Streams {
+		if s.Err == nil {
+			n += s.Chunks
+		}
+	}
+	return n
+}
+
 // TTFTs and Totals return the successful streams' timings.
 func (r Round) TTFTs() []time.Duration {
 	return r.pick(func(s Stream) time.Duration { return s.TTFT })

@@ -202,6 +202,7 @@ type roundResult struct {
 	ttfts                        []time.Duration
 	relayCPU, stubCPU, clientCPU time.Duration
 	relaySyscalls                int64 // read and write system calls of the relay
+	chunks                       int   // text chunks (SSE events, gRPC messages) the client received
 }
 
 func (r roundResult) rate() float64 { return float64(r.answers) / r.wall.Seconds() }
@@ -209,6 +210,13 @@ func (r roundResult) rate() float64 { return float64(r.answers) / r.wall.Seconds
 // syscallsPerAnswer is the relay's read and write system calls per answer.
 func (r roundResult) syscallsPerAnswer() float64 {
 	return float64(r.relaySyscalls) / float64(max(r.answers, 1))
+}
+
+// chunksPerAnswer is how many text chunks the client received per answer:
+// the stub's events for direct and nginx, the messages the gateway made of
+// them.
+func (r roundResult) chunksPerAnswer() float64 {
+	return float64(r.chunks) / float64(max(r.answers, 1))
 }
 
 // perAnswer is d per answer in microseconds.
@@ -265,7 +273,7 @@ func measureRound(ctx context.Context, t wireTarget, c int, d time.Duration, stu
 	}
 	return roundResult{answers: len(round.Streams), wall: round.Wall, ttfts: round.TTFTs(),
 		relayCPU: after[0] - before[0], stubCPU: after[1] - before[1], clientCPU: after[2] - before[2],
-		relaySyscalls: sysAfter - sysBefore}, nil
+		relaySyscalls: sysAfter - sysBefore, chunks: round.Chunks()}, nil
 }
 
 // rotate returns ts starting at index i mod len(ts): each run puts another
@@ -346,7 +354,7 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 	rpcsBefore, completions := g.proxy.Counts(), 0
 
 	var table strings.Builder
-	table.WriteString("| streams | run | answers/s direct / nginx / gateway | relay CPU µs per answer nginx / gateway | relay read+write syscalls per answer nginx / gateway | stub CPU µs per answer (direct / nginx / gateway rounds) | client CPU µs per answer (direct / nginx / gateway) | TTFT p50 direct / nginx / gateway |\n|---|---|---|---|---|---|---|---|\n")
+	table.WriteString("| streams | run | answers/s direct / nginx / gateway | relay CPU µs per answer nginx / gateway | relay read+write syscalls per answer nginx / gateway | text chunks per answer nginx / gateway | stub CPU µs per answer (direct / nginx / gateway rounds) | client CPU µs per answer (direct / nginx / gateway) | TTFT p50 direct / nginx / gateway |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range wireLevels {
 		var cpuRatios, rateRatios, directRatios, httpCPU, httpRate []float64
 		for i := range o.Runs {
@@ -365,14 +373,14 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 			cpuRatios = append(cpuRatios, gr.perAnswer(gr.relayCPU)/nr.perAnswer(nr.relayCPU))
 			rateRatios = append(rateRatios, gr.rate()/nr.rate())
 			directRatios = append(directRatios, 100*gr.rate()/dr.rate())
-			fmt.Fprintf(&table, "| %d | %d | %.0f / %.0f / %.0f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.3f / %.3f / %.3f ms |\n",
+			fmt.Fprintf(&table, "| %d | %d | %.0f / %.0f / %.0f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.3f / %.3f / %.3f ms |\n",
 				c, i+1, dr.rate(), nr.rate(), gr.rate(), nr.perAnswer(nr.relayCPU), gr.perAnswer(gr.relayCPU),
-				nr.syscallsPerAnswer(), gr.syscallsPerAnswer(),
+				nr.syscallsPerAnswer(), gr.syscallsPerAnswer(), nr.chunksPerAnswer(), gr.chunksPerAnswer(),
 				dr.perAnswer(dr.stubCPU), nr.perAnswer(nr.stubCPU), gr.perAnswer(gr.stubCPU),
 				dr.perAnswer(dr.clientCPU), nr.perAnswer(nr.clientCPU), gr.perAnswer(gr.clientCPU),
 				stats.Ms(stats.Percentile(dr.ttfts, 50)), stats.Ms(stats.Percentile(nr.ttfts, 50)), stats.Ms(stats.Percentile(gr.ttfts, 50)))
-			fmt.Fprintf(logw, "   c=%-3d run %d: answers/s direct %.0f nginx %.0f gateway %.0f; relay CPU per answer nginx %.1f µs gateway %.1f µs; syscalls per answer nginx %.1f gateway %.1f\n",
-				c, i+1, dr.rate(), nr.rate(), gr.rate(), nr.perAnswer(nr.relayCPU), gr.perAnswer(gr.relayCPU), nr.syscallsPerAnswer(), gr.syscallsPerAnswer())
+			fmt.Fprintf(logw, "   c=%-3d run %d: answers/s direct %.0f nginx %.0f gateway %.0f; relay CPU per answer nginx %.1f µs gateway %.1f µs; syscalls per answer nginx %.1f gateway %.1f; gateway messages per answer %.1f\n",
+				c, i+1, dr.rate(), nr.rate(), gr.rate(), nr.perAnswer(nr.relayCPU), gr.perAnswer(gr.relayCPU), nr.syscallsPerAnswer(), gr.syscallsPerAnswer(), gr.chunksPerAnswer())
 		}
 		cpu, rate, vsDirect := stats.Of(cpuRatios), stats.Of(rateRatios), stats.Of(directRatios)
 		name := fmt.Sprintf("c=%d", c)

@@ -45,15 +45,22 @@ func (c *scriptConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
 
 // outcome is what a caller can observe of one exchange (err only says why
-// it failed: the two transports word their errors differently).
-func outcome(rt http.RoundTripper) (string, error) {
+// it failed: the two transports word their errors differently). With
+// mixed, the body is read as a relay reads it: what is already buffered
+// first (ReadBuffered), waiting (Read) only when nothing is, in reads of
+// varying sizes.
+func outcome(rt http.RoundTripper, mixed bool) (string, error) {
 	req, _ := http.NewRequest(http.MethodPost, "http://model.test/v1/chat/completions", strings.NewReader("{}"))
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		return "error", err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var r io.Reader = resp.Body
+	if b, ok := resp.Body.(*body); ok && mixed {
+		r = &relayReader{b: b}
+	}
+	body, err := io.ReadAll(io.LimitReader(r, 1<<20))
 	return fmt.Sprintf("%d %v %q body-error=%v", resp.StatusCode, resp.Header, body, err != nil), err
 }
 
@@ -88,15 +95,35 @@ func FuzzResponseLikeNetHTTP(f *testing.F) {
 		}
 		ref := &http.Transport{DialContext: dial, DisableKeepAlives: true, DisableCompression: true}
 		ours := New(Config{Dial: dial})
-		want, werr := outcome(ref)
-		got, gerr := outcome(ours)
+		want, werr := outcome(ref, false)
+		got, gerr := outcome(ours, false)
+		mixed, merr := outcome(New(Config{Dial: dial}), true)
 		if strings.HasPrefix(want, "101 ") {
 			// net/http hands a 101 over for the caller to upgrade; nothing
 			// here asked for one, so it is refused.
 			want = "error"
 		}
-		if got != want {
-			t.Fatalf("answer %q:\n h1:       %s (%v)\n net/http: %s (%v)", answer, got, gerr, want, werr)
+		if got != want || mixed != want {
+			t.Fatalf("answer %q:\n h1:       %s (%v)\n h1 mixed: %s (%v)\n net/http: %s (%v)", answer, got, gerr, mixed, merr, want, werr)
 		}
 	})
+}
+
+// relayReader reads buffered bytes first and waits only when there are
+// none, in reads of 1, 7, 64 and 4096 bytes by turns.
+type relayReader struct {
+	b    *body
+	turn int
+}
+
+func (r *relayReader) Read(p []byte) (int, error) {
+	r.turn++
+	if size := []int{1, 7, 64, 4096}[r.turn%4]; len(p) > size {
+		p = p[:size]
+	}
+	n, err := r.b.ReadBuffered(p)
+	if n > 0 || err != nil {
+		return n, err
+	}
+	return r.b.Read(p)
 }

@@ -169,11 +169,15 @@ func (t *Transport) receive(ctx context.Context, c *conn, stop func() bool, req 
 		}
 		return nil, err
 	}
-	b := &body{t: t, c: c, ctx: ctx, stop: stop, rc: resp.Body, keep: !resp.Close && !req.Close}
+	b := &body{t: t, c: c, ctx: ctx, stop: stop, src: resp.Body, keep: !resp.Close && !req.Close}
 	if resp.ContentLength == 0 || resp.Body == http.NoBody {
 		b.finish(true)
 		resp.Body = http.NoBody
 		return resp, nil
+	}
+	if len(resp.TransferEncoding) == 1 && resp.TransferEncoding[0] == "chunked" {
+		b.chunked = &chunked{br: c.br}
+		b.src = b.chunked
 	}
 	resp.Body = b
 	return resp, nil
@@ -204,20 +208,40 @@ func readResponse(c *conn, req *http.Request) (*http.Response, error) {
 // body is a response body. It returns its connection to the pool after
 // reading to the end, or closes it.
 type body struct {
-	t    *Transport
-	c    *conn
-	ctx  context.Context
-	rc   io.ReadCloser
-	stop func() bool
-	keep bool // the response allows reuse
-	done bool
+	t       *Transport
+	c       *conn
+	ctx     context.Context
+	src     io.Reader // net/http's body reader, or chunked
+	chunked *chunked  // for a chunked body: src
+	stop    func() bool
+	keep    bool // the response allows reuse
+	done    bool
 }
 
 func (b *body) Read(p []byte) (int, error) {
 	if b.done {
 		return 0, io.EOF
 	}
-	n, err := b.rc.Read(p)
+	return b.end(b.src.Read(p))
+}
+
+// ReadBuffered is Read without waiting on the network: it returns only
+// body bytes already received, and (0, nil) when there are none (or the
+// body is not chunked, the only framing streamed answers use), when a Read
+// would wait. The trailer after the last chunk is left to Read.
+func (b *body) ReadBuffered(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	if b.chunked == nil {
+		return 0, nil
+	}
+	return b.end(b.chunked.readBuffered(p))
+}
+
+// end finishes the exchange when a read reached the end of the body or
+// failed.
+func (b *body) end(n int, err error) (int, error) {
 	switch {
 	case err == io.EOF:
 		b.finish(true)
@@ -230,6 +254,7 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close ends the body; before its end, that closes the connection.
 func (b *body) Close() error {
 	if !b.done {
 		b.finish(false)

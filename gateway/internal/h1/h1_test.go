@@ -534,3 +534,95 @@ func TestWriteBodyOnceForLargeBodies(t *testing.T) {
 		t.Fatalf("%d %s", resp.StatusCode, b)
 	}
 }
+
+// ReadBuffered hands out what has arrived and never waits: a relay uses it
+// to tell "more of the answer is here" from "the next read waits".
+func TestReadBufferedNeverWaits(t *testing.T) {
+	more := make(chan struct{})
+	url, _ := scripted(t, func(c net.Conn, br *bufio.Reader) {
+		if !readRequest(br) {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
+		<-more
+		_, _ = io.WriteString(c, "lo\r\n3\r\n!!!\r\n0\r\n\r\n")
+	})
+	tr := newTransport(nil)
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := resp.Body.(*body)
+	buf := make([]byte, 64)
+	var got []byte
+	deadline := time.Now().Add(5 * time.Second)
+	for len(got) < 3 && time.Now().Before(deadline) { // "hel" may still be in flight
+		n, err := b.ReadBuffered(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != "hel" {
+		t.Fatalf("buffered %q, want %q", got, "hel")
+	}
+	start := time.Now()
+	if n, err := b.ReadBuffered(buf); n != 0 || err != nil {
+		t.Fatalf("ReadBuffered with nothing buffered = %d, %v; want 0, nil", n, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("ReadBuffered waited %v", d)
+	}
+	close(more)
+	rest, err := io.ReadAll(b)
+	if err != nil || string(rest) != "lo!!!" {
+		t.Fatalf("rest %q, %v", rest, err)
+	}
+	if n, err := b.ReadBuffered(buf); n != 0 || err != io.EOF {
+		t.Fatalf("ReadBuffered after the end = %d, %v; want 0, EOF", n, err)
+	}
+}
+
+// A relay stops reading at the model's end marker and closes the body; the
+// last chunk came with the marker, so the connection is kept, whether the
+// marker was read with Read or ReadBuffered.
+func TestClosingAtTheEndMarkerKeepsTheConnection(t *testing.T) {
+	const marker = "data: [DONE]\n\n"
+	for _, buffered := range []bool{false, true} {
+		url, accepted := scripted(t, func(c net.Conn, br *bufio.Reader) {
+			for readRequest(br) {
+				_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(marker), marker)
+			}
+		})
+		tr := newTransport(nil)
+		for range 3 {
+			req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, len(marker))
+			got := 0
+			for got < len(buf) {
+				var n int
+				if buffered {
+					n, err = resp.Body.(*body).ReadBuffered(buf[got:])
+				}
+				if n == 0 && err == nil {
+					n, err = resp.Body.Read(buf[got:])
+				}
+				got += n
+				if err != nil && got < len(buf) {
+					t.Fatal(err)
+				}
+			}
+			_ = resp.Body.Close()
+		}
+		if n := accepted.Load(); n != 1 {
+			t.Errorf("ReadBuffered %v: 3 answers over %d connections, want 1", buffered, n)
+		}
+		tr.CloseIdleConnections()
+	}
+}

@@ -226,17 +226,51 @@ type Response struct {
 
 // Read reads the body. Errors other than io.EOF are already classified:
 // *adapter.Error (timeouts, body too large, connection lost) or the
-// caller's ctx.Err(). With a Coalescer (Coalesce), queued text is handed on
-// first; if that fails, Read returns the Coalescer's error.
+// caller's ctx.Err(). With a Coalescer (Coalesce), Read first returns what
+// of the body has already arrived (a body that can tell, bufferedReader)
+// and hands queued text on only before a read that may wait on the model;
+// if that fails, Read returns the Coalescer's error.
 func (r *Response) Read(p []byte) (int, error) {
-	if r.flush != nil {
-		if err := r.flush(); err != nil {
-			return 0, err
-		}
-	}
 	if rem := r.max - r.read + 1; int64(len(p)) > rem {
 		p = p[:rem] // read one byte past the bound to detect overflow
 	}
+	n, err := 0, error(nil)
+	if r.flush != nil {
+		if br, ok := r.body.(bufferedReader); ok {
+			n, err = br.ReadBuffered(p)
+		}
+		if n == 0 && err == nil {
+			if err := r.flush(); err != nil {
+				return 0, err
+			}
+			n, err = r.wait(p)
+		}
+	} else {
+		n, err = r.wait(p)
+	}
+	if n > 0 {
+		r.read += int64(n)
+		if r.read > r.max {
+			return n - int(r.read-r.max), &adapter.Error{Kind: adapter.KindMalformed,
+				Message: fmt.Sprintf("response body exceeds %d bytes", r.max)}
+		}
+	}
+	if err != nil && err != io.EOF {
+		err = r.readError(err)
+	}
+	return n, err
+}
+
+// bufferedReader is a body that can return what has already arrived
+// without waiting: ReadBuffered returns (0, nil) when a Read would wait
+// (gateway/internal/h1's bodies).
+type bufferedReader interface {
+	ReadBuffered(p []byte) (int, error)
+}
+
+// wait reads the body, waiting on the server if need be, under the idle
+// bound.
+func (r *Response) wait(p []byte) (int, error) {
 	// The idle bound covers only time spent waiting on the server, not
 	// time the caller spends relaying what it already has.
 	if r.idleDur > 0 {
@@ -249,16 +283,6 @@ func (r *Response) Read(p []byte) (int, error) {
 	n, err := r.body.Read(p)
 	if r.idle != nil {
 		r.idle.Stop()
-	}
-	if n > 0 {
-		r.read += int64(n)
-		if r.read > r.max {
-			return n - int(r.read-r.max), &adapter.Error{Kind: adapter.KindMalformed,
-				Message: fmt.Sprintf("response body exceeds %d bytes", r.max)}
-		}
-	}
-	if err != nil && err != io.EOF {
-		err = r.readError(err)
 	}
 	return n, err
 }

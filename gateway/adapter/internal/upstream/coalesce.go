@@ -2,13 +2,16 @@ package upstream
 
 import "github.com/airlock-dev/airlock/gateway/adapter"
 
-// Coalescer joins the text deltas decoded from what one read of a Response
-// returned and hands them on as one delta just before the Response reads
-// from the network again, so text is never held while the gateway waits on
-// the model, and a burst of events that arrived together costs the caller's
-// side one message instead of one per event (a relay then pays one write per
-// read of the model, as a plain proxy does). The first text of a batch is
-// kept as is; only a batch of several is copied.
+// Coalescer joins the text deltas decoded from what has arrived of a
+// Response and hands them on as one delta just before the Response reads
+// from the network again (while the body has more already received, its
+// reads return that first and the text stays queued), so text is never
+// held while the gateway waits on the model, and a burst of events that
+// arrived together costs the caller's side one message instead of one per
+// event (a relay then pays one write per wait on the model, as a plain
+// proxy does). The queue holds at most what one burst from the network
+// brought. The first text of a batch is kept as is; only a batch of
+// several is copied.
 //
 // Use it as
 //

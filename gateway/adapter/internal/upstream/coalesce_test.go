@@ -1,7 +1,9 @@
 package upstream
 
 import (
+	"context"
 	"errors"
+	"io"
 	"reflect"
 	"testing"
 
@@ -87,5 +89,59 @@ func TestCoalescerSingleTextDoesNotAllocate(t *testing.T) {
 		_ = c.Flush()
 	}); n != 0 {
 		t.Errorf("Emit+Flush of one text: %v allocations, want 0", n)
+	}
+}
+
+// scriptedBody has some bytes already received (ReadBuffered) and more
+// that only a waiting Read returns; it records the order of events.
+type scriptedBody struct {
+	buffered, later []string
+	log             *[]string
+}
+
+func (b *scriptedBody) ReadBuffered(p []byte) (int, error) {
+	if len(b.buffered) == 0 {
+		return 0, nil
+	}
+	n := copy(p, b.buffered[0])
+	b.buffered = b.buffered[1:]
+	*b.log = append(*b.log, "buffered")
+	return n, nil
+}
+
+func (b *scriptedBody) Read(p []byte) (int, error) {
+	*b.log = append(*b.log, "wait")
+	if len(b.later) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, b.later[0])
+	b.buffered, b.later = b.later[1:2], b.later[2:]
+	return n, nil
+}
+
+func (b *scriptedBody) Close() error { return nil }
+
+// Text queued from bytes already received stays queued while more of
+// them are read, and goes on, joined, before the first read that may wait
+// on the model: never later.
+func TestResponseFlushesOnlyBeforeAWait(t *testing.T) {
+	var log []string
+	body := &scriptedBody{buffered: []string{"a", "b"}, later: []string{"c", "d"}, log: &log}
+	r := &Response{body: body, max: 1 << 20, parent: context.Background(), ctx: context.Background()}
+	co := r.Coalesce(func(d adapter.Delta) error { log = append(log, "emit "+d.Text); return nil })
+	buf := make([]byte, 8)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			_ = co.Emit(text(string(buf[:n])))
+		}
+		if err != nil {
+			break
+		}
+	}
+	_, _ = co.Finish(adapter.Result{}, nil)
+	want := []string{"buffered", "buffered", "emit ab", "wait", "buffered", "emit cd", "wait"}
+	if !reflect.DeepEqual(log, want) {
+		t.Fatalf("events %q, want %q", log, want)
 	}
 }
