@@ -22,29 +22,14 @@ func BenchmarkStream(b *testing.B) {
 	}
 	answer.WriteString("0\r\n\r\n")
 	wire := answer.String()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer lis.Close()
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
+	srv, _ := scripted(b, func(c net.Conn, br *bufio.Reader) {
+		for readRequest(br) {
+			if _, err := io.WriteString(c, wire); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for readRequest(br) {
-					if _, err := io.WriteString(c, wire); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	url := "http://" + lis.Addr().String() + "/v1/chat/completions"
+	})
+	url := srv + "/v1/chat/completions"
 	body := strings.Repeat("p", 300)
 	for _, tc := range []struct {
 		name string
@@ -52,7 +37,6 @@ func BenchmarkStream(b *testing.B) {
 	}{
 		{"net-http", &http.Transport{ReadBufferSize: 2 << 10, WriteBufferSize: 1 << 10}},
 		{"h1", newTransport(nil)},
-		{"h1-1KiB", New(Config{Dial: newTransport(nil).cfg.Dial, ReadBufferSize: 1 << 10})},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			client := &http.Client{Transport: tc.rt}

@@ -21,7 +21,8 @@ type chunked struct {
 	checkEnd bool   // the CRLF after a chunk's data comes next
 	last     bool   // the last (zero-size) chunk was read; the trailer comes next
 	excess   int64  // framing bytes beyond what the data justifies
-	err      error  // sticky; io.EOF once the trailer is read
+	crlf     [2]byte
+	err      error // sticky; io.EOF once the trailer is read
 }
 
 // Read reads body bytes, waiting on the connection only while it has none
@@ -55,15 +56,14 @@ func (c *chunked) read(p []byte, wait bool) (n int, err error) {
 			if !mayWait && c.br.Buffered() < 2 {
 				return n, nil
 			}
-			var crlf [2]byte
-			if _, err := io.ReadFull(c.br, crlf[:]); err != nil {
+			if _, err := io.ReadFull(c.br, c.crlf[:]); err != nil {
 				if err == io.EOF {
 					err = io.ErrUnexpectedEOF
 				}
 				c.err = err
 				break
 			}
-			if crlf != [2]byte{'\r', '\n'} {
+			if c.crlf != [2]byte{'\r', '\n'} {
 				c.err = errors.New("malformed chunked encoding")
 				break
 			}

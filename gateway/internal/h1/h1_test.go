@@ -231,7 +231,7 @@ func TestOpenStreamsStartNoGoroutines(t *testing.T) {
 }
 
 // scripted is a raw TCP server that answers each connection with fn.
-func scripted(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) (url string, accepted *atomic.Int32) {
+func scripted(t testing.TB, fn func(c net.Conn, br *bufio.Reader)) (url string, accepted *atomic.Int32) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -398,70 +398,51 @@ func TestFallbackTakesWhatItCannotDoExactly(t *testing.T) {
 	}
 }
 
-func TestContextEndInterruptsAndClosesTheConnection(t *testing.T) {
-	serverSawClose := make(chan struct{})
-	url, _ := scripted(t, func(c net.Conn, br *bufio.Reader) {
-		if !readRequest(br) {
-			return
+// Ending an exchange before its body's end, by its context or by closing
+// the body, unblocks a waiting read and closes the connection.
+func TestEndingEarlyClosesTheConnection(t *testing.T) {
+	for _, byCancel := range []bool{true, false} {
+		serverSawClose := make(chan struct{})
+		url, accepted := scripted(t, func(c net.Conn, br *bufio.Reader) {
+			if !readRequest(br) {
+				return
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+			_, _ = io.Copy(io.Discard, c) // until the client closes
+			close(serverSawClose)
+		})
+		tr := newTransport(nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("{}"))
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
 		}
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-		_, _ = io.Copy(io.Discard, c) // until the client closes
-		close(serverSawClose)
-	})
-	tr := newTransport(nil)
-	defer tr.CloseIdleConnections()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("{}"))
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 5)
-	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "hello" {
-		t.Fatalf("first chunk %q, %v", buf, err)
-	}
-	time.AfterFunc(20*time.Millisecond, cancel)
-	start := time.Now()
-	_, err = resp.Body.Read(buf)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("blocked read after cancel: err = %v, want context.Canceled", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("cancel took %v", d)
-	}
-	_ = resp.Body.Close()
-	select {
-	case <-serverSawClose:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the connection stayed open after its context ended")
-	}
-}
-
-func TestEarlyCloseClosesTheConnection(t *testing.T) {
-	serverSawClose := make(chan struct{})
-	url, accepted := scripted(t, func(c net.Conn, br *bufio.Reader) {
-		if !readRequest(br) {
-			return
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "hello" {
+			t.Fatalf("first chunk %q, %v", buf, err)
 		}
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst")
-		_, _ = io.Copy(io.Discard, c)
-		close(serverSawClose)
-	})
-	tr := newTransport(nil)
-	defer tr.CloseIdleConnections()
-	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	select {
-	case <-serverSawClose:
-	case <-time.After(5 * time.Second):
-		t.Fatal("closing an unfinished body left the connection open")
-	}
-	if n := accepted.Load(); n != 1 {
-		t.Fatalf("accepted %d", n)
+		if byCancel {
+			time.AfterFunc(20*time.Millisecond, cancel)
+			start := time.Now()
+			if _, err = resp.Body.Read(buf); !errors.Is(err, context.Canceled) {
+				t.Fatalf("blocked read after cancel: err = %v, want context.Canceled", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("cancel took %v", d)
+			}
+		}
+		_ = resp.Body.Close()
+		select {
+		case <-serverSawClose:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("cancel %v: the connection stayed open", byCancel)
+		}
+		if n := accepted.Load(); n != 1 {
+			t.Fatalf("accepted %d", n)
+		}
+		cancel()
+		tr.CloseIdleConnections()
 	}
 }
 
