@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net/http"
@@ -73,5 +74,25 @@ func TestTransportDialsOnlyTrustedNetworks(t *testing.T) {
 		if !errors.Is(err, ErrForbidden) {
 			t.Errorf("%s: err = %v, want ErrForbidden", url, err)
 		}
+	}
+}
+
+// https goes through net/http's transport, with TLS: against a server
+// whose certificate no system root signed, the handshake is what fails
+// (h1 would have sent plain text).
+func TestTransportSpeaksTLSToHTTPS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	g, err := New([]string{"127.0.0.0/8"}, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := g.Transport()
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("{}"))
+	_, err = (&http.Client{Transport: tr}).Do(req)
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) {
+		t.Fatalf("https to an untrusted server: err = %v, want x509.UnknownAuthorityError", err)
 	}
 }
