@@ -133,7 +133,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // on a new connection when a kept one fails the write: the server closed
 // it as we took it, and has at most part of the request, which it cannot
 // act on. stop ends the exchange's interruption by ctx.
-func (t *Transport) send(ctx context.Context, key string, wire []byte) (c *conn, stop func() bool, err error) {
+func (t *Transport) send(ctx context.Context, key string, wire []byte) (*conn, func() bool, error) {
 	for {
 		c, reused, err := t.conn(ctx, key)
 		if err != nil {
@@ -184,9 +184,10 @@ func (t *Transport) receive(ctx context.Context, c *conn, stop func() bool, req 
 }
 
 // readResponse reads the final response head, skipping informational
-// (1xx) ones as net/http does.
+// (1xx) ones as net/http does; MaxResponseHeaderBytes bounds them all
+// together.
 func readResponse(c *conn, req *http.Request) (*http.Response, error) {
-	for range 5 {
+	for {
 		resp, err := http.ReadResponse(c.br, req)
 		if err != nil {
 			if c.lr.remaining == 0 {
@@ -202,7 +203,6 @@ func readResponse(c *conn, req *http.Request) (*http.Response, error) {
 		}
 		return resp, nil
 	}
-	return nil, errors.New("h1: too many 1xx informational responses")
 }
 
 // body is a response body. It returns its connection to the pool after

@@ -607,3 +607,23 @@ func TestClosingAtTheEndMarkerKeepsTheConnection(t *testing.T) {
 		tr.CloseIdleConnections()
 	}
 }
+
+// Informational answers are bounded only by the head size, as in net/http:
+// a server sending them without end is cut off there.
+func TestEndlessInformationalAnswersAreCutOff(t *testing.T) {
+	url, _ := scripted(t, func(c net.Conn, br *bufio.Reader) {
+		if readRequest(br) {
+			for {
+				if _, err := io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"); err != nil {
+					return
+				}
+			}
+		}
+	})
+	tr := New(Config{Dial: (&net.Dialer{}).DialContext, MaxResponseHeaderBytes: 64 << 10})
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
+	if _, err := tr.RoundTrip(req); !errors.Is(err, ErrHeaderTooLarge) {
+		t.Fatalf("endless 103s: err = %v, want ErrHeaderTooLarge", err)
+	}
+}
