@@ -134,20 +134,26 @@ func (g *Guard) Transport() *h1.Transport {
 	return h1.New(h1.Config{
 		Dial:           g.burstDialContext,
 		Fallback:       g.netHTTPTransport(),
-		MaxIdlePerHost: 256,
-		IdleTimeout:    90 * time.Second,
+		MaxIdlePerHost: maxIdlePerHost,
+		IdleTimeout:    idleTimeout,
 		ReadBufferSize: ReadBufferSize,
 	})
 }
+
+// Kept connections to model servers, for both transports.
+const (
+	maxIdlePerHost = 256
+	idleTimeout    = 90 * time.Second
+)
 
 func (g *Guard) netHTTPTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil,
 		DialContext:           g.burstDialContext,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConns:          maxIdlePerHost,
+		MaxIdleConnsPerHost:   maxIdlePerHost,
+		IdleConnTimeout:       idleTimeout,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ReadBufferSize:        ReadBufferSize,

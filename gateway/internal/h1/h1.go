@@ -80,8 +80,8 @@ func New(cfg Config) *Transport {
 	return &Transport{cfg: cfg, idle: make(map[string][]*conn)}
 }
 
-// ErrHeaderTooLarge is returned (wrapped) for a response head over
-// Config.MaxResponseHeaderBytes.
+// ErrHeaderTooLarge is returned for a response head (with any
+// informational heads before it) over Config.MaxResponseHeaderBytes.
 var ErrHeaderTooLarge = errors.New("h1: response headers too large")
 
 // takes reports whether req is one this transport carries itself.
@@ -228,7 +228,8 @@ func (b *body) Read(p []byte) (int, error) {
 // ReadBuffered is Read without waiting on the network: it returns only
 // body bytes already received, and (0, nil) when there are none (or the
 // body is not chunked, the only framing streamed answers use), when a Read
-// would wait. The trailer after the last chunk is left to Read.
+// would wait. An empty trailer after the last chunk is read when it has
+// arrived; any other is left to Read.
 func (b *body) ReadBuffered(p []byte) (int, error) {
 	if b.done {
 		return 0, io.EOF
@@ -306,6 +307,9 @@ func requestHead(req *http.Request) (*[]byte, error) {
 	if !validMethod(req.Method) {
 		return nil, fmt.Errorf("h1: invalid method %q", req.Method)
 	}
+	if err := validHeaders(req.Header); err != nil {
+		return nil, err
+	}
 	bp := getBuf()
 	b := append((*bp)[:0], req.Method...)
 	b = append(b, ' ')
@@ -317,21 +321,10 @@ func requestHead(req *http.Request) (*[]byte, error) {
 		b = append(b, "User-Agent: Go-http-client/1.1\r\n"...)
 	}
 	for k, vv := range req.Header {
-		switch k {
-		case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
-			continue // framing is ours
-		}
-		if !httpguts.ValidHeaderFieldName(k) {
-			*bp = b
-			putBuf(bp)
-			return nil, fmt.Errorf("h1: invalid header name %q", k)
+		if framing(k) {
+			continue
 		}
 		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				*bp = b
-				putBuf(bp)
-				return nil, fmt.Errorf("h1: invalid header value for %q", k)
-			}
 			b = append(b, k...)
 			b = append(b, ": "...)
 			b = append(b, v...)
@@ -349,6 +342,34 @@ func requestHead(req *http.Request) (*[]byte, error) {
 	b = append(b, "\r\n"...)
 	*bp = b
 	return bp, nil
+}
+
+// framing reports whether header k is one the transport writes itself.
+func framing(k string) bool {
+	switch k {
+	case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
+		return true
+	}
+	return false
+}
+
+// validHeaders refuses header names and values that could split the
+// message.
+func validHeaders(h http.Header) error {
+	for k, vv := range h {
+		if framing(k) {
+			continue
+		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("h1: invalid header name %q", k)
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("h1: invalid header value for %q", k)
+			}
+		}
+	}
+	return nil
 }
 
 func validMethod(m string) bool {

@@ -234,18 +234,13 @@ func (r *Response) Read(p []byte) (int, error) {
 	if rem := r.max - r.read + 1; int64(len(p)) > rem {
 		p = p[:rem] // read one byte past the bound to detect overflow
 	}
-	n, err := 0, error(nil)
-	if r.flush != nil {
-		if br, ok := r.body.(bufferedReader); ok {
-			n, err = br.ReadBuffered(p)
-		}
-		if n == 0 && err == nil {
+	n, err := r.readBuffered(p)
+	if n == 0 && err == nil {
+		if r.flush != nil {
 			if err := r.flush(); err != nil {
 				return 0, err
 			}
-			n, err = r.wait(p)
 		}
-	} else {
 		n, err = r.wait(p)
 	}
 	if n > 0 {
@@ -266,6 +261,15 @@ func (r *Response) Read(p []byte) (int, error) {
 // (gateway/internal/h1's bodies).
 type bufferedReader interface {
 	ReadBuffered(p []byte) (int, error)
+}
+
+// readBuffered returns what of the body has already arrived, when a
+// Coalescer is queueing text and the body can tell; (0, nil) otherwise.
+func (r *Response) readBuffered(p []byte) (int, error) {
+	if br, ok := r.body.(bufferedReader); ok && r.flush != nil {
+		return br.ReadBuffered(p)
+	}
+	return 0, nil
 }
 
 // wait reads the body, waiting on the server if need be, under the idle
