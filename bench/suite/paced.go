@@ -21,17 +21,17 @@ const pacedStreams = 128
 // when the model paces its tokens, the per-chunk path of a real stream.
 func runPaced(ctx context.Context, o Options, dir string, r *Report, logw io.Writer) error {
 	const section = "2 wire"
-	g, ng, targets, err := wirePeers(ctx, o, dir, pacedDelay)
+	p, err := wirePeers(ctx, o, dir, pacedDelay)
 	if err != nil {
 		return err
 	}
-	defer g.Close()
-	defer ng.Close()
-	relays := targets[1:3] // nginx, gateway (gRPC)
+	defer p.Close()
+	g, targets := p.g, p.targets
+	relays := []wireTarget{targets[tgtNginx], targets[tgtGateway], targets[tgtGoProxy]}
 	d := wireRound(o.Quick)
 	var table strings.Builder
-	table.WriteString("| run | answers/s nginx / gateway | relay CPU µs per chunk nginx / gateway | ratio |\n|---|---|---|---|\n")
-	var ratios []float64
+	table.WriteString("| run | answers/s nginx / Go proxy / gateway | relay CPU µs per chunk nginx / Go proxy / gateway | gateway ÷ nginx | Go proxy ÷ nginx |\n|---|---|---|---|---|\n")
+	var ratios, goRatios []float64
 	for i := range o.Runs {
 		res := map[string]roundResult{}
 		for _, t := range rotate(relays, i) {
@@ -41,17 +41,28 @@ func runPaced(ctx context.Context, o Options, dir string, r *Report, logw io.Wri
 			}
 			res[t.name] = rr
 		}
-		nr, gr := res["nginx"], res["gateway"]
+		nr, gr, pr := res["nginx"], res["gateway"], res["Go proxy"]
 		perChunk := func(rr roundResult) float64 { return rr.perAnswer(rr.relayCPU) / wireStubTokens }
-		ratio := perChunk(gr) / perChunk(nr)
-		ratios = append(ratios, ratio)
-		fmt.Fprintf(&table, "| %d | %.0f / %.0f | %.2f / %.2f | %.2f× |\n", i+1, nr.rate(), gr.rate(), perChunk(nr), perChunk(gr), ratio)
-		fmt.Fprintf(logw, "   paced run %d: relay CPU per chunk nginx %.2f µs gateway %.2f µs\n", i+1, perChunk(nr), perChunk(gr))
+		ratio, goRatio := perChunk(gr)/perChunk(nr), perChunk(pr)/perChunk(nr)
+		ratios, goRatios = append(ratios, ratio), append(goRatios, goRatio)
+		fmt.Fprintf(&table, "| %d | %.0f / %.0f / %.0f | %.2f / %.2f / %.2f | %.2f× | %.2f× |\n", i+1, nr.rate(), pr.rate(), gr.rate(), perChunk(nr), perChunk(pr), perChunk(gr), ratio, goRatio)
+		fmt.Fprintf(logw, "   paced run %d: relay CPU per chunk nginx %.2f µs Go proxy %.2f µs gateway %.2f µs\n", i+1, perChunk(nr), perChunk(pr), perChunk(gr))
 	}
 	s := stats.Of(ratios)
 	r.add(Figure{section, fmt.Sprintf("paced (%v between tokens, %d streams): gateway CPU per relayed chunk ÷ nginx's", pacedDelay, pacedStreams),
 		s.Format("%.2f") + "×", "≤ 1.5×", verdict(s.Median <= 1.5)})
-	r.detail(section, "Paced: the stub pauses %v before each of its %d tokens; %d concurrent streams through nginx and through the gateway, rounds of %v, order alternating. CPU per relayed chunk = the relay's utime+stime in the round ÷ (answers × %d).\n\n%s",
-		pacedDelay, wireStubTokens, pacedStreams, d, wireStubTokens, table.String())
+	r.add(Figure{section, fmt.Sprintf("paced (%v between tokens, %d streams): Go reverse proxy (httputil) CPU per relayed chunk ÷ nginx's", pacedDelay, pacedStreams),
+		stats.Of(goRatios).Format("%.2f") + "×", "(reference: a plain proxy in Go)", Info})
+	// What a relay adds to the first token of a stream when the model paces
+	// its tokens, the machine busy relaying but not saturated: the relay's own
+	// latency, apart from queueing behind a saturated CPU (the zero-delay figure).
+	// A paced answer takes wireStubTokens × pacedDelay, so the rounds are longer to
+	// collect enough samples for a p99.
+	ttftRound := 3 * d
+	if err := addedTTFTs(ctx, r, section, fmt.Sprintf("paced (%v between tokens), %d streams", pacedDelay, ttftStreams), targets, ttftStreams, ttftRound, o.Runs); err != nil {
+		return err
+	}
+	r.detail(section, "Paced: the stub pauses %v before each of its %d tokens; %d concurrent streams through nginx, Go's reverse proxy and the gateway, rounds of %v, order alternating. CPU per relayed chunk = the relay's utime+stime in the round ÷ (answers × %d). Added TTFT paced: %d streams in rounds of %v in which every worker alternates direct and relayed streams, as at zero delay.\n\n%s",
+		pacedDelay, wireStubTokens, pacedStreams, d, wireStubTokens, ttftStreams, ttftRound, table.String())
 	return nil
 }

@@ -66,6 +66,9 @@ func Main(args []string) int {
 	if len(args) > 0 && args[0] == "gateway-pprof" {
 		return gatewayWithPprof(args[1:])
 	}
+	if len(args) > 0 && args[0] == "go-proxy" {
+		return runGoProxy(args[1:])
+	}
 	if len(args) > 0 && args[0] == "loadtest" {
 		return loadtest.Main(args[1:], os.Stdout, os.Stderr)
 	}

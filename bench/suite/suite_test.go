@@ -73,6 +73,7 @@ func TestMainRejectsBadUsage(t *testing.T) {
 		{"zero runs", []string{"--runs", "0"}},
 		{"pprof wrapper without address", []string{"gateway-pprof"}},
 		{"pprof on a public address", []string{"gateway-pprof", "--pprof-addr", "0.0.0.0:1", "--"}},
+		{"Go proxy without upstream", []string{"go-proxy", "--listen", "127.0.0.1:0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

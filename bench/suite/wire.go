@@ -186,6 +186,40 @@ func mixedTTFTs(ctx context.Context, a, b wireTarget, c int, d time.Duration, ro
 	return ta, tb, nil
 }
 
+// addedTTFTs measures what each relay adds to the time to first token over
+// direct at c streams (targets as wirePeers returns them) and reports the
+// gateway's against the goal, the plain proxies' beside it as references.
+func addedTTFTs(ctx context.Context, r *Report, section, name string, targets []wireTarget, c int, d time.Duration, runs int) error {
+	added := func(t wireTarget) (p50, p99 time.Duration, samples string, err error) {
+		direct, relayed, err := mixedTTFTs(ctx, targets[tgtDirect], t, c, d, runs)
+		if err != nil {
+			return 0, 0, "", err
+		}
+		return stats.Percentile(relayed, 50) - stats.Percentile(direct, 50),
+			stats.Percentile(relayed, 99) - stats.Percentile(direct, 99),
+			fmt.Sprintf(" (%d / %d samples)", len(direct), len(relayed)), nil
+	}
+	p50, p99, samples, err := added(targets[tgtGateway])
+	if err != nil {
+		return err
+	}
+	r.add(Figure{section, name + ": added TTFT p50 over direct" + samples, fmt.Sprintf("%.3f ms", stats.Ms(p50)), "≤ 0.5 ms", verdict(stats.Ms(p50) <= 0.5)})
+	r.add(Figure{section, name + ": added TTFT p99 over direct" + samples, fmt.Sprintf("%.3f ms", stats.Ms(p99)), "≤ 2 ms", verdict(stats.Ms(p99) <= 2)})
+	for _, ref := range []struct {
+		t           wireTarget
+		label, goal string
+	}{{targets[tgtNginx], ": nginx added TTFT p50 / p99 over direct, measured the same way", "(reference: a plain proxy)"},
+		{targets[tgtGoProxy], ": Go reverse proxy added TTFT p50 / p99 over direct, measured the same way", "(reference: a plain proxy in Go)"},
+		{targets[tgtHTTPAPI], ": HTTP API added TTFT p50 / p99 over direct", "(reported beside gRPC)"}} {
+		p50, p99, samples, err := added(ref.t)
+		if err != nil {
+			return err
+		}
+		r.add(Figure{section, name + ref.label + samples, fmt.Sprintf("%.3f / %.3f ms", stats.Ms(p50), stats.Ms(p99)), ref.goal, Info})
+	}
+	return nil
+}
+
 // wireTarget is one path to the stub model, measured side by side with the
 // others: direct, through nginx, through the gateway.
 type wireTarget struct {
@@ -308,55 +342,93 @@ func gatewayBody(ctx context.Context, g *gatewayBench) ([]byte, error) {
 
 // wirePeers starts a gateway bench with the stub at delay and nginx in
 // front of the same stub, and returns the targets that reach the stub.
-func wirePeers(ctx context.Context, o Options, dir string, delay time.Duration) (*gatewayBench, *nginx, []wireTarget, error) {
-	g, err := startGatewayBench(ctx, cluster.Config{BinDir: o.BinDir, WorkDir: dir, StubTokens: wireStubTokens, StubDelay: delay}, 4)
-	if err != nil {
-		return nil, nil, nil, err
+// peers are the paths to one stub model measured side by side: the gateway
+// cluster, nginx and a Go reverse proxy in front of the stub, and the
+// targets through each (see the tgt* indexes).
+type peers struct {
+	g       *gatewayBench
+	ng      *nginx
+	gp      *goProxy
+	targets []wireTarget
+}
+
+// Indexes of peers.targets.
+const (
+	tgtDirect = iota
+	tgtNginx
+	tgtGateway
+	tgtHTTPAPI
+	tgtGoProxy
+)
+
+func (p *peers) Close() {
+	if p.gp != nil {
+		p.gp.Close()
 	}
-	ng, err := startNginx(ctx, filepath.Join(dir, "nginx"), g.c.StubAddr)
-	if err != nil {
-		g.Close()
-		return nil, nil, nil, err
+	if p.ng != nil {
+		p.ng.Close()
 	}
-	body, err := gatewayBody(ctx, g)
-	if err != nil {
-		ng.Close()
-		g.Close()
-		return nil, nil, nil, err
+	if p.g != nil {
+		p.g.Close()
 	}
-	targets := []wireTarget{
-		{"direct", &load.Direct{Client: load.NewDirectClient(1024), URL: "http://" + g.c.StubAddr + "/v1/chat/completions", Body: body}, 0},
-		{"nginx", &load.Direct{Client: load.NewDirectClient(1024), URL: "http://" + ng.Addr + "/v1/chat/completions", Body: body}, ng.PID()},
-		{"gateway", g.target(), g.c.Gateway.PID()},
-		{"gateway HTTP API", g.httpTarget(), g.c.Gateway.PID()},
+}
+
+func wirePeers(ctx context.Context, o Options, dir string, delay time.Duration) (_ *peers, err error) {
+	p := &peers{}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	if p.g, err = startGatewayBench(ctx, cluster.Config{BinDir: o.BinDir, WorkDir: dir, StubTokens: wireStubTokens, StubDelay: delay}, 4); err != nil {
+		return nil, err
+	}
+	stub := p.g.c.StubAddr
+	if p.ng, err = startNginx(ctx, filepath.Join(dir, "nginx"), stub); err != nil {
+		return nil, err
+	}
+	if p.gp, err = startGoProxy(ctx, filepath.Join(dir, "go-proxy"), stub); err != nil {
+		return nil, err
+	}
+	body, err := gatewayBody(ctx, p.g)
+	if err != nil {
+		return nil, err
+	}
+	via := func(addr string) *load.Direct {
+		return &load.Direct{Client: load.NewDirectClient(1024), URL: "http://" + addr + "/v1/chat/completions", Body: body}
+	}
+	p.targets = []wireTarget{
+		tgtDirect:  {"direct", via(stub), 0},
+		tgtNginx:   {"nginx", via(p.ng.Addr), p.ng.PID()},
+		tgtGateway: {"gateway", p.g.target(), p.g.c.Gateway.PID()},
+		tgtHTTPAPI: {"gateway HTTP API", p.g.httpTarget(), p.g.c.Gateway.PID()},
+		tgtGoProxy: {"Go proxy", via(p.gp.Addr), p.gp.PID()},
 	}
 	// Warm every path (connections, token cache, upstream pools) untimed.
-	for _, t := range targets {
+	for _, t := range p.targets {
 		if n, err := load.Run(ctx, t.t, wireLevels[len(wireLevels)-1], 2).Errors(); n > 0 {
-			ng.Close()
-			g.Close()
-			return nil, nil, nil, fmt.Errorf("warm-up %s: %d streams failed: %w", t.name, n, err)
+			return nil, fmt.Errorf("warm-up %s: %d streams failed: %w", t.name, n, err)
 		}
 	}
-	return g, ng, targets, nil
+	return p, nil
 }
 
 func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writer) error {
 	const section = "2 wire"
-	g, ng, targets, err := wirePeers(ctx, o, dir, 0)
+	p, err := wirePeers(ctx, o, dir, 0)
 	if err != nil {
 		return err
 	}
-	defer g.Close()
-	defer ng.Close()
+	defer p.Close()
+	g, ng, targets := p.g, p.ng, p.targets
 	d := wireRound(o.Quick)
 	r.nginx = ng.Version
 	rpcsBefore, completions := g.proxy.Counts(), 0
 
 	var table strings.Builder
-	table.WriteString("| streams | run | answers/s direct / nginx / gateway | relay CPU µs per answer nginx / gateway | relay read+write syscalls per answer nginx / gateway | text chunks per answer nginx / gateway | stub CPU µs per answer (direct / nginx / gateway rounds) | client CPU µs per answer (direct / nginx / gateway) | TTFT p50 direct / nginx / gateway |\n|---|---|---|---|---|---|---|---|---|\n")
+	table.WriteString("| streams | run | answers/s direct / nginx / gateway | relay CPU µs per answer nginx / Go proxy / gateway | relay read+write syscalls per answer nginx / Go proxy / gateway | text chunks per answer nginx / gateway | stub CPU µs per answer (direct / nginx / gateway rounds) | client CPU µs per answer (direct / nginx / gateway) | TTFT p50 direct / nginx / gateway |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range wireLevels {
-		var cpuRatios, rateRatios, directRatios, httpCPU, httpRate []float64
+		var cpuRatios, rateRatios, directRatios, httpCPU, httpRate, goCPU []float64
 		for i := range o.Runs {
 			res := map[string]roundResult{}
 			for _, t := range rotate(targets, i) {
@@ -366,21 +438,22 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 				}
 				res[t.name] = rr
 			}
-			dr, nr, gr, hr := res["direct"], res["nginx"], res["gateway"], res["gateway HTTP API"]
+			dr, nr, gr, hr, pr := res["direct"], res["nginx"], res["gateway"], res["gateway HTTP API"], res["Go proxy"]
+			goCPU = append(goCPU, pr.perAnswer(pr.relayCPU)/nr.perAnswer(nr.relayCPU))
 			completions += gr.answers + hr.answers
 			httpCPU = append(httpCPU, hr.perAnswer(hr.relayCPU)/nr.perAnswer(nr.relayCPU))
 			httpRate = append(httpRate, hr.rate()/nr.rate())
 			cpuRatios = append(cpuRatios, gr.perAnswer(gr.relayCPU)/nr.perAnswer(nr.relayCPU))
 			rateRatios = append(rateRatios, gr.rate()/nr.rate())
 			directRatios = append(directRatios, 100*gr.rate()/dr.rate())
-			fmt.Fprintf(&table, "| %d | %d | %.0f / %.0f / %.0f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.3f / %.3f / %.3f ms |\n",
-				c, i+1, dr.rate(), nr.rate(), gr.rate(), nr.perAnswer(nr.relayCPU), gr.perAnswer(gr.relayCPU),
-				nr.syscallsPerAnswer(), gr.syscallsPerAnswer(), nr.chunksPerAnswer(), gr.chunksPerAnswer(),
+			fmt.Fprintf(&table, "| %d | %d | %.0f / %.0f / %.0f | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.1f / %.1f | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.3f / %.3f / %.3f ms |\n",
+				c, i+1, dr.rate(), nr.rate(), gr.rate(), nr.perAnswer(nr.relayCPU), pr.perAnswer(pr.relayCPU), gr.perAnswer(gr.relayCPU),
+				nr.syscallsPerAnswer(), pr.syscallsPerAnswer(), gr.syscallsPerAnswer(), nr.chunksPerAnswer(), gr.chunksPerAnswer(),
 				dr.perAnswer(dr.stubCPU), nr.perAnswer(nr.stubCPU), gr.perAnswer(gr.stubCPU),
 				dr.perAnswer(dr.clientCPU), nr.perAnswer(nr.clientCPU), gr.perAnswer(gr.clientCPU),
 				stats.Ms(stats.Percentile(dr.ttfts, 50)), stats.Ms(stats.Percentile(nr.ttfts, 50)), stats.Ms(stats.Percentile(gr.ttfts, 50)))
-			fmt.Fprintf(logw, "   c=%-3d run %d: answers/s direct %.0f nginx %.0f gateway %.0f; relay CPU per answer nginx %.1f µs gateway %.1f µs; syscalls per answer nginx %.1f gateway %.1f; gateway messages per answer %.1f\n",
-				c, i+1, dr.rate(), nr.rate(), gr.rate(), nr.perAnswer(nr.relayCPU), gr.perAnswer(gr.relayCPU), nr.syscallsPerAnswer(), gr.syscallsPerAnswer(), gr.chunksPerAnswer())
+			fmt.Fprintf(logw, "   c=%-3d run %d: answers/s direct %.0f nginx %.0f gateway %.0f; relay CPU per answer nginx %.1f µs Go proxy %.1f µs gateway %.1f µs; syscalls per answer nginx %.1f gateway %.1f; gateway messages per answer %.1f\n",
+				c, i+1, dr.rate(), nr.rate(), gr.rate(), nr.perAnswer(nr.relayCPU), pr.perAnswer(pr.relayCPU), gr.perAnswer(gr.relayCPU), nr.syscallsPerAnswer(), gr.syscallsPerAnswer(), gr.chunksPerAnswer())
 		}
 		cpu, rate, vsDirect := stats.Of(cpuRatios), stats.Of(rateRatios), stats.Of(directRatios)
 		name := fmt.Sprintf("c=%d", c)
@@ -391,36 +464,16 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 		r.add(Figure{section, name + ": gateway CPU per answer ÷ nginx's", cpu.Format("%.2f") + "×", fmt.Sprintf("≤ %.1f×", cpuGoal), verdict(cpu.Median <= cpuGoal)})
 		r.add(Figure{section, name + ": answers/s, gateway ÷ nginx", rate.Format("%.2f") + "×", "≥ 0.9×", verdict(rate.Median >= 0.9)})
 		r.add(Figure{section, name + ": answers/s, gateway vs direct", vsDirect.Format("%.1f") + " %", "(reported)", Info})
+		r.add(Figure{section, name + ": Go reverse proxy (httputil) CPU per answer ÷ nginx's", stats.Of(goCPU).Format("%.2f") + "×", "(reference: a plain proxy in Go)", Info})
 		hc, hrate := stats.Of(httpCPU), stats.Of(httpRate)
 		r.add(Figure{section, name + ": HTTP API (OpenAI SSE): gateway CPU per answer ÷ nginx's / answers/s ÷ nginx", hc.Format("%.2f") + "× / " + hrate.Format("%.2f") + "×", "(reported beside gRPC)", Info})
 		if c == ttftStreams {
-			ttftD, ttftG, err := mixedTTFTs(ctx, targets[0], targets[2], c, d, o.Runs)
-			if err != nil {
+			if err := addedTTFTs(ctx, r, section, name, targets, c, d, o.Runs); err != nil {
 				return err
 			}
-			addP50 := stats.Percentile(ttftG, 50) - stats.Percentile(ttftD, 50)
-			addP99 := stats.Percentile(ttftG, 99) - stats.Percentile(ttftD, 99)
-			samples := fmt.Sprintf(" (%d / %d samples)", len(ttftD), len(ttftG))
-			r.add(Figure{section, name + ": added TTFT p50 over direct" + samples, fmt.Sprintf("%.3f ms", stats.Ms(addP50)), "≤ 0.5 ms", verdict(stats.Ms(addP50) <= 0.5)})
-			r.add(Figure{section, name + ": added TTFT p99 over direct" + samples, fmt.Sprintf("%.3f ms", stats.Ms(addP99)), "≤ 2 ms", verdict(stats.Ms(addP99) <= 2)})
-			nD, nN, err := mixedTTFTs(ctx, targets[0], targets[1], c, d, o.Runs)
-			if err != nil {
-				return err
-			}
-			r.add(Figure{section, name + fmt.Sprintf(": nginx added TTFT p50 / p99 over direct, measured the same way (%d / %d samples)", len(nD), len(nN)),
-				fmt.Sprintf("%.3f / %.3f ms", stats.Ms(stats.Percentile(nN, 50)-stats.Percentile(nD, 50)), stats.Ms(stats.Percentile(nN, 99)-stats.Percentile(nD, 99))),
-				"(reference: a plain proxy)", Info})
-			hD, hG, err := mixedTTFTs(ctx, targets[0], targets[3], c, d, o.Runs)
-			if err != nil {
-				return err
-			}
-			hAdd50 := stats.Percentile(hG, 50) - stats.Percentile(hD, 50)
-			hAdd99 := stats.Percentile(hG, 99) - stats.Percentile(hD, 99)
-			r.add(Figure{section, name + fmt.Sprintf(": HTTP API added TTFT p50 / p99 over direct (%d / %d samples)", len(hD), len(hG)),
-				fmt.Sprintf("%.3f / %.3f ms", stats.Ms(hAdd50), stats.Ms(hAdd99)), "(reported beside gRPC)", Info})
 		}
 	}
-	r.detail(section, "Stub model at zero delay, %d tokens per answer. Three paths to the same stub: direct, through nginx (%s; one process, `proxy_buffering off`, upstream keepalive, access log on), through the gateway (gRPC), and through the gateway's OpenAI-compatible HTTP API (SSE, decoded like the direct client). The direct and nginx clients send the model exactly the body the gateway sends (read back from the stub) and decode every chunk with encoding/json, as a client library does; the gateway client decodes every protobuf message. Each run is one timed round of %v per path at the same concurrency, back to back, the order rotating from run to run. CPU is utime+stime of each process from /proc/<pid>/stat before and after its round, divided by the answers completed: \"relay\" is nginx or the gateway. System calls are syscr + syscw of /proc/<pid>/io over the same round (every read-, write-, send- and receive-like call). Added TTFT at %d streams comes from separate rounds in which every worker alternates direct and gateway streams, so both paths are sampled at the same moments under the same load: the gateway's percentile minus direct's over the samples of all runs together. Client, relay and stub share the machine's %d cores, so answers/s is a ratio of total CPU; the relay's CPU per answer is the steady figure.\n\n%s",
+	r.detail(section, "Stub model at zero delay, %d tokens per answer. Three paths to the same stub: direct, through nginx (%s; one process, `proxy_buffering off`, upstream keepalive, access log on), through Go's standard reverse proxy (`httputil.ReverseProxy` with `FlushInterval: -1` and kept upstream connections, its own process: what a plain relay costs on Go's runtime and net/http), through the gateway (gRPC), and through the gateway's OpenAI-compatible HTTP API (SSE, decoded like the direct client). The direct and nginx clients send the model exactly the body the gateway sends (read back from the stub) and decode every chunk with encoding/json, as a client library does; the gateway client decodes every protobuf message. Each run is one timed round of %v per path at the same concurrency, back to back, the order rotating from run to run. CPU is utime+stime of each process from /proc/<pid>/stat before and after its round, divided by the answers completed: \"relay\" is nginx or the gateway. System calls are syscr + syscw of /proc/<pid>/io over the same round (every read-, write-, send- and receive-like call). Added TTFT at %d streams comes from separate rounds in which every worker alternates direct and gateway streams, so both paths are sampled at the same moments under the same load: the gateway's percentile minus direct's over the samples of all runs together. Client, relay and stub share the machine's %d cores, so answers/s is a ratio of total CPU; the relay's CPU per answer is the steady figure.\n\n%s",
 		wireStubTokens, ng.Version, d, ttftStreams, runtime.NumCPU(), table.String())
 
 	if err := runPaced(ctx, o, dir+"-paced", r, logw); err != nil {
