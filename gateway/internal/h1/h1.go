@@ -255,12 +255,74 @@ func (b *body) end(n int, err error) (int, error) {
 	return n, err
 }
 
-// Close ends the body; before its end, that closes the connection.
+// Close ends the body. Before its end, that closes the connection, unless
+// the rest of a chunked body is short and arrives soon (drainMax, drainWait):
+// streaming servers commonly send the last chunk in a write of its own after
+// the answer's end marker, where the caller stops reading, and the
+// connection is then kept instead of closed and dialled anew. A rest not yet
+// received is awaited on a goroutine of its own, so Close never waits.
 func (b *body) Close() error {
-	if !b.done {
-		b.finish(false)
+	if b.done {
+		return nil
 	}
+	if b.chunked == nil || !b.keep {
+		b.finish(false)
+		return nil
+	}
+	b.done = true
+	if !b.stop() { // the context ended: the connection is interrupted
+		b.c.close()
+		return nil
+	}
+	var scratch [512]byte
+	for rest := 0; rest <= drainMax; {
+		n, err := b.chunked.readBuffered(scratch[:])
+		switch {
+		case err == io.EOF:
+			b.keepConn()
+			return nil
+		case err != nil:
+			b.c.close()
+			return nil
+		case n == 0: // the rest has not arrived yet
+			go b.drain(drainMax - rest)
+			return nil
+		}
+		rest += n
+	}
+	b.c.close()
 	return nil
+}
+
+// Bounds of what Close reads of a body's rest to keep its connection.
+const (
+	drainMax  = 4 << 10
+	drainWait = 50 * time.Millisecond
+)
+
+// drain reads the rest of the body, at most limit bytes within drainWait, and
+// keeps the connection if that reaches its end.
+func (b *body) drain(limit int) {
+	if b.c.nc.SetReadDeadline(time.Now().Add(drainWait)) != nil {
+		b.c.close()
+		return
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(b.chunked, int64(limit)+1))
+	if err == nil && n <= int64(limit) && b.c.nc.SetReadDeadline(time.Time{}) == nil {
+		b.keepConn() // LimitReader hid the chunked reader's io.EOF
+		return
+	}
+	b.c.close()
+}
+
+// keepConn returns the connection of a body read to its end to the pool,
+// unless bytes follow the body.
+func (b *body) keepConn() {
+	if b.c.br.Buffered() == 0 {
+		b.t.put(b.c)
+		return
+	}
+	b.c.close()
 }
 
 // finish ends the exchange: a connection read to the end of a response
@@ -268,8 +330,8 @@ func (b *body) Close() error {
 func (b *body) finish(complete bool) {
 	b.done = true
 	interruptible := b.stop()
-	if complete && b.keep && interruptible && b.c.br.Buffered() == 0 {
-		b.t.put(b.c)
+	if complete && b.keep && interruptible {
+		b.keepConn()
 		return
 	}
 	b.c.close()

@@ -627,3 +627,59 @@ func TestEndlessInformationalAnswersAreCutOff(t *testing.T) {
 		t.Fatalf("endless 103s: err = %v, want ErrHeaderTooLarge", err)
 	}
 }
+
+// Most streaming servers send the final chunk in a write of its own after
+// the answer's end marker, where an adapter stops reading and closes the
+// body: Close waits briefly (on its own goroutine) for a short rest so the
+// connection is kept; a long rest, or one that does not come, closes it.
+func TestClosingBeforeALateFinalChunk(t *testing.T) {
+	const marker = "data: [DONE]\n\n"
+	tests := []struct {
+		name      string
+		rest      string // sent after a pause, before the final chunk
+		pause     time.Duration
+		wantConns int32
+	}{
+		{"final chunk soon after: kept", "", 5 * time.Millisecond, 1},
+		{"short rest soon after: kept", "7\r\n: ping\n\r\n", 5 * time.Millisecond, 1},
+		{"rest longer than drainMax: closed", fmt.Sprintf("%x\r\n%s\r\n", drainMax+1, strings.Repeat("x", drainMax+1)), 5 * time.Millisecond, 3},
+		{"final chunk later than drainWait: closed", "", drainWait + 100*time.Millisecond, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url, accepted := scripted(t, func(c net.Conn, br *bufio.Reader) {
+				for readRequest(br) {
+					_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", len(marker), marker)
+					time.Sleep(tt.pause)
+					if _, err := io.WriteString(c, tt.rest+"0\r\n\r\n"); err != nil {
+						return
+					}
+				}
+			})
+			tr := newTransport(nil)
+			defer tr.CloseIdleConnections()
+			for range 3 {
+				req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				buf := make([]byte, len(marker))
+				if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != marker {
+					t.Fatalf("read %q, %v", buf, err)
+				}
+				start := time.Now()
+				_ = resp.Body.Close()
+				if d := time.Since(start); d > drainWait/2 {
+					t.Fatalf("Close waited %v", d)
+				}
+				// The next request takes a kept connection only once the drain
+				// is over: give it its bound.
+				time.Sleep(drainWait + 150*time.Millisecond)
+			}
+			if n := accepted.Load(); n != tt.wantConns {
+				t.Errorf("3 answers over %d connections, want %d", n, tt.wantConns)
+			}
+		})
+	}
+}

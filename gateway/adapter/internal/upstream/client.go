@@ -336,14 +336,18 @@ func (r *Response) Fail(err error) error {
 // call's API key scrubbed.
 func (r *Response) StreamError(data []byte) *adapter.Error { return StreamError(data, r.secret) }
 
-// Close stops the timers, cancels the request (so the transport drops the
-// connection at once instead of draining it) and closes the body.
+// Close closes the body, then stops the timers and cancels the request. The
+// body goes first so the transport decides the connection's fate while the
+// request is still live: h1 keeps a connection whose short rest (the final
+// chunk after the answer's end marker) arrives soon; a cancelled request's
+// connection is always dropped.
 func (r *Response) Close() error {
-	r.stop()
+	var err error
 	if r.body != nil {
-		return r.body.Close()
+		err = r.body.Close()
 	}
-	return nil
+	r.stop()
+	return err
 }
 
 func (r *Response) stop() {

@@ -1,9 +1,11 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
+	"github.com/airlock-dev/airlock/gateway/internal/h1"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -403,5 +406,50 @@ func TestTheKeyIsScrubbedFromEveryError(t *testing.T) {
 	}
 	if e := r.StreamError(frame); strings.Contains(e.Error(), secret) || e.Message != "bad key [redacted]" {
 		t.Fatalf("StreamError = %+v, want the key redacted", e)
+	}
+}
+
+// An adapter closes the Response at the answer's end marker; the server's
+// final chunk follows in a write of its own. Close must leave the request
+// live while the transport (h1) reads that rest, or every answer costs a
+// new connection to the model server.
+func TestCloseAtTheEndMarkerKeepsTheConnection(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: {}\n\ndata: [DONE]\n\n")
+		w.(http.Flusher).Flush()
+		time.Sleep(5 * time.Millisecond) // the final chunk goes when the handler returns
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	var d net.Dialer
+	tr := h1.New(h1.Config{Dial: d.DialContext})
+	defer tr.CloseIdleConnections()
+	c := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}}, BearerKey)
+	for range 3 {
+		r, err := c.Start(context.Background(), Request{URL: srv.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		buf := make([]byte, 64)
+		for !bytes.Contains(got, []byte("[DONE]\n\n")) {
+			n, err := r.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				t.Fatalf("read %q: %v", got, err)
+			}
+		}
+		_ = r.Close()
+		time.Sleep(200 * time.Millisecond) // past h1's bounded wait for the rest
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("3 answers over %d connections, want 1", n)
 	}
 }
