@@ -579,13 +579,10 @@ func TestClosingAtTheEndMarkerKeepsTheConnection(t *testing.T) {
 		})
 		tr := newTransport(nil)
 		for range 3 {
-			req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
-			resp, err := tr.RoundTrip(req)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp := post(t, tr, url)
 			buf := make([]byte, len(marker))
 			got := 0
+			var err error
 			for got < len(buf) {
 				var n int
 				if buffered {
@@ -628,6 +625,17 @@ func TestEndlessInformationalAnswersAreCutOff(t *testing.T) {
 	}
 }
 
+// post sends an empty JSON body to url through tr.
+func post(t *testing.T, tr *Transport, url string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 // Most streaming servers send the final chunk in a write of its own after
 // the answer's end marker, where an adapter stops reading and closes the
 // body: Close waits briefly (on its own goroutine) for a short rest so the
@@ -659,11 +667,7 @@ func TestClosingBeforeALateFinalChunk(t *testing.T) {
 			tr := newTransport(nil)
 			defer tr.CloseIdleConnections()
 			for range 3 {
-				req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
-				resp, err := tr.RoundTrip(req)
-				if err != nil {
-					t.Fatal(err)
-				}
+				resp := post(t, tr, url)
 				buf := make([]byte, len(marker))
 				if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != marker {
 					t.Fatalf("read %q, %v", buf, err)
