@@ -204,9 +204,12 @@ func ParseStatusRSS(status []byte) (int64, error) {
 	return 0, errors.New("cluster: /proc status: no VmRSS")
 }
 
-// ReadSyscalls returns how many read and write system calls pid has made
-// (syscr + syscw of /proc/<pid>/io: every read-, write- and send/recv-like
-// call, whatever the descriptor).
+// ReadSyscalls returns how many read and write system calls pid has made:
+// syscr + syscw of /proc/<pid>/io, which count the read(2) and write(2)
+// families (read, readv, pread, write, writev, ...), whatever the
+// descriptor, but not recv(2)/send(2) and their kin (recvfrom, recvmsg,
+// sendto, sendmsg), which bypass that accounting. Go's net package uses
+// read and write on sockets, so a Go process's count is complete.
 func ReadSyscalls(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
 	if err != nil {
