@@ -84,6 +84,10 @@ type Config struct {
 	UserConcurrentStreams  int
 	TotalConcurrentStreams int
 	AuthFailuresPerMinute  int
+
+	// GCHeapFloorBytes: the garbage collector runs no more often than a
+	// heap of this size would make it (pkg/heapfloor); 0 leaves Go's pacing.
+	GCHeapFloorBytes uint64
 }
 
 // NoIssuer reports the issuer-less mode: keys from --jwks-url, models
@@ -145,6 +149,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.MaxMessages, "max-messages", 256, "chat messages per request")
 	fs.IntVar(&c.MaxPromptBytes, "max-prompt-bytes", 1<<20, "message contents plus code context per request")
 	fs.IntVar(&c.MaxAnswerBytes, "max-answer-bytes", 4<<20, "text of one answer; the stream ends with ResourceExhausted past it")
+	fs.Uint64Var(&c.GCHeapFloorBytes, "gc-heap-floor-bytes", 32<<20, "collect garbage no more often than a heap of this size would make Go do (fewer pauses under load for a small heap; GOGC applies above it); 0: Go's default pacing")
 	fs.IntVar(&c.MaxUpstreamEventBytes, "max-upstream-event-bytes", 1<<20, "one SSE event or NDJSON line from a model server")
 	fs.Int64Var(&c.MaxUpstreamBodyBytes, "max-upstream-body-bytes", 64<<20, "one model server response body")
 	fs.DurationVar(&c.ClientSendTimeout, "client-send-timeout", 30*time.Second, "end a stream whose caller has read nothing for this long")
