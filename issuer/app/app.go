@@ -22,6 +22,7 @@ import (
 	"github.com/airlock-dev/airlock/issuer/storemigrate"
 	"github.com/airlock-dev/airlock/pkg/debugpprof"
 	"github.com/airlock-dev/airlock/pkg/healthprobe"
+	"github.com/airlock-dev/airlock/pkg/heapfloor"
 	"github.com/airlock-dev/airlock/pkg/telemetry"
 	"github.com/airlock-dev/airlock/pkg/tlsconfig"
 )
@@ -48,6 +49,7 @@ func Main(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := NewLogger(stderr, cfg.LogLevel)
+	defer heapfloor.Start(cfg.GCHeapFloorBytes)() // the process's collector: here, not in Run
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := Run(ctx, cfg, log, nil); err != nil {

@@ -46,20 +46,23 @@ type Config struct {
 	MaxWatchesPerCaller int
 	MaxModels           int
 	MaxUsers            int
-	MaxConnsPerAddr     int
-	HandshakeTimeout    time.Duration
-	Telemetry           telemetry.Config
-	Bootstrap           bool
-	KEKFile             string
-	KeyAlg              string
-	RotationPeriod      time.Duration
-	TokenTTL            time.Duration
-	MaxTokenTTL         time.Duration
-	LogLevel            string
-	ShutdownGrace       time.Duration
-	TLSCert             string
-	TLSKey              string
-	TLSClientCA         string
+	// GCHeapFloorBytes: the garbage collector runs no more often than a
+	// heap of this size would make it (pkg/heapfloor); 0 leaves Go's pacing.
+	GCHeapFloorBytes uint64
+	MaxConnsPerAddr  int
+	HandshakeTimeout time.Duration
+	Telemetry        telemetry.Config
+	Bootstrap        bool
+	KEKFile          string
+	KeyAlg           string
+	RotationPeriod   time.Duration
+	TokenTTL         time.Duration
+	MaxTokenTTL      time.Duration
+	LogLevel         string
+	ShutdownGrace    time.Duration
+	TLSCert          string
+	TLSKey           string
+	TLSClientCA      string
 	// The gateway's HTTP API, for the REST API's direct and indirect paths.
 	GatewayAPIURL     string
 	GatewayAPICA      string
@@ -95,6 +98,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the HTTP port (profiling; keep that port private)")
 	fs.IntVar(&c.MaxModels, "max-models", 1000, "models the registry may hold (0: unlimited)")
 	fs.IntVar(&c.MaxUsers, "max-users", 10000, "users the issuer may hold (0: unlimited)")
+	fs.Uint64Var(&c.GCHeapFloorBytes, "gc-heap-floor-bytes", 32<<20, "collect garbage no more often than a heap of this size would make Go do (fewer pauses under load for a small heap; GOGC applies above it); 0: Go's default pacing")
 	fs.IntVar(&c.MaxConnsPerAddr, "max-connections-per-address", 256, "concurrent gRPC connections from one address (IP, IPv6 /64); more are closed at accept (0: unlimited)")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "a new gRPC connection must finish its TLS and HTTP/2 handshake within this, or is closed")
 	fs.StringVar(&c.GatewayCertID, "gateway-cert-identity", "spiffe://airlock/gateway", "with mutual TLS, a client certificate with this URI SAN (or common name) is the gateway's service identity, no token needed; empty disables")
