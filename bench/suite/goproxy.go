@@ -101,23 +101,10 @@ func startGoProxy(ctx context.Context, dir, upstream string) (*goProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := client.Get("http://" + addr + "/healthz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return &goProxy{proc: p, Addr: addr}, nil
-			}
-		}
-		if p.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			p.Stop(time.Second)
-			return nil, fmt.Errorf("go-proxy did not come up on %s: %v\n%s", addr, err, p.Output())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := waitProxying(ctx, p, addr); err != nil {
+		return nil, fmt.Errorf("go-proxy %w", err)
 	}
+	return &goProxy{proc: p, Addr: addr}, nil
 }
 
 // PID is the proxy's process.

@@ -3,6 +3,7 @@ package suite
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -100,21 +101,31 @@ func startNginx(ctx context.Context, dir, upstream string) (*nginx, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &nginx{proc: p, Addr: addr, Version: version}
+	if err := waitProxying(ctx, p, addr); err != nil {
+		log, _ := os.ReadFile(filepath.Join(abs, "error.log"))
+		return nil, fmt.Errorf("nginx %w\n%s", err, log)
+	}
+	return &nginx{proc: p, Addr: addr, Version: version}, nil
+}
+
+// waitProxying waits until a request through the proxy p serving on addr
+// reaches the model's /healthz. If p exits, ctx ends or 15 s pass first, it
+// stops p and says why, with p's output.
+func waitProxying(ctx context.Context, p *cluster.Proc, addr string) error {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		resp, err := client.Get("http://" + addr + "/healthz")
 		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return n, nil
+				return nil
 			}
 		}
 		if p.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
 			p.Stop(time.Second)
-			log, _ := os.ReadFile(filepath.Join(abs, "error.log"))
-			return nil, fmt.Errorf("nginx did not come up on %s: %v\n%s%s", addr, err, p.Output(), log)
+			return fmt.Errorf("did not come up on %s: %v\n%s", addr, err, p.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -46,27 +46,28 @@ type Config struct {
 	MaxWatchesPerCaller int
 	MaxModels           int
 	MaxUsers            int
-	// GCHeapFloorBytes: the garbage collector runs no more often than a
-	// heap of this size would make it (pkg/heapfloor); 0 leaves Go's pacing.
-	GCHeapFloorBytes uint64
-	MaxConnsPerAddr  int
-	HandshakeTimeout time.Duration
-	Telemetry        telemetry.Config
-	Bootstrap        bool
-	KEKFile          string
-	KeyAlg           string
-	RotationPeriod   time.Duration
-	TokenTTL         time.Duration
-	MaxTokenTTL      time.Duration
-	LogLevel         string
-	ShutdownGrace    time.Duration
-	TLSCert          string
-	TLSKey           string
-	TLSClientCA      string
+	MaxConnsPerAddr     int
+	HandshakeTimeout    time.Duration
+	Telemetry           telemetry.Config
+	Bootstrap           bool
+	KEKFile             string
+	KeyAlg              string
+	RotationPeriod      time.Duration
+	TokenTTL            time.Duration
+	MaxTokenTTL         time.Duration
+	LogLevel            string
+	ShutdownGrace       time.Duration
+	TLSCert             string
+	TLSKey              string
+	TLSClientCA         string
 	// The gateway's HTTP API, for the REST API's direct and indirect paths.
 	GatewayAPIURL     string
 	GatewayAPICA      string
 	GatewayAPITimeout time.Duration
+
+	// GCHeapFloorBytes: the garbage collector runs no more often than a
+	// heap of this size would make it (pkg/heapfloor); 0 leaves Go's pacing.
+	GCHeapFloorBytes uint64
 }
 
 // ParseConfig reads args, then AIRLOCK_ISSUER_* variables, then the
