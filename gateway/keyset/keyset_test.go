@@ -93,6 +93,10 @@ type fakeKeyService struct {
 	getDelay time.Duration
 	getCalls atomic.Int32
 	watches  atomic.Int32
+	// watchSent is the revision a watch stream last sent: a test that
+	// publishes without notifying waits for it first, or a stream still
+	// starting would deliver the silent change as its first set.
+	watchSent atomic.Uint64
 }
 
 func newFakeKeyService() *fakeKeyService { return &fakeKeyService{changed: make(chan struct{})} }
@@ -142,6 +146,7 @@ func (f *fakeKeyService) WatchKeys(_ *issuerv1.WatchKeysRequest, stream grpc.Ser
 				return err
 			}
 			sent = set.Revision
+			f.watchSent.Store(sent)
 		}
 		select {
 		case <-changed:
@@ -315,6 +320,7 @@ func TestUnknownKidTriggersOneSharedRateLimitedRefetch(t *testing.T) {
 	c := NewGRPC(srv.dial(), opts)
 	run(t, c)
 	eventually(t, "first key set", c.Ready)
+	eventually(t, "the watch stream to hold the first set", func() bool { return svc.watchSent.Load() == 1 })
 
 	// k1 is published but the push has not arrived: a refetch finds it.
 	svc.publish(jwksJSON(t, pubJWK(t, 0), pubJWK(t, 1)), false)
