@@ -135,14 +135,33 @@ func Run(ctx context.Context, t Target, concurrency, perWorker int) Round {
 // a fixed count, keep ramp-up and the last stragglers a small part of the
 // figures.
 func RunFor(ctx context.Context, t Target, concurrency int, d time.Duration) Round {
+	return RunSpread(ctx, t, concurrency, 0, d)
+}
+
+// RunSpread is RunFor with the workers' first streams spread evenly over
+// spread (worker w starts at w × spread / concurrency), the round then
+// lasting d more. Workers started together stay together when every stream
+// takes about as long (a model pacing its tokens): each wave of new streams
+// arrives at once and queues behind itself, which measures bursts, not the
+// steady load of concurrency streams. Spread over one stream's duration,
+// arrivals stay spread. A Target that records figures should leave out
+// streams started during the spread, when fewer than concurrency run.
+func RunSpread(ctx context.Context, t Target, concurrency int, spread, d time.Duration) Round {
 	perWorker := make([][]Stream, concurrency)
 	var wg sync.WaitGroup
 	start := time.Now()
-	deadline := start.Add(d)
+	deadline := start.Add(spread + d)
 	for w := range concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if spread > 0 {
+				select {
+				case <-time.After(spread * time.Duration(w) / time.Duration(concurrency)):
+				case <-ctx.Done():
+					return
+				}
+			}
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				perWorker[w] = append(perWorker[w], t.Stream(ctx, w))
 			}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,6 +198,46 @@ func TestRunForRunsForTheDuration(t *testing.T) {
 	}
 	if round.Wall < 150*time.Millisecond || round.Wall > 5*time.Second {
 		t.Fatalf("round took %v, want about 150ms", round.Wall)
+	}
+}
+
+// firstStarts is a Target recording when each worker began its first stream.
+type firstStarts struct {
+	mu    sync.Mutex
+	first map[int]time.Time
+}
+
+// Stream records the worker's first start and takes 5 ms.
+func (f *firstStarts) Stream(_ context.Context, worker int) Stream {
+	f.mu.Lock()
+	if _, ok := f.first[worker]; !ok {
+		f.first[worker] = time.Now()
+	}
+	f.mu.Unlock()
+	time.Sleep(5 * time.Millisecond)
+	return Stream{}
+}
+
+func TestRunSpreadStaggersTheWorkersFirstStreams(t *testing.T) {
+	const workers, spread, d = 4, 400 * time.Millisecond, 100 * time.Millisecond
+	rec := &firstStarts{first: map[int]time.Time{}}
+	start := time.Now()
+	round := RunSpread(context.Background(), rec, workers, spread, d)
+	if len(rec.first) != workers {
+		t.Fatalf("%d workers streamed, want %d", len(rec.first), workers)
+	}
+	for w := range workers {
+		// Worker w waits w × 100 ms; a late timer is fine, an early start is not.
+		if at, want := rec.first[w].Sub(start), spread*time.Duration(w)/workers; at < want {
+			t.Errorf("worker %d started its first stream at %v, want no sooner than %v", w, at, want)
+		}
+	}
+	if round.Wall < spread+d {
+		t.Errorf("round took %v, want at least spread + d = %v", round.Wall, spread+d)
+	}
+	// Every worker kept streaming until the end, the last one included.
+	if len(round.Streams) < workers*(int(d/(5*time.Millisecond))/2) {
+		t.Errorf("%d streams in the round, want the workers to stream through d after the spread", len(round.Streams))
 	}
 }
 

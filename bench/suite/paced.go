@@ -14,6 +14,12 @@ import (
 // a model that streams, rather than a stub that answers at once.
 const pacedDelay = 5 * time.Millisecond
 
+// pacedSpread is how long the paced TTFT rounds spread their workers'
+// first streams over: one answer's duration, so that new streams keep
+// arriving evenly rather than in waves of ttftStreams at once (streams
+// started together end together when the model paces every one alike).
+const pacedSpread = wireStubTokens * pacedDelay
+
 // pacedStreams is the concurrency of the paced measurement.
 const pacedStreams = 128
 
@@ -59,10 +65,10 @@ func runPaced(ctx context.Context, o Options, dir string, r *Report, logw io.Wri
 	// A paced answer takes wireStubTokens × pacedDelay, so the rounds are longer to
 	// collect enough samples for a p99.
 	ttftRound := 3 * d
-	if err := addedTTFTs(ctx, r, section, fmt.Sprintf("paced (%v between tokens), %d streams", pacedDelay, ttftStreams), targets, ttftStreams, ttftRound, o.Runs); err != nil {
+	if err := addedTTFTs(ctx, r, section, fmt.Sprintf("paced (%v between tokens), %d streams", pacedDelay, ttftStreams), targets, ttftStreams, pacedSpread, ttftRound, o.Runs); err != nil {
 		return err
 	}
-	r.detail(section, "Paced: the stub pauses %v before each of its %d tokens; %d concurrent streams through nginx, Go's reverse proxy and the gateway, rounds of %v, order alternating. CPU per relayed chunk = the relay's utime+stime in the round ÷ (answers × %d). Added TTFT paced: %d streams in rounds of %v in which every worker alternates direct and relayed streams, as at zero delay.\n\n%s",
-		pacedDelay, wireStubTokens, pacedStreams, d, wireStubTokens, ttftStreams, ttftRound, table.String())
+	r.detail(section, "Paced: the stub pauses %v before each of its %d tokens; %d concurrent streams through nginx, Go's reverse proxy and the gateway, rounds of %v, order alternating. CPU per relayed chunk = the relay's utime+stime in the round ÷ (answers × %d). Added TTFT paced: %d streams in rounds of %v in which every worker alternates direct and relayed streams, as at zero delay, the workers' first streams spread evenly over %v (one answer) and not counted. Without the spread, workers that start together finish together, since every paced answer takes as long, and each next wave of %d new streams arrives at once and queues behind itself: a measure of bursts, not of %d open streams.\n\n%s",
+		pacedDelay, wireStubTokens, pacedStreams, d, wireStubTokens, ttftStreams, ttftRound, pacedSpread, ttftStreams, ttftStreams, table.String())
 	return nil
 }

@@ -145,7 +145,8 @@ const ttftStreams = 32
 // are sampled at the same moments, under the same machine load.
 type alternating struct {
 	ts   [2]load.Target
-	next []int // per worker: which target its next stream uses
+	next []int     // per worker: which target its next stream uses
+	from time.Time // streams started before are not recorded (the spread)
 
 	mu    sync.Mutex
 	ttfts [2][]time.Duration
@@ -155,6 +156,7 @@ type alternating struct {
 func (a *alternating) Stream(ctx context.Context, worker int) load.Stream {
 	i := a.next[worker]
 	a.next[worker] = 1 - i
+	record := !time.Now().Before(a.from)
 	s := a.ts[i].Stream(ctx, worker)
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -162,22 +164,23 @@ func (a *alternating) Stream(ctx context.Context, worker int) load.Stream {
 		if a.err == nil {
 			a.err = s.Err
 		}
-	} else {
+	} else if record {
 		a.ttfts[i] = append(a.ttfts[i], s.TTFT)
 	}
 	return s
 }
 
 // mixedTTFTs runs rounds rounds of d in which c workers alternate streams
-// between a and b (half the workers start with each), and returns the
+// between a and b (half the workers start with each), their first streams
+// spread over spread (see load.RunSpread) and left out, and returns the
 // times to first token of each.
-func mixedTTFTs(ctx context.Context, a, b wireTarget, c int, d time.Duration, rounds int) (ta, tb []time.Duration, err error) {
+func mixedTTFTs(ctx context.Context, a, b wireTarget, c int, spread, d time.Duration, rounds int) (ta, tb []time.Duration, err error) {
 	for range rounds {
-		alt := &alternating{ts: [2]load.Target{a.t, b.t}, next: make([]int, c)}
+		alt := &alternating{ts: [2]load.Target{a.t, b.t}, next: make([]int, c), from: time.Now().Add(spread)}
 		for w := range alt.next {
 			alt.next[w] = w % 2
 		}
-		round := load.RunFor(ctx, alt, c, d)
+		round := load.RunSpread(ctx, alt, c, spread, d)
 		if n, err := round.Errors(); n > 0 {
 			return nil, nil, fmt.Errorf("%d streams alternating %s and %s: %d failed: %w", c, a.name, b.name, n, err)
 		}
@@ -187,11 +190,12 @@ func mixedTTFTs(ctx context.Context, a, b wireTarget, c int, d time.Duration, ro
 }
 
 // addedTTFTs measures what each relay adds to the time to first token over
-// direct at c streams (targets as wirePeers returns them) and reports the
-// gateway's against the goal, the plain proxies' beside it as references.
-func addedTTFTs(ctx context.Context, r *Report, section, name string, targets []wireTarget, c int, d time.Duration, runs int) error {
+// direct at c streams (targets as wirePeers returns them), the workers'
+// first streams spread over spread, and reports the gateway's against the
+// goal, the plain proxies' beside it as references.
+func addedTTFTs(ctx context.Context, r *Report, section, name string, targets []wireTarget, c int, spread, d time.Duration, runs int) error {
 	added := func(t wireTarget) (p50, p99 time.Duration, samples string, err error) {
-		direct, relayed, err := mixedTTFTs(ctx, targets[tgtDirect], t, c, d, runs)
+		direct, relayed, err := mixedTTFTs(ctx, targets[tgtDirect], t, c, spread, d, runs)
 		if err != nil {
 			return 0, 0, "", err
 		}
@@ -468,7 +472,7 @@ func runWire(ctx context.Context, o Options, dir string, r *Report, logw io.Writ
 		hc, hrate := stats.Of(httpCPU), stats.Of(httpRate)
 		r.add(Figure{section, name + ": HTTP API (OpenAI SSE): gateway CPU per answer ÷ nginx's / answers/s ÷ nginx", hc.Format("%.2f") + "× / " + hrate.Format("%.2f") + "×", "(reported beside gRPC)", Info})
 		if c == ttftStreams {
-			if err := addedTTFTs(ctx, r, section, name, targets, c, d, o.Runs); err != nil {
+			if err := addedTTFTs(ctx, r, section, name, targets, c, 0, d, o.Runs); err != nil {
 				return err
 			}
 		}
