@@ -67,7 +67,10 @@ type issuer struct {
 	// so both count against one per-user budget.
 	mint     *minter.Minter
 	mintRate tokensvc.Limiter
-	gateway  *restapi.HTTPGateway // nil without --gateway-api-url
+	// pats checks personal access tokens for gRPC and REST alike, so an
+	// address's invalid ones count against one lockout.
+	pats    *authn.PATs
+	gateway *restapi.HTTPGateway // nil without --gateway-api-url
 }
 
 // watchMethods are the issuer's long-lived streams: they end at once when
@@ -170,6 +173,11 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 	cfg, log, now, st := s.cfg, s.log, s.now, s.store
 	var err error
 	s.mintRate = s.newMintRate()
+	s.pats = authn.NewPATs(st, now, authn.NewLockout(cfg.AuthFailureRatePerAddr))
+	s.pats.OnLockout(func(from string) {
+		log.Warn().Str("peer", from).Int("per_minute", cfg.AuthFailureRatePerAddr).
+			Msg("address locked out: too many invalid personal access tokens; its PATs are refused until its allowance refills")
+	})
 	s.mint, err = minter.New(minter.Config{
 		Signer: s.keys, Recorder: st.Store, GlobalIDs: s.globalIDs, Issuer: cfg.IssuerURL, InstanceID: s.instanceID,
 		DefaultTTL: cfg.TokenTTL, MaxTTL: cfg.MaxTokenTTL, Now: now,
@@ -209,7 +217,7 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 	}
 	s.grpc, s.health = rpcserver.New(rpcserver.Options{
 		Logger:          log,
-		Auth:            authn.New(st, now, authn.WithGatewayCertificate(gatewayCert(cfg))),
+		Auth:            authn.New(s.pats, authn.WithGatewayCertificate(gatewayCert(cfg))),
 		Public:          func(m string) bool { return public[m] },
 		ServerOptions:   srvOpts,
 		Registerer:      reg,
@@ -230,7 +238,7 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 func (s *issuer) buildREST() (*restapi.API, error) {
 	cfg := s.cfg
 	rc := restapi.Config{
-		PATs: authn.NewPATs(s.store, s.now), Minter: s.mint, Limiter: s.mintRate, GlobalIDs: s.globalIDs,
+		PATs: s.pats, Minter: s.mint, Limiter: s.mintRate, GlobalIDs: s.globalIDs,
 		InstanceID: s.instanceID, InstanceURL: cfg.IssuerURL, HostName: hostName(cfg.IssuerURL),
 		ForwardTimeout: cfg.GatewayAPITimeout, Logger: s.log, Now: s.now,
 	}

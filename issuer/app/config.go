@@ -68,6 +68,10 @@ type Config struct {
 	// GCHeapFloorBytes: the garbage collector runs no more often than a
 	// heap of this size would make it (pkg/heapfloor); 0 leaves Go's pacing.
 	GCHeapFloorBytes uint64
+
+	// AuthFailureRatePerAddr: invalid personal access tokens one address
+	// may present per minute before it is locked out (authn.Lockout); 0: no limit.
+	AuthFailureRatePerAddr int
 }
 
 // ParseConfig reads args, then AIRLOCK_ISSUER_* variables, then the
@@ -100,6 +104,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.MaxModels, "max-models", 1000, "models the registry may hold (0: unlimited)")
 	fs.IntVar(&c.MaxUsers, "max-users", 10000, "users the issuer may hold (0: unlimited)")
 	fs.Uint64Var(&c.GCHeapFloorBytes, "gc-heap-floor-bytes", 32<<20, "collect garbage no more often than a heap of this size would make Go do (fewer pauses under load for a small heap; GOGC applies above it); 0: Go's default pacing")
+	fs.IntVar(&c.AuthFailureRatePerAddr, "auth-failure-rate-per-address", 30, "invalid personal access tokens one address (IP, IPv6 /64) may present per minute, gRPC and REST together, as a burst refilled evenly; past it, all its PATs are refused (ResourceExhausted, HTTP 429) until one is allowed again. Callers behind one proxy share its address (0: unlimited)")
 	fs.IntVar(&c.MaxConnsPerAddr, "max-connections-per-address", 256, "concurrent gRPC connections from one address (IP, IPv6 /64); more are closed at accept (0: unlimited)")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "a new gRPC connection must finish its TLS and HTTP/2 handshake within this, or is closed")
 	fs.StringVar(&c.GatewayCertID, "gateway-cert-identity", "spiffe://airlock/gateway", "with mutual TLS, a client certificate with this URI SAN (or common name) is the gateway's service identity, no token needed; empty disables")
@@ -156,6 +161,7 @@ func (c Config) Validate() error {
 		check(c.GatewayAPICA != "", "--gateway-api-ca: needs --gateway-api-url")
 	}
 	check(c.GatewayAPITimeout <= 0, "--gateway-api-timeout: must be positive")
+	check(c.AuthFailureRatePerAddr < 0, "--auth-failure-rate-per-address: must not be negative (0: unlimited)")
 	_, err = zerolog.ParseLevel(c.LogLevel)
 	check(err != nil || c.LogLevel == "", "--log-level %q: want debug, info, warn or error", c.LogLevel)
 	return errors.Join(errs...)

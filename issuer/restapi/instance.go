@@ -106,9 +106,12 @@ func (a *API) tokenInfo(w http.ResponseWriter, r *http.Request) {
 	var id authn.Identity
 	var err error
 	if ok {
-		id, err = a.cfg.PATs.Check(r.Context(), presented)
+		id, err = a.cfg.PATs.Check(r.Context(), r.RemoteAddr, presented)
 	}
 	switch {
+	case errors.Is(err, authn.ErrLockedOut):
+		a.lockedOut(w, r)
+		return
 	case !ok || errors.Is(err, authn.ErrInvalidPAT):
 		writeJSON(w, http.StatusUnauthorized, map[string]string{
 			"error": "invalid_token", "error_description": "The access token is invalid", "state": "unauthorized"})

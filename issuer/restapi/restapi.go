@@ -56,10 +56,13 @@ var Patterns = []string{"/api/v4/", "GET " + PathOAuthTokenInfo}
 
 // PATs authenticates a personal access token (*authn.PATs).
 type PATs interface {
-	// Check returns the PAT's owner. authn.ErrInvalidPAT for any PAT
-	// that does not authenticate; any other error means the store could
-	// not be read.
-	Check(ctx context.Context, presented string) (authn.Identity, error)
+	// Check returns the owner of the PAT presented from the address from
+	// (the request's RemoteAddr). authn.ErrInvalidPAT for any PAT that
+	// does not authenticate, authn.ErrLockedOut while from may not
+	// present one; any other error means the store could not be read.
+	Check(ctx context.Context, from, presented string) (authn.Identity, error)
+	// RetryAfter is how long from remains locked out.
+	RetryAfter(from string) time.Duration
 }
 
 // Minter mints a token for a user (*minter.Minter): features empty means
@@ -174,9 +177,13 @@ func (a *API) authed(h handlerFunc) http.HandlerFunc {
 			writeMessage(w, http.StatusUnauthorized)
 			return
 		}
-		id, err := a.cfg.PATs.Check(r.Context(), presented)
+		id, err := a.cfg.PATs.Check(r.Context(), r.RemoteAddr, presented)
 		if errors.Is(err, authn.ErrInvalidPAT) {
 			writeMessage(w, http.StatusUnauthorized)
+			return
+		}
+		if errors.Is(err, authn.ErrLockedOut) {
+			a.lockedOut(w, r)
 			return
 		}
 		if err != nil {
@@ -186,6 +193,14 @@ func (a *API) authed(h handlerFunc) http.HandlerFunc {
 		}
 		h(w, r, id)
 	}
+}
+
+// lockedOut writes the 429 of an address that presented too many invalid
+// PATs, with Retry-After in whole seconds.
+func (a *API) lockedOut(w http.ResponseWriter, r *http.Request) {
+	wait := a.cfg.PATs.RetryAfter(r.RemoteAddr)
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+	writeJSON(w, http.StatusTooManyRequests, map[string]any{"message": authn.MsgLockedOut})
 }
 
 // credential returns the PAT of a request: the one PRIVATE-TOKEN header

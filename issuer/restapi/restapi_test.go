@@ -91,6 +91,7 @@ type rig struct {
 
 type rigOptions struct {
 	mintRate  int
+	lockout   int // invalid PATs per address per minute (0: none)
 	noGateway bool
 	timeout   time.Duration
 	gatewayTo string // a base URL instead of the fake gateway
@@ -105,7 +106,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := restapi.Config{PATs: authn.NewPATs(e.Store, e.Clock.Now), Minter: mint, Limiter: limits.NewRate(o.mintRate),
+	cfg := restapi.Config{PATs: authn.NewPATs(e.Store, e.Clock.Now, authn.NewLockout(o.lockout)), Minter: mint, Limiter: limits.NewRate(o.mintRate),
 		GlobalIDs: e.GlobalIDs, InstanceID: e.InstanceID, InstanceURL: testenv.Issuer, HostName: "gitlab.example",
 		ForwardTimeout: o.timeout, Logger: zerolog.New(e.Logs), Now: e.Clock.Now}
 	if !o.noGateway {
@@ -353,6 +354,45 @@ func TestRateLimit(t *testing.T) {
 				t.Fatalf("admin without features: %d %s (want 403, not 429)", code, body)
 			}
 		})
+	}
+}
+
+// An address that presents too many invalid PATs is answered 429 with
+// Retry-After on every route, its valid PATs included, until its allowance
+// refills; missing credentials do not count.
+func TestInvalidPATLockout(t *testing.T) {
+	r := newRig(t, rigOptions{lockout: 3}) // one more every 20 s
+	const bad = pat.Prefix + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	for range 5 {
+		if code, _, body := r.call(t, "GET", restapi.PathPATSelf, ""); code != 401 {
+			t.Fatalf("no credential: %d %s", code, body)
+		}
+	}
+	for i := range 3 {
+		if code, _, body := r.call(t, "GET", restapi.PathPATSelf, "", "PRIVATE-TOKEN", bad); code != 401 {
+			t.Fatalf("invalid PAT %d: %d %s", i+1, code, body)
+		}
+	}
+	for _, rt := range []struct{ method, path, h string }{
+		{"GET", restapi.PathPATSelf, "PRIVATE-TOKEN"},
+		{"POST", restapi.PathDirectAccess, "PRIVATE-TOKEN"},
+		{"GET", restapi.PathOAuthTokenInfo, "Authorization"},
+	} {
+		v := r.e.User
+		if rt.h == "Authorization" {
+			v = "Bearer " + v
+		}
+		code, h, body := r.call(t, rt.method, rt.path, "", rt.h, v)
+		if code != 429 || h.Get("Retry-After") != "20" {
+			t.Fatalf("%s %s with a valid PAT while locked out: %d Retry-After %q: %s", rt.method, rt.path, code, h.Get("Retry-After"), body)
+		}
+		if want := `{"message":"` + authn.MsgLockedOut + `"}` + "\n"; body != want {
+			t.Fatalf("body %q, want %q", body, want)
+		}
+	}
+	r.e.Clock.Add(20 * time.Second)
+	if code, _, body := r.call(t, "GET", restapi.PathPATSelf, "", "PRIVATE-TOKEN", r.e.User); code != 200 {
+		t.Fatalf("valid PAT after the refill: %d %s", code, body)
 	}
 }
 
@@ -706,7 +746,9 @@ func TestParseGatewayURL(t *testing.T) {
 // failingPATs is a PAT store that cannot be read.
 type failingPATs struct{}
 
-func (failingPATs) Check(context.Context, string) (authn.Identity, error) {
+func (failingPATs) RetryAfter(string) time.Duration { return 0 }
+
+func (failingPATs) Check(context.Context, string, string) (authn.Identity, error) {
 	return authn.Identity{}, errors.Join(authn.ErrStoreUnavailable, errors.New("disk on fire"))
 }
 

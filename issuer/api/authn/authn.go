@@ -13,6 +13,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/airlock-dev/airlock/issuer/pat"
@@ -77,18 +78,18 @@ func WithGatewayCertificate(identity string) Option {
 
 // New returns an AuthFunc for pkg/rpcserver: it reads `authorization:
 // Bearer <pat>` in pkg/bearer's form (one space, no white space around the
-// PAT; anything else counts as no PAT), and returns a context carrying the
-// Identity, or Unauthenticated (a malformed PAT is refused without a store
-// lookup). A store failure is Unavailable (fail closed, but tell the
+// PAT; anything else counts as no PAT), checks it with pats from the
+// caller's peer address, and returns a context carrying the Identity, or
+// Unauthenticated (a malformed PAT is refused without a store lookup), or
+// ResourceExhausted while the address is locked out. A store failure is Unavailable (fail closed, but tell the
 // caller to retry rather than that its credentials are bad). A bearer token,
 // when present, always decides; the gateway certificate counts only without
 // one.
-func New(l Lookup, now func() time.Time, opts ...Option) auth.AuthFunc {
+func New(pats *PATs, opts ...Option) auth.AuthFunc {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	pats := NewPATs(l, now)
 	return func(ctx context.Context) (context.Context, error) {
 		presented, ok := bearerPAT(ctx)
 		if !ok {
@@ -99,10 +100,16 @@ func New(l Lookup, now func() time.Time, opts ...Option) auth.AuthFunc {
 			}
 			return nil, status.Error(codes.Unauthenticated, MsgMissing)
 		}
-		id, err := pats.Check(ctx, presented)
+		var from string
+		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+			from = p.Addr.String()
+		}
+		id, err := pats.Check(ctx, from, presented)
 		switch {
 		case errors.Is(err, ErrInvalidPAT):
 			return nil, status.Error(codes.Unauthenticated, MsgInvalid)
+		case errors.Is(err, ErrLockedOut):
+			return nil, status.Error(codes.ResourceExhausted, MsgLockedOut)
 		case err != nil:
 			return nil, status.Error(codes.Unavailable, "credential store unavailable")
 		}
@@ -110,7 +117,7 @@ func New(l Lookup, now func() time.Time, opts ...Option) auth.AuthFunc {
 	}
 }
 
-// Errors of PATs.Check.
+// Errors of PATs.Check (and ErrLockedOut).
 var (
 	// ErrInvalidPAT: the PAT is malformed, unknown, expired, revoked, or
 	// its owner was deleted (one error for all, see MsgInvalid).
@@ -121,20 +128,47 @@ var (
 )
 
 // PATs checks personal access tokens against the store: the one lookup
-// behind both the gRPC authenticator (New) and the instance REST API.
+// behind both the gRPC authenticator (New) and the instance REST API, and
+// the one Lockout of both.
 type PATs struct {
-	l   Lookup
-	now func() time.Time
+	l       Lookup
+	now     func() time.Time
+	lockout *Lockout
+	onLock  func(from string)
 }
 
-// NewPATs returns a checker reading l, with now as the clock.
-func NewPATs(l Lookup, now func() time.Time) *PATs { return &PATs{l: l, now: now} }
+// NewPATs returns a checker reading l, with now as the clock, limiting the
+// invalid PATs of each address with lockout (nil: no limit).
+func NewPATs(l Lookup, now func() time.Time, lockout *Lockout) *PATs {
+	return &PATs{l: l, now: now, lockout: lockout}
+}
+
+// OnLockout sets f to be called with the caller's address each time an
+// invalid PAT locks an address out (to log it; f must not block).
+func (c *PATs) OnLockout(f func(from string)) { c.onLock = f }
+
+// RetryAfter returns how long the address from must wait before a PAT it
+// presents is looked at again (0: now).
+func (c *PATs) RetryAfter(from string) time.Duration { return c.lockout.RetryAfter(from, c.now()) }
 
 // Check returns the identity owning the presented PAT (the credential
-// itself, without any scheme). A malformed PAT is refused without a store
-// lookup. Errors: ErrInvalidPAT, or ErrStoreUnavailable (wrapping the
-// store's error).
-func (c *PATs) Check(ctx context.Context, presented string) (Identity, error) {
+// itself, without any scheme), presented from the address from (an
+// "ip:port"). A malformed PAT is refused without a store lookup, and so is
+// every PAT from an address locked out. Errors: ErrInvalidPAT (counted
+// against from), ErrLockedOut, or ErrStoreUnavailable (wrapping the store's
+// error).
+func (c *PATs) Check(ctx context.Context, from, presented string) (Identity, error) {
+	if c.lockout.RetryAfter(from, c.now()) > 0 {
+		return Identity{}, ErrLockedOut
+	}
+	id, err := c.check(ctx, presented)
+	if errors.Is(err, ErrInvalidPAT) && c.lockout.Failed(from, c.now()) && c.onLock != nil {
+		c.onLock(from)
+	}
+	return id, err
+}
+
+func (c *PATs) check(ctx context.Context, presented string) (Identity, error) {
 	secret, err := pat.Parse(presented)
 	if err != nil {
 		return Identity{}, ErrInvalidPAT

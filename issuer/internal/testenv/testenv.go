@@ -144,7 +144,7 @@ func New(t testing.TB, o Options) *Env {
 		UnaryAfterAuth:  []grpc.UnaryServerInterceptor{bounds.Unary},
 		StreamAfterAuth: []grpc.StreamServerInterceptor{limits.NewStreams(o.MaxWatchesPerCaller).Interceptor()},
 		Logger:          log,
-		Auth:            authn.New(e.Store, e.Clock.Now),
+		Auth:            authn.New(authn.NewPATs(e.Store, e.Clock.Now, nil)),
 		Public: func(m string) bool {
 			return m == keysvc.PublicMethods[0] || m == keysvc.PublicMethods[1]
 		},
