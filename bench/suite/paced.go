@@ -63,8 +63,9 @@ func runPaced(ctx context.Context, o Options, dir string, r *Report, logw io.Wri
 	// its tokens, the machine busy relaying but not saturated: the relay's own
 	// latency, apart from queueing behind a saturated CPU (the zero-delay figure).
 	// A paced answer takes wireStubTokens × pacedDelay, so the rounds are longer to
-	// collect enough samples for a p99.
-	ttftRound := 3 * d
+	// collect enough samples for a p99: about 1,600 per path over three runs
+	// (at 800, the p99 rests on 8 samples and moved by 2 ms from run to run).
+	ttftRound := 6 * d
 	if err := addedTTFTs(ctx, r, section, fmt.Sprintf("paced (%v between tokens), %d streams", pacedDelay, ttftStreams), targets, ttftStreams, pacedSpread, ttftRound, o.Runs); err != nil {
 		return err
 	}
