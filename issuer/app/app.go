@@ -30,10 +30,17 @@ import (
 // Main runs the issuer command with args (without the program name),
 // logging to stderr, and returns the process exit code: 0 after a clean
 // shutdown (or -help), 1 on a runtime failure, 2 on bad usage.
-// `issuer healthcheck [--addr A]` probes a running issuer instead.
+// `issuer healthcheck [--addr A]` probes a running issuer instead,
+// `issuer migrate-store` copies a store, and `issuer issue-pat` issues a
+// personal access token straight into the store (issuePATMain).
 func Main(args []string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "healthcheck" {
 		return healthprobe.Main("issuer", "127.0.0.1:9440", args[1:], stderr)
+	}
+	if len(args) > 0 && args[0] == "issue-pat" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return issuePATMain(ctx, args[1:], time.Now(), os.Stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "migrate-store" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -80,6 +80,21 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("issuer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	c.register(fs)
+	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, c.Validate()
+}
+
+// register defines every setting of c as a flag of fs, with its default.
+// A subcommand that needs some of the server's settings (where the store
+// is) registers them all, so the server's flags, variables and config file
+// work unchanged.
+func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9440", "gRPC listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9441", "HTTP listen address (JWKS, discovery, health, metrics, the GitLab instance REST API under /api/v4)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data/issuer", "directory of the embedded store (back it up while the issuer is stopped, or copy issuer.db)")
@@ -113,13 +128,6 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.GatewayAPIURL, "gateway-api-url", "", "the gateway's public HTTP API URL (its --api-http-addr): base_url of /api/v4/code_suggestions/direct_access, and where /api/v4/code_suggestions/completions is forwarded; empty: direct connections disabled, completions 503")
 	fs.StringVar(&c.GatewayAPICA, "gateway-api-ca", "", "CA bundle (PEM) that an https --gateway-api-url's certificate must chain to (default: the system's roots)")
 	fs.DurationVar(&c.GatewayAPITimeout, "gateway-api-timeout", restapi.DefaultForwardTimeout, "bound of one completion forwarded to the gateway, its streamed answer included")
-	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
-		return Config{}, err
-	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	return c, c.Validate()
 }
 
 // Validate checks the configuration, naming the flag at fault.
