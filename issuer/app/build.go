@@ -174,7 +174,13 @@ func (s *issuer) buildGRPC(ctx context.Context, k *kek.KEK, reg prometheus.Regis
 	var err error
 	s.mintRate = s.newMintRate()
 	s.pats = authn.NewPATs(st, now, authn.NewLockout(cfg.AuthFailureRatePerAddr))
+	lockouts := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "airlock_issuer_auth_lockouts_total",
+		Help: "Addresses locked out for presenting too many invalid personal access tokens (--auth-failure-rate-per-address).",
+	})
+	reg.MustRegister(lockouts)
 	s.pats.OnLockout(func(from string) {
+		lockouts.Inc()
 		log.Warn().Str("peer", from).Int("per_minute", cfg.AuthFailureRatePerAddr).
 			Msg("address locked out: too many invalid personal access tokens; its PATs are refused until its allowance refills")
 	})

@@ -61,7 +61,16 @@ func TestInvalidPATsLockOutTheAddressOnBothFronts(t *testing.T) {
 	if code := rest(demo); code != http.StatusTooManyRequests {
 		t.Fatalf("valid PAT over REST after 4 invalid ones: %d, want 429", code)
 	}
-	if got := logs.String(); !strings.Contains(got, "address locked out") || strings.Contains(got, bad) || strings.Contains(got, demo) {
+	if got := logs.String(); strings.Count(got, "address locked out") != 1 || strings.Contains(got, bad) || strings.Contains(got, demo) {
 		t.Fatalf("log: want one lockout warning and no PAT:\n%s", got)
+	}
+	resp, err := http.Get("http://" + r.addrs.HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	metrics, err := io.ReadAll(resp.Body)
+	if err != nil || !strings.Contains(string(metrics), "\nairlock_issuer_auth_lockouts_total 1\n") {
+		t.Fatalf("metrics (%v): want airlock_issuer_auth_lockouts_total 1", err)
 	}
 }
