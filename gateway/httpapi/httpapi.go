@@ -29,6 +29,7 @@ import (
 	"github.com/airlock-dev/airlock/pkg/connlimit"
 	"github.com/airlock-dev/airlock/pkg/echo"
 	"github.com/airlock-dev/airlock/pkg/rpcserver"
+	"github.com/airlock-dev/airlock/pkg/statuswriter"
 	"github.com/airlock-dev/airlock/pkg/token"
 )
 
@@ -179,18 +180,18 @@ func chain(cfg Config, m *metrics, refusals zerolog.Logger, d Dialect, rt Route)
 		ctx := logging.InjectFields(r.Context(), logging.Fields{"request_id", rid, "dialect", d.Name, "route", rt.Name})
 		ctx = context.WithValue(ctx, requestIDKey, rid)
 		ctx = context.WithValue(ctx, bodyKey, bodyLimits{timeout: cfg.BodyReadTimeout})
-		sw := &statusWriter{ResponseWriter: w}
+		sw := statuswriter.New(w)
 		inflight.Inc()
 		defer func() {
 			p := recover()
 			if p != nil && p != http.ErrAbortHandler {
 				cfg.Logger.Error().Str("request_id", rid).Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("recovered from panic in HTTP handler")
-				if !sw.wrote {
+				if !sw.Wrote() {
 					d.WriteError(sw, r, &Error{Status: http.StatusInternalServerError, Message: "internal error"})
 				}
 			}
 			inflight.Dec()
-			code := sw.code()
+			code := sw.Code()
 			m.requests.WithLabelValues(d.Name, rt.Name, strconv.Itoa(code)).Inc()
 			took := time.Since(start)
 			duration.Observe(took.Seconds())
@@ -265,41 +266,4 @@ func logRequest(l zerolog.Logger, ctx context.Context, r *http.Request, code int
 	}
 	e.Str("http.method", r.Method).Str("http.path", echo.Message(strings.ToValidUTF8(r.URL.Path, "?"))).Int("http.status", code).
 		Float64("time_ms", float64(took.Microseconds())/1000).Msg("finished HTTP request")
-}
-
-// statusWriter remembers the status written. Unwrap lets
-// http.ResponseController reach the connection (flush, deadlines).
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if !s.wrote {
-		s.status, s.wrote = code, true
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if !s.wrote {
-		s.status, s.wrote = http.StatusOK, true
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *statusWriter) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-func (s *statusWriter) code() int {
-	if !s.wrote {
-		return http.StatusOK
-	}
-	return s.status
 }

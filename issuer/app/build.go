@@ -155,7 +155,7 @@ func build(ctx context.Context, cfg Config, log zerolog.Logger, now func() time.
 		return nil, err
 	}
 	s.http = &http.Server{
-		Handler: httpapi.Handler(httpapi.Config{Keys: s.keys, Issuer: cfg.IssuerURL, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Handler: httpapi.Handler(httpapi.Config{Keys: s.keys, Issuer: cfg.IssuerURL, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Registerer: reg,
 			Debug: debugHandler(cfg), API: rest, APIPatterns: restapi.Patterns, Now: now}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,

@@ -13,7 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/airlock-dev/airlock/issuer/keys"
+	"github.com/airlock-dev/airlock/pkg/statuswriter"
 	"github.com/airlock-dev/airlock/pkg/token"
 )
 
@@ -46,6 +49,10 @@ type Config struct {
 	APIPatterns []string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Registerer, if set, receives the HTTP metrics (see instrument); a
+	// second Handler on the same Registerer panics, as any duplicate
+	// registration does.
+	Registerer prometheus.Registerer
 }
 
 // Handler returns the HTTP handler. Only GET and HEAD are allowed, except
@@ -108,5 +115,42 @@ func Handler(cfg Config) http.Handler {
 			mux.Handle(p, cfg.API)
 		}
 	}
-	return mux
+	if cfg.Registerer == nil {
+		return mux
+	}
+	return instrument(mux, cfg.Registerer)
+}
+
+// unmatched is the route label of a request no pattern matched.
+const unmatched = "unmatched"
+
+// instrument counts h's requests by route and status and times them by
+// route: airlock_issuer_http_requests_total{route,code} and
+// airlock_issuer_http_request_duration_seconds{route}. The route is the
+// ServeMux pattern that matched, the innermost one when muxes nest (the
+// REST API's own, e.g. "POST /api/v4/code_suggestions/direct_access"): a
+// fixed set, whatever paths clients send. Answers that stream (completions
+// forwarded to the gateway) are timed to their end.
+func instrument(h http.Handler, reg prometheus.Registerer) http.Handler {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "airlock_issuer_http_requests_total",
+		Help: "Finished HTTP requests (JWKS, discovery, health, metrics, the REST API) by route pattern and HTTP status."}, []string{"route", "code"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "airlock_issuer_http_request_duration_seconds",
+		Help:    "HTTP request duration, streamed answers included, by route pattern.",
+		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}, []string{"route"})
+	reg.MustRegister(requests, duration)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := statuswriter.New(w)
+		defer func() {
+			// ServeMux sets Pattern on the request it was given, which
+			// is r, in every mux it passes through.
+			route := r.Pattern
+			if route == "" {
+				route = unmatched
+			}
+			requests.WithLabelValues(route, strconv.Itoa(sw.Code())).Inc()
+			duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}()
+		h.ServeHTTP(sw, r)
+	})
 }
