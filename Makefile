@@ -61,6 +61,7 @@ generate: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 check-generated: generate
 	@git diff --exit-code -- pkg/api || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- pkg/api)" || { git status --porcelain -- pkg/api; echo "untracked generated files"; exit 1; }
+	./scripts/check-python-stubs.sh $(BIN)/buf
 
 ## fuzz-short: run each fuzz target briefly (the seed corpora also run in unit-test)
 FUZZ_TIME ?= 10s
