@@ -88,20 +88,20 @@ func (l *Lockout) Failed(from string, now time.Time) (lockedOut bool) {
 }
 
 // forgetLocked makes room: it drops the addresses whose allowance is whole
-// again, which changes nothing, and if none is, one address at random, so
-// memory stays bounded even when more addresses than lockoutMaxAddrs guess
-// at once (the one forgotten gets a fresh allowance).
+// again, which changes nothing, and if that frees less than 1 %, addresses
+// at random down to 99 % of the bound, so memory stays bounded even when
+// more addresses than lockoutMaxAddrs guess at once (those forgotten get a
+// fresh allowance), and the scan runs at most once per 1,000 new addresses.
 func (l *Lockout) forgetLocked(now time.Time) {
 	for k, lim := range l.addrs {
 		if lim.TokensAt(now) >= float64(l.perMinute) {
 			delete(l.addrs, k)
 		}
 	}
-	if len(l.addrs) < lockoutMaxAddrs {
-		return
-	}
 	for k := range l.addrs {
+		if len(l.addrs) <= lockoutMaxAddrs*99/100 {
+			return
+		}
 		delete(l.addrs, k)
-		return
 	}
 }

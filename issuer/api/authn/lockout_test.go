@@ -133,14 +133,18 @@ func TestLockoutMemoryIsBounded(t *testing.T) {
 	for i := range lockoutMaxAddrs + 10 {
 		l.Failed(fmt.Sprintf("10.%d.%d.%d:1", i>>16&255, i>>8&255, i&255), now)
 	}
-	if n := len(l.addrs); n > lockoutMaxAddrs {
-		t.Fatalf("%d addresses remembered, bound %d", n, lockoutMaxAddrs)
+	if n := len(l.addrs); n > lockoutMaxAddrs || n < lockoutMaxAddrs*99/100 {
+		t.Fatalf("%d addresses remembered, want between 99 %% of the bound %d and the bound", n, lockoutMaxAddrs)
 	}
-	// Refilled addresses are what goes first.
+	// Refilled addresses are what goes first: an hour later, once the bound
+	// is reached again, only the addresses that failed since remain.
 	later := now.Add(time.Hour)
-	l.Failed("192.0.2.1:1", later)
-	if n := len(l.addrs); n != 1 {
-		t.Fatalf("%d addresses remembered after all refilled and one new failure, want 1", n)
+	fresh := lockoutMaxAddrs/100 + 1
+	for i := range fresh {
+		l.Failed(fmt.Sprintf("172.16.%d.%d:1", i>>8&255, i&255), later)
+	}
+	if n := len(l.addrs); n > fresh {
+		t.Fatalf("%d addresses remembered after all refilled and %d new failures, want at most %d", n, fresh, fresh)
 	}
 }
 
