@@ -6,11 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
-
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/airlock-dev/airlock/issuer/api/authn"
 	"github.com/airlock-dev/airlock/issuer/pat"
@@ -93,21 +90,22 @@ func issuePATMain(ctx context.Context, args []string, now time.Time, stdout, std
 }
 
 // openStoreForTool opens the store a subcommand works on: the database, or
-// the embedded store only if it exists already (opening creates one, which
-// would only hide a wrong --data-dir) and no running issuer holds it.
+// the embedded store only if it exists already and no running issuer holds
+// it (boltstore.OpenExisting).
 func openStoreForTool(ctx context.Context, c Config) (store.Store, error) {
-	if c.PostgresURL == "" {
-		path := filepath.Join(c.DataDir, boltstore.FileName)
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("no embedded store at %s (set --data-dir, or --postgres-url for a database): %w", path, err)
-		}
+	if c.PostgresURL != "" {
+		o, err := openStore(ctx, c)
+		return o.Store, err
 	}
-	o, err := openStore(ctx, c)
-	if errors.Is(err, bolterrors.ErrTimeout) {
+	s, err := boltstore.OpenExisting(c.DataDir)
+	switch {
+	case errors.Is(err, boltstore.ErrNoStore):
+		return nil, fmt.Errorf("no embedded store at %s (set --data-dir, or --postgres-url for a database): %w",
+			filepath.Join(c.DataDir, boltstore.FileName), err)
+	case errors.Is(err, boltstore.ErrInUse):
 		return nil, fmt.Errorf("the embedded store in %s is held by a running issuer: stop it first (one process at a time may open it)", c.DataDir)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, err
 	}
-	return o.Store, nil
+	return s, nil
 }

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"reflect"
 	"time"
 
@@ -148,11 +147,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func run(ctx context.Context, dir, url string, stdout io.Writer) error {
-	// boltstore.Open would create an empty store where none is.
-	if _, err := os.Stat(filepath.Join(dir, boltstore.FileName)); err != nil {
+	src, err := boltstore.OpenExisting(dir)
+	if errors.Is(err, boltstore.ErrNoStore) {
 		return fmt.Errorf("--from-data-dir: %w", err)
 	}
-	src, err := boltstore.Open(dir)
 	if err != nil {
 		return fmt.Errorf("--from-data-dir (is the issuer still running? stop it first): %w", err)
 	}

@@ -158,11 +158,12 @@ func (c *PATs) RetryAfter(from string) time.Duration { return c.lockout.RetryAft
 // against from), ErrLockedOut, or ErrStoreUnavailable (wrapping the store's
 // error).
 func (c *PATs) Check(ctx context.Context, from, presented string) (Identity, error) {
-	if c.lockout.RetryAfter(from, c.now()) > 0 {
+	now := c.now()
+	if c.lockout.RetryAfter(from, now) > 0 {
 		return Identity{}, ErrLockedOut
 	}
 	id, err := c.check(ctx, presented)
-	if errors.Is(err, ErrInvalidPAT) && c.lockout.Failed(from, c.now()) && c.onLock != nil {
+	if errors.Is(err, ErrInvalidPAT) && c.lockout.Failed(from, now) && c.onLock != nil {
 		c.onLock(from)
 	}
 	return id, err

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/airlock-dev/airlock/issuer/store"
 )
@@ -57,6 +58,37 @@ type Store struct {
 }
 
 var _ store.Store = (*Store)(nil)
+
+// ErrNoStore marks OpenExisting's refusal of a directory without a store
+// file; the error's text is the os.Stat error's.
+var ErrNoStore = errors.New("boltstore: no store in the directory")
+
+// ErrInUse: another process holds the store open (bbolt's file lock),
+// typically a running issuer.
+var ErrInUse = errors.New("boltstore: the store is held by another process")
+
+// noStoreError is an os.Stat error marked ErrNoStore.
+type noStoreError struct{ err error }
+
+func (e noStoreError) Error() string        { return e.err.Error() }
+func (e noStoreError) Unwrap() error        { return e.err }
+func (e noStoreError) Is(target error) bool { return target == ErrNoStore }
+
+// OpenExisting is Open for a tool working on an installation (migrate-store,
+// issue-pat): a directory without a store file is refused with ErrNoStore
+// rather than given a new empty store, which would only hide a wrong
+// directory, and a store another process holds is refused with ErrInUse
+// once Open's wait for the lock runs out.
+func OpenExisting(dir string) (*Store, error) {
+	if _, err := os.Stat(filepath.Join(dir, FileName)); err != nil {
+		return nil, noStoreError{err}
+	}
+	s, err := Open(dir)
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %w", ErrInUse, err)
+	}
+	return s, err
+}
 
 // Open opens (creating if needed) the database in dir, which is created
 // with mode 0700. The file is created 0600. A second process opening the
