@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -135,17 +137,17 @@ func BenchmarkStream64(b *testing.B) {
 	}
 }
 
-// BenchmarkLogFinishedCall logs one finished call with the fields a
-// completion carries.
+// BenchmarkLogFinishedCall logs one finished completion with the fields
+// its handler adds.
 func BenchmarkLogFinishedCall(b *testing.B) {
-	l := Logger(zerolog.New(io.Discard))
-	fields := []any{"protocol", "grpc", "grpc.component", "server", "grpc.service", "airlock.gateway.v1.CompletionService",
-		"grpc.method", "StreamCompletion", "grpc.method_type", "server_stream", "peer.address", "127.0.0.1:5000",
-		"request_id", "0123456789abcdef01234567", "user", "42", "jti", "9f1c2d3e", "feature", "code_suggestions",
-		"model", "stub", "attempt", 1, "upstream_ms", int64(12), "upstream_ttft_ms", int64(1), "chunks", 64,
-		"grpc.start_time", "2026-12-03T09:00:00Z", "grpc.code", "OK", "grpc.time_ms", "12.5"}
+	l := &callLog{all: zerolog.New(io.Discard), refusals: zerolog.New(io.Discard)}
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}})
+	ctx = logging.InjectFields(ctx, logging.Fields{"request_id", "0123456789abcdef01234567"})
+	logging.AddFields(ctx, logging.Fields{"user", "42", "jti", "9f1c2d3e", "feature", "code_suggestions",
+		"model", "stub", "attempt", 1, "upstream_ms", int64(12), "upstream_ttft_ms", int64(1), "chunks", 64})
+	start := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		l.Log(context.Background(), 0, "finished call", fields...)
+		l.finished(ctx, "/airlock.gateway.v1.CompletionService/StreamCompletion", "server_stream", start, nil)
 	}
 }

@@ -5,9 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 
-	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -40,38 +37,6 @@ func sane(s string) bool {
 		}
 	}
 	return true
-}
-
-// withRequestID puts the id in the log fields.
-func withRequestID(ctx context.Context) (context.Context, string) {
-	id := requestID(ctx)
-	return logging.InjectFields(ctx, logging.Fields{"request_id", id}), id
-}
-
-// requestIDUnary echoes the id as response header metadata of a call that
-// succeeds, and as trailer metadata of one that fails: a header would make
-// the failure a response with headers, which a client's gRPC retry policy
-// treats as committed and never retries (an Unavailable from a replica
-// whose database is unreachable must stay retryable on another replica).
-func requestIDUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	ctx, id := withRequestID(ctx)
-	resp, err := h(ctx, req)
-	md := metadata.Pairs(RequestIDKey, id)
-	if err != nil {
-		_ = grpc.SetTrailer(ctx, md)
-	} else {
-		_ = grpc.SetHeader(ctx, md)
-	}
-	return resp, err
-}
-
-// requestIDStream echoes the id as response header metadata.
-func requestIDStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	w := middleware.WrapServerStream(ss)
-	ctx, id := withRequestID(ss.Context())
-	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, id))
-	w.WrappedContext = ctx
-	return h(srv, w)
 }
 
 // RequestID returns given if it is a usable request id (at most 128

@@ -1,6 +1,6 @@
 // Package rpcserver builds the gRPC server both Airlock services run: one
-// interceptor chain (metrics → caller's first interceptors → request id →
-// logging → auth → caller's after-auth interceptors → drain of long-lived
+// interceptor chain (metrics → caller's first interceptors → request id and
+// call log (calllog.go) → auth → caller's after-auth interceptors → drain of long-lived
 // streams → recovery, unary and stream), the standard health service,
 // server reflection, and graceful shutdown.
 package rpcserver
@@ -16,7 +16,6 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,7 +64,7 @@ type Options struct {
 	// ends (metrics.go).
 	Registerer prometheus.Registerer
 	// RefusalSampler samples the finished-call lines of calls refused for
-	// the caller's fault (see refusalCodes), so a flood of bad calls costs
+	// the caller's fault (see refusal), so a flood of bad calls costs
 	// bounded disk; the exact counts stay in grpc_server_handled_total.
 	// Nil means DefaultRefusalSampler().
 	RefusalSampler zerolog.Sampler
@@ -75,19 +74,6 @@ type Options struct {
 // in 1,000.
 func DefaultRefusalSampler() zerolog.Sampler {
 	return &zerolog.BurstSampler{Burst: 20, Period: time.Second, NextSampler: &zerolog.BasicSampler{N: 1000}}
-}
-
-// refusalCodes are the codes a caller causes by what it sends; repeated,
-// they are what a flood looks like. Failures of the service itself
-// (Internal, Unavailable, ...) are always logged.
-var refusalCodes = map[string]bool{
-	codes.InvalidArgument.String():   true,
-	codes.Unauthenticated.String():   true,
-	codes.PermissionDenied.String():  true,
-	codes.ResourceExhausted.String(): true,
-	codes.NotFound.String():          true,
-	codes.AlreadyExists.String():     true,
-	codes.OutOfRange.String():        true,
 }
 
 // PreAuthOptions bound what a client can hold before any interceptor
@@ -104,12 +90,11 @@ func PreAuthOptions(handshake time.Duration, maxHeaderBytes uint32) []grpc.Serve
 // and reflection registered. Health starts NOT_SERVING for the overall
 // service (""): call SetServingStatus once the service can really serve.
 func New(o Options) (*grpc.Server, *health.Server) {
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
 	sampler := o.RefusalSampler
 	if sampler == nil {
 		sampler = DefaultRefusalSampler()
 	}
-	callLog := callLogger(o.Logger, o.Logger.Sample(sampler))
+	log := &callLog{all: o.Logger, refusals: o.Logger.Sample(sampler)}
 	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		o.Logger.Error().Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("recovered from panic in handler")
 		return status.Error(codes.Internal, "internal error")
@@ -124,10 +109,8 @@ func New(o Options) (*grpc.Server, *health.Server) {
 	}
 	unary = append(unary, o.UnaryFirst...)
 	stream = append(stream, o.StreamFirst...)
-	unary = append(unary, requestIDUnary)
-	stream = append(stream, requestIDStream)
-	unary = append(unary, logging.UnaryServerInterceptor(callLog, logOpts...))
-	stream = append(stream, logging.StreamServerInterceptor(callLog, logOpts...))
+	unary = append(unary, log.unary)
+	stream = append(stream, log.stream)
 	if o.Auth != nil {
 		needsAuth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
 			m := c.FullMethod()
@@ -161,62 +144,6 @@ func New(o Options) (*grpc.Server, *health.Server) {
 func alwaysPublic(fullMethod string) bool {
 	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") ||
 		strings.HasPrefix(fullMethod, "/grpc.reflection.")
-}
-
-// callLogger logs refused calls (a grpc.code in refusalCodes) through
-// sampled and everything else through l.
-func callLogger(l, sampled zerolog.Logger) logging.Logger {
-	all, some := Logger(l), Logger(sampled)
-	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		for i := 0; i+1 < len(fields); i += 2 {
-			if k, _ := fields[i].(string); k == "grpc.code" {
-				if c, _ := fields[i+1].(string); refusalCodes[c] {
-					some.Log(ctx, lvl, msg, fields...)
-					return
-				}
-				break
-			}
-		}
-		all.Log(ctx, lvl, msg, fields...)
-	})
-}
-
-// Logger adapts a zerolog logger to go-grpc-middleware's logging interface.
-func Logger(l zerolog.Logger) logging.Logger {
-	return logging.LoggerFunc(func(_ context.Context, lvl logging.Level, msg string, fields ...any) {
-		var e *zerolog.Event
-		switch lvl {
-		case logging.LevelDebug:
-			e = l.Debug()
-		case logging.LevelInfo:
-			e = l.Info()
-		case logging.LevelWarn:
-			e = l.Warn()
-		default:
-			e = l.Error()
-		}
-		if e == nil { // level disabled: build nothing
-			return
-		}
-		for i := 0; i+1 < len(fields); i += 2 {
-			k, _ := fields[i].(string)
-			// The common kinds without reflection (Interface marshals
-			// every value with encoding/json).
-			switch v := fields[i+1].(type) {
-			case string:
-				e = e.Str(k, v)
-			case int:
-				e = e.Int(k, v)
-			case int64:
-				e = e.Int64(k, v)
-			case bool:
-				e = e.Bool(k, v)
-			default:
-				e = e.Interface(k, v)
-			}
-		}
-		e.Msg(msg)
-	})
 }
 
 // Serve serves srv on lis until ctx is done, then stops gracefully: no new
