@@ -257,11 +257,13 @@ func FirstByteDeadline(ctx context.Context) (time.Time, bool) {
 
 // Config is what a constructor gets.
 type Config struct {
-	// HTTPClient sends requests. The gateway passes one whose transport dials
-	// only the model's trusted networks; its Timeout must be zero (Timeouts
-	// governs the call).
-	HTTPClient *http.Client
-	Timeouts   Timeouts
+	// Transport sends requests; nil means http.DefaultTransport (tests and
+	// tools only). The gateway passes one that dials only the model's
+	// trusted networks. Redirects are never followed: a model server's 3xx
+	// is a configuration error, so a request and its API key go to the
+	// configured endpoint and nowhere else. Timeouts governs the call.
+	Transport http.RoundTripper
+	Timeouts  Timeouts
 	// MaxEventBytes bounds one SSE event or NDJSON line (default 1 MiB);
 	// MaxBodyBytes bounds the whole response body (default 64 MiB).
 	MaxEventBytes int

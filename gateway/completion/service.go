@@ -343,7 +343,7 @@ func (s *Service) adapterFor(t catalog.Target) (adapter.Adapter, error) {
 		return nil, err
 	}
 	a, err := newAdapter(adapter.Config{
-		HTTPClient:    &http.Client{Transport: s.wrapTransport(guard.Transport())},
+		Transport:     s.wrapTransport(guard.Transport()),
 		Timeouts:      s.cfg.Timeouts,
 		MaxEventBytes: s.cfg.Limits.MaxEventBytes,
 		MaxBodyBytes:  s.cfg.Limits.MaxBodyBytes,

@@ -106,7 +106,7 @@ type harness struct {
 
 func (h *harness) adapter(t *testing.T, timeouts adapter.Timeouts, maxEvent int) adapter.Adapter {
 	t.Helper()
-	a, err := h.cfg.New(adapter.Config{HTTPClient: &http.Client{Transport: h.tr}, Timeouts: timeouts, MaxEventBytes: maxEvent})
+	a, err := h.cfg.New(adapter.Config{Transport: h.tr, Timeouts: timeouts, MaxEventBytes: maxEvent})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -606,11 +606,11 @@ func (h *harness) timeouts(t *testing.T, fx Fixture) {
 		wantTimeout(t, err, "total")
 	})
 	t.Run("connect", func(t *testing.T) {
-		a, err := h.cfg.New(adapter.Config{HTTPClient: &http.Client{Transport: &http.Transport{
+		a, err := h.cfg.New(adapter.Config{Transport: &http.Transport{
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				return nil, &net.OpError{Op: "dial", Net: network, Err: timeoutErr{}}
 			},
-		}}})
+		}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -97,7 +97,7 @@ func streamOf(t *testing.T, body string) ([]adapter.Delta, adapter.Result, error
 		_, _ = w.Write([]byte(body))
 	}))
 	defer srv.Close()
-	a, _ := anthropic.New(adapter.Config{HTTPClient: srv.Client()})
+	a, _ := anthropic.New(adapter.Config{Transport: srv.Client().Transport})
 	req := toolRequest()
 	req.Model.Endpoint = srv.URL
 	var got []adapter.Delta

@@ -40,7 +40,7 @@ func stream(t *testing.T, req *adapter.Request) (string, adapter.Result, error) 
 	t.Helper()
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
-	a, err := openai.New(adapter.Config{HTTPClient: &http.Client{Transport: tr}})
+	a, err := openai.New(adapter.Config{Transport: tr})
 	if err != nil {
 		t.Fatal(err)
 	}

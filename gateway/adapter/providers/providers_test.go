@@ -1,7 +1,6 @@
 package providers_test
 
 import (
-	"net/http"
 	"testing"
 
 	"github.com/airlock-dev/airlock/gateway/adapter"
@@ -17,7 +16,7 @@ func TestRegistryHasEveryProviderAndEachConstructs(t *testing.T) {
 			t.Errorf("provider %q missing from the registry", name)
 			continue
 		}
-		a, err := ctor(adapter.Config{HTTPClient: &http.Client{}})
+		a, err := ctor(adapter.Config{})
 		if err != nil || a == nil {
 			t.Errorf("%s: constructor = %v, %v; want an adapter", name, a, err)
 		}

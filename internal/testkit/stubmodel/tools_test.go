@@ -19,7 +19,7 @@ import (
 func TestStubAnswersToolsWithADeterministicCall(t *testing.T) {
 	srv := httptest.NewServer(New(Config{Tokens: 3}))
 	defer srv.Close()
-	a, err := openai.New(adapter.Config{HTTPClient: srv.Client()})
+	a, err := openai.New(adapter.Config{Transport: srv.Client().Transport})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func HeaderKey(name string) Credential { return Credential{Header: name} }
 // Client sends requests to model servers. It is safe for concurrent use.
 type Client struct {
 	cred     Credential
-	hc       *http.Client
+	rt       http.RoundTripper
 	timeouts adapter.Timeouts
 	maxBody  int64
 	maxEvent int
@@ -74,13 +74,14 @@ type Client struct {
 }
 
 // New returns a Client for cfg that sends each request's API key as cred
-// says, filling in default bounds. A nil HTTPClient means
-// http.DefaultClient (tests and tools only: the gateway always passes its
-// egress-guarded client). A cred without a Header never sends the key.
+// says, filling in default bounds. A nil Transport means
+// http.DefaultTransport (tests and tools only: the gateway always passes
+// its egress-guarded transport). A cred without a Header never sends the
+// key.
 func New(cfg adapter.Config, cred Credential) *Client {
-	c := &Client{cred: cred, hc: cfg.HTTPClient, timeouts: cfg.Timeouts, maxBody: cfg.MaxBodyBytes, maxEvent: cfg.MaxEventBytes, now: time.Now}
-	if c.hc == nil {
-		c.hc = http.DefaultClient
+	c := &Client{cred: cred, rt: cfg.Transport, timeouts: cfg.Timeouts, maxBody: cfg.MaxBodyBytes, maxEvent: cfg.MaxEventBytes, now: time.Now}
+	if c.rt == nil {
+		c.rt = http.DefaultTransport
 	}
 	if c.maxBody <= 0 {
 		c.maxBody = DefaultMaxBodyBytes
@@ -150,7 +151,10 @@ func (c *Client) Start(ctx context.Context, r Request) (*Response, error) {
 			req.Header.Set(c.cred.Header, c.cred.Prefix+r.APIKey)
 		}
 	}
-	hr, err := c.hc.Do(req)
+	// One exchange, straight on the transport: an http.Client would follow
+	// a redirect and send the body, and a key in a header of the
+	// provider's own (X-Api-Key, Api-Key), to wherever it points.
+	hr, err := c.rt.RoundTrip(req)
 	if fb != nil {
 		fb.Stop()
 	}

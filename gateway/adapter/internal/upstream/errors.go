@@ -170,6 +170,10 @@ func HTTPError(resp *http.Response, secret string, now func() time.Time) *adapte
 		Message:    Scrub(msg, secret),
 	}
 	switch {
+	case status >= 300 && status <= 399:
+		// Client.Start never follows one: the key stays with the endpoint.
+		e.Kind = adapter.KindMisconfigured
+		e.Message = "the model server answered with a redirect, which the gateway does not follow: set the model's endpoint to the final URL"
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		e.Kind = adapter.KindAuth
 	case status == http.StatusTooManyRequests:

@@ -213,7 +213,7 @@ func TestResponseEnforcesMaxBody(t *testing.T) {
 	defer srv.Close()
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
-	c := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}, MaxBodyBytes: 1000}, BearerKey)
+	c := New(adapter.Config{Transport: tr, MaxBodyBytes: 1000}, BearerKey)
 	r, err := c.Start(context.Background(), Request{URL: srv.URL})
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +232,7 @@ func TestResponseEnforcesMaxBody(t *testing.T) {
 func TestStartReportsCallerCancellationAsContextError(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	c := New(adapter.Config{HTTPClient: &http.Client{}}, BearerKey)
+	c := New(adapter.Config{}, BearerKey)
 	_, err := c.Start(ctx, Request{URL: "http://127.0.0.1:1"})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
@@ -271,7 +271,7 @@ func TestStartRefusesAPageInsteadOfAStream(t *testing.T) {
 			defer srv.Close()
 			tr := &http.Transport{}
 			defer tr.CloseIdleConnections()
-			r, err := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}}, BearerKey).Start(context.Background(), Request{URL: srv.URL})
+			r, err := New(adapter.Config{Transport: tr}, BearerKey).Start(context.Background(), Request{URL: srv.URL})
 			if !tc.refused {
 				if err != nil {
 					t.Fatalf("Start: %v", err)
@@ -303,7 +303,7 @@ func TestStartHonoursTheCallsFirstByteDeadline(t *testing.T) {
 	defer srv.Close()
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
-	c := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}, Timeouts: adapter.Timeouts{FirstByte: time.Minute}}, BearerKey)
+	c := New(adapter.Config{Transport: tr, Timeouts: adapter.Timeouts{FirstByte: time.Minute}}, BearerKey)
 
 	begin := time.Now()
 	ctx := adapter.WithFirstByteDeadline(context.Background(), begin.Add(200*time.Millisecond))
@@ -359,7 +359,7 @@ func TestStartSendsTheCredential(t *testing.T) {
 			defer srv.Close()
 			tr := &http.Transport{}
 			defer tr.CloseIdleConnections()
-			r, err := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}}, tc.cred).
+			r, err := New(adapter.Config{Transport: tr}, tc.cred).
 				Start(context.Background(), Request{URL: srv.URL, Header: tc.header, APIKey: tc.key})
 			if err != nil {
 				t.Fatal(err)
@@ -388,7 +388,7 @@ func TestTheKeyIsScrubbedFromEveryError(t *testing.T) {
 	defer srv.Close()
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
-	c := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}}, HeaderKey("X-Api-Key"))
+	c := New(adapter.Config{Transport: tr}, HeaderKey("X-Api-Key"))
 
 	_, err := c.Start(context.Background(), Request{URL: srv.URL + "/status", APIKey: secret})
 	if e, ok := adapter.AsError(err); !ok || strings.Contains(e.Error(), secret) || e.Message != "bad key [redacted]" {
@@ -406,6 +406,41 @@ func TestTheKeyIsScrubbedFromEveryError(t *testing.T) {
 	}
 	if e := r.StreamError(frame); strings.Contains(e.Error(), secret) || e.Message != "bad key [redacted]" {
 		t.Fatalf("StreamError = %+v, want the key redacted", e)
+	}
+}
+
+// A model server's redirect is not followed, whatever its status: the
+// request, its body and the key (here in a provider's own header, which
+// net/http's client would carry to another host) reach the configured
+// endpoint only, and the call fails as a misconfiguration.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		w.Header().Set("Content-Type", "text/event-stream")
+	}))
+	defer other.Close()
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(http.StatusText(code), func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, other.URL+"/v1/chat/completions", code)
+			}))
+			defer srv.Close()
+			c := New(adapter.Config{Transport: srv.Client().Transport}, HeaderKey("X-Api-Key"))
+			_, err := c.Start(context.Background(), Request{URL: srv.URL, Body: []byte(`{}`), APIKey: secret})
+			e, ok := adapter.AsError(err)
+			if !ok || e.Kind != adapter.KindMisconfigured || e.HTTPStatus != code || e.Retryable ||
+				!strings.Contains(e.Message, "redirect") {
+				t.Fatalf("err = %#v, want a misconfiguration naming the redirect", err)
+			}
+			if strings.Contains(e.Error(), secret) {
+				t.Fatalf("the error carries the key: %v", e)
+			}
+		})
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Fatalf("the redirect target got %d requests, want 0", n)
 	}
 }
 
@@ -431,7 +466,7 @@ func TestCloseAtTheEndMarkerKeepsTheConnection(t *testing.T) {
 	var d net.Dialer
 	tr := h1.New(h1.Config{Dial: d.DialContext})
 	defer tr.CloseIdleConnections()
-	c := New(adapter.Config{HTTPClient: &http.Client{Transport: tr}}, BearerKey)
+	c := New(adapter.Config{Transport: tr}, BearerKey)
 	for range 3 {
 		r, err := c.Start(context.Background(), Request{URL: srv.URL})
 		if err != nil {
