@@ -114,9 +114,10 @@ func (g *Guard) DialContext(ctx context.Context, network, addr string) (net.Conn
 	return nil, firstErr
 }
 
-// burstDialContext is DialContext with reads from the network in bursts of
-// up to burstconn.Size bytes: a fast model's answer costs a system call or
-// two, not one per 2 KiB, while an idle connection holds no extra memory.
+// burstDialContext is DialContext with each read from the network taking
+// in all that has arrived, up to burstconn.Size bytes: a fast model's answer
+// costs one system call per wake-up, not one per 2 KiB, while a waiting
+// connection holds no extra memory.
 func (g *Guard) burstDialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	c, err := g.DialContext(ctx, network, addr)
 	if err != nil {

@@ -1,20 +1,21 @@
-// Package burstconn wraps a connection so that when data is waiting, one
-// read from the network takes in up to Size bytes, into a pooled buffer held
-// only while some of it is unread.
+// Package burstconn wraps a connection so that each read from the network
+// takes in everything that has arrived, up to Size bytes, into a pooled
+// buffer held only while some of it is unread.
 //
-// The gateway reads model servers through net/http, whose per-connection
-// read buffer is kept small because every open stream holds one (thousands
-// of streams wait on slow models). With a small buffer, a fast model's burst
-// costs one system call per buffer-full; through a burst Conn it costs one
-// or two. A connection waiting for its model holds no pooled buffer: the
-// wait happens in a read into the caller's own buffer, and only a read that
-// filled it (so more may be waiting) is followed by a burst read, which
-// never waits.
+// The gateway reads model servers through a small per-connection buffer
+// (bufio, 2 KiB), because every open stream holds one (thousands of streams
+// wait on slow models). Read into that buffer directly, a fast model's burst
+// costs one system call per buffer-full. Through a Conn it costs one: the
+// wait for data happens in the netpoller holding no buffer, and the read
+// that follows takes a pooled Size buffer, reads all that is there, and
+// hands it out in the caller's pieces.
 package burstconn
 
 import (
 	"errors"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 )
@@ -24,15 +25,14 @@ const Size = 32 << 10
 
 var pool = sync.Pool{New: func() any { b := make([]byte, Size); return &b }}
 
-// Conn is a net.Conn whose reads take in bursts while data is waiting. Like
-// any net.Conn it may be read by one goroutine at a time; Write, Close and
-// the deadlines pass through.
+// Conn is a net.Conn whose reads take in all that has arrived. Like any
+// net.Conn it may be read by one goroutine at a time; Write, Close and the
+// deadlines pass through.
 type Conn struct {
 	net.Conn
 	raw  syscall.RawConn // nil: reads pass through unchanged
 	buf  *[]byte         // nil while nothing is buffered
 	r, w int             // unread bytes are (*buf)[r:w]
-	full bool            // the last read filled its buffer: more may be waiting
 }
 
 // New wraps c. A connection that does not expose its descriptor
@@ -47,15 +47,12 @@ func New(c net.Conn) *Conn {
 	return bc
 }
 
-// Read returns buffered bytes if there are any. Otherwise, if the last read
-// filled its buffer, it first tries one burst read that does not wait; and
-// if that finds nothing, it reads into p, waiting for the server.
+// Read returns buffered bytes if there are any. Otherwise it waits until
+// the connection is readable and reads all that has arrived (a read of Size
+// or more goes straight into p).
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
-	}
-	if c.buf == nil && c.full && c.raw != nil && len(p) < Size {
-		c.burst()
 	}
 	if c.buf != nil {
 		n := copy(p, (*c.buf)[c.r:c.w])
@@ -65,33 +62,70 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
-	n, err := c.Conn.Read(p)
-	c.full = n == len(p)
-	return n, err
+	if c.raw == nil || len(p) >= Size {
+		return c.Conn.Read(p)
+	}
+	return c.readAll(p)
 }
 
-// burst reads what is waiting, up to Size bytes, without waiting for more.
-// It keeps the buffer only if it got something; errors and end of input are
-// left for the next ordinary read to report.
-func (c *Conn) burst() {
-	c.full = false
-	buf := pool.Get().(*[]byte)
-	n := 0
+// readAll is one read(2) of up to Size bytes once data is there. A buffer
+// is taken from the pool only for an attempt at the socket, and put back
+// when the attempt finds nothing, so a stream waiting on its model holds
+// none.
+func (c *Conn) readAll(p []byte) (int, error) {
+	var (
+		buf  *[]byte
+		n    int
+		rerr error
+	)
 	err := c.raw.Read(func(fd uintptr) bool {
+		if buf == nil {
+			buf = pool.Get().(*[]byte)
+		}
 		for {
-			var rerr error
 			n, rerr = syscall.Read(int(fd), *buf)
 			if !errors.Is(rerr, syscall.EINTR) {
-				return true // data, EAGAIN, EOF or an error: never wait here
+				break
 			}
 		}
+		if errors.Is(rerr, syscall.EAGAIN) {
+			pool.Put(buf)
+			buf = nil
+			return false // wait in the netpoller for the next data
+		}
+		return true
 	})
-	if err != nil || n <= 0 {
-		pool.Put(buf)
-		return
+	if err == nil && rerr != nil {
+		err = os.NewSyscallError("read", rerr)
 	}
-	c.buf, c.r, c.w = buf, 0, n
-	c.full = n == Size
+	if err != nil || n <= 0 {
+		if buf != nil {
+			pool.Put(buf)
+		}
+		if err == nil {
+			return 0, io.EOF
+		}
+		return 0, c.readError(err)
+	}
+	m := copy(p, (*buf)[:n])
+	if m == n {
+		pool.Put(buf)
+	} else {
+		c.buf, c.r, c.w = buf, m, n
+	}
+	return m, nil
+}
+
+// readError reports err as net.Conn.Read would: a *net.OpError for "read"
+// (the deadline and a closed connection come from RawConn as "raw-read").
+func (c *Conn) readError(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		cp := *oe
+		cp.Op = "read"
+		return &cp
+	}
+	return &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 
 func (c *Conn) release() {

@@ -2,9 +2,12 @@ package burstconn
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -59,28 +62,22 @@ func waitQueued(t *testing.T, c *Conn, n int) {
 	t.Fatalf("%d bytes never arrived", n)
 }
 
-func TestABurstIsReadInOneGoAfterAFullRead(t *testing.T) {
+func TestOneReadTakesInAllThatArrived(t *testing.T) {
 	c, s := pair(t)
 	burst := bytes.Repeat([]byte("data: {\"x\":1}\n\n"), 1000) // 15 KB
 	if _, err := s.Write(burst); err != nil {
 		t.Fatal(err)
 	}
 	waitQueued(t, c, len(burst))
-	p := make([]byte, 2048) // net/http's read buffer in the gateway
-	var got []byte
-	n, err := c.Read(p) // fills p: more may be waiting
+	p := make([]byte, 2048) // the gateway's read buffer
+	n, err := c.Read(p)
 	if err != nil || n != len(p) {
 		t.Fatalf("first Read = %d, %v", n, err)
 	}
-	got = append(got, p[:n]...)
-	n, err = c.Read(p) // a burst read takes in the rest
-	if err != nil {
-		t.Fatal(err)
+	if c.Buffered() != len(burst)-n {
+		t.Fatalf("after the first read %d bytes buffered, want the rest of the burst (%d)", c.Buffered(), len(burst)-n)
 	}
-	got = append(got, p[:n]...)
-	if c.w-c.r != len(burst)-len(got) {
-		t.Fatalf("after the second read %d bytes buffered, want the rest of the burst (%d)", c.w-c.r, len(burst)-len(got))
-	}
+	got := append([]byte(nil), p[:n]...)
 	for len(got) < len(burst) {
 		n, err := c.Read(p)
 		if err != nil {
@@ -91,10 +88,10 @@ func TestABurstIsReadInOneGoAfterAFullRead(t *testing.T) {
 	if !bytes.Equal(got, burst) {
 		t.Fatal("bytes differ from those sent")
 	}
-	if c.buf != nil || c.full {
-		t.Fatal("a drained connection still holds a buffer or expects more")
+	if c.buf != nil {
+		t.Fatal("a drained connection still holds a buffer")
 	}
-	// The next read waits in the caller's buffer: no pooled buffer held.
+	// A read that returns all it took in keeps no pooled buffer.
 	if _, err := s.Write([]byte("next")); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +99,43 @@ func TestABurstIsReadInOneGoAfterAFullRead(t *testing.T) {
 		t.Fatalf("Read = %q, %v", p[:n], err)
 	}
 	if c.buf != nil {
-		t.Fatal("a short read took a pooled buffer")
+		t.Fatal("a short read kept a pooled buffer")
+	}
+}
+
+// The read deadline and Close end a waiting read with net.Conn's errors.
+func TestAWaitingReadEndsLikeNetConns(t *testing.T) {
+	c, _ := pair(t)
+	if err := c.SetReadDeadline(time.Now().Add(20 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Read(make([]byte, 16))
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "read" || !oe.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline = %#v, want a read timeout", err)
+	}
+	if err := c.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := c.Read(make([]byte, 16)); done <- err }()
+	time.Sleep(10 * time.Millisecond)
+	c.Close()
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Read on a closed connection = %v, want net.ErrClosed", err)
+	}
+}
+
+// A reset connection is a read error, not the end of input.
+func TestAResetIsAnError(t *testing.T) {
+	c, s := pair(t)
+	if err := s.(*net.TCPConn).SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // RST
+	_, err := c.Read(make([]byte, 16))
+	if err == nil || err == io.EOF || !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("Read after a reset = %v, want ECONNRESET", err)
 	}
 }
 
