@@ -134,7 +134,24 @@ type Cluster struct {
 // Start starts the processes and waits until each is healthy. On error it
 // stops whatever it started; the error carries the tail of a failed
 // process's output.
-func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
+//
+// The ports are found free (FreeAddr) and then bound by the processes; in
+// between, the kernel may hand one to another process's outgoing
+// connection as its local port. A process that exits with "address already
+// in use" therefore makes Start begin again on fresh ports, up to
+// startAttempts times in all.
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	for attempt := 1; ; attempt++ {
+		c, err := start(ctx, cfg)
+		if err == nil || attempt == startAttempts || !strings.Contains(err.Error(), "address already in use") {
+			return c, err
+		}
+	}
+}
+
+const startAttempts = 3
+
+func start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if cfg.BinDir == "" || cfg.WorkDir == "" {
 		return nil, errors.New("cluster: BinDir and WorkDir are required")
 	}

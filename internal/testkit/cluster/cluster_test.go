@@ -150,6 +150,26 @@ func TestStartReportsAProcessThatExitsWithItsOutput(t *testing.T) {
 	}
 }
 
+// A port taken between FreeAddr and the process's bind makes Start begin
+// again on fresh ports, a bounded number of times.
+func TestStartRetriesAPortTakenBeforeTheBind(t *testing.T) {
+	dir := fakeBin(t)
+	tries := filepath.Join(t.TempDir(), "tries")
+	script := "#!/bin/sh\necho \"$2\" >> " + tries + "\necho \"listen tcp $2: bind: address already in use\" >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "stubmodel"), []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Start(context.Background(), Config{BinDir: dir, WorkDir: t.TempDir(), StartTimeout: 10 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Start = %v, want the bind failure", err)
+	}
+	b, _ := os.ReadFile(tries)
+	addrs := strings.Fields(string(b))
+	if len(addrs) != startAttempts {
+		t.Fatalf("the stub was started %d times (%q), want %d", len(addrs), addrs, startAttempts)
+	}
+}
+
 func TestStartGivesUpOnAProcessThatNeverServes(t *testing.T) {
 	// No stub: the fake issuer runs but never answers health checks.
 	start := time.Now()

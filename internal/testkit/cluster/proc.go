@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -241,14 +242,45 @@ func ParseIOSyscalls(io []byte) (int64, error) {
 }
 
 // FreeAddr returns a loopback address with a port free at the time of the
-// call.
+// call, for a process to bind later. The port is drawn at random from
+// below the kernel's ephemeral range (net.ipv4.ip_local_port_range), which
+// outgoing connections take their local ports from: a port from that range
+// (what listening on :0 gives) can be handed to some connection before the
+// process binds it. Random, so that parallel tests rarely draw the same.
 func FreeAddr() (string, error) {
+	hi := ephemeralLow()
+	lo := max(1024, hi-16384)
+	for range 64 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+rand.IntN(hi-lo)))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			_ = l.Close()
+			return addr, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
 	defer func() { _ = l.Close() }()
 	return l.Addr().String(), nil
+}
+
+// ephemeralLow is the first port of the ephemeral range (Linux's default,
+// 32768, when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n <= 1024+1024 {
+		return 32768
+	}
+	return n
 }
 
 // Binaries are the commands a cluster runs, found in Config.BinDir.

@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -139,5 +141,25 @@ func TestParseIOSyscalls(t *testing.T) {
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("ParseIOSyscalls(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
 		}
+	}
+}
+
+func TestFreeAddrIsBelowTheEphemeralRange(t *testing.T) {
+	low := ephemeralLow()
+	for range 20 {
+		addr, err := FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(addr)
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 1024 || p >= low {
+			t.Fatalf("FreeAddr = %s, want a port in [1024, %d)", addr, low)
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("the address is not free: %v", err)
+		}
+		l.Close()
 	}
 }
