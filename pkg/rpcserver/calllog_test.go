@@ -16,10 +16,8 @@ import (
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -128,8 +126,7 @@ func TestSplitMethod(t *testing.T) {
 // the stream's type and what the handler added to its context.
 func TestStreamCallLine(t *testing.T) {
 	logs := &syncBuf{}
-	srv, _ := New(Options{Logger: zerolog.New(logs)})
-	srv.RegisterService(&grpc.ServiceDesc{
+	cc := serveService(t, Options{Logger: zerolog.New(logs)}, &grpc.ServiceDesc{
 		ServiceName: "test.v1.Stream", HandlerType: (*any)(nil),
 		Streams: []grpc.StreamDesc{{StreamName: "Tokens", ServerStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
 			if err := ss.RecvMsg(new(emptypb.Empty)); err != nil {
@@ -143,15 +140,7 @@ func TestStreamCallLine(t *testing.T) {
 			}
 			return nil
 		}}},
-	}, struct{}{})
-	lis := bufconn.Listen(1 << 16)
-	go func() { _ = srv.Serve(lis) }()
-	cc, err := grpc.NewClient("passthrough:///buf", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close(); srv.Stop() })
+	})
 	if n, err := readStream(cc); err != nil || n != 2 {
 		t.Fatalf("read %d messages, %v", n, err)
 	}

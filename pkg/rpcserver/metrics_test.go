@@ -43,8 +43,13 @@ func tokenService(n int) *grpc.ServiceDesc {
 
 // serveStreams runs a server with metrics on reg and the stream service.
 func serveStreams(tb testing.TB, reg prometheus.Registerer, n int) *grpc.ClientConn {
-	srv, _ := New(Options{Logger: zerolog.Nop(), Registerer: reg})
-	srv.RegisterService(tokenService(n), struct{}{})
+	return serveService(tb, Options{Logger: zerolog.Nop(), Registerer: reg}, tokenService(n))
+}
+
+// serveService runs a server built from o with desc, over bufconn.
+func serveService(tb testing.TB, o Options, desc *grpc.ServiceDesc) *grpc.ClientConn {
+	srv, _ := New(o)
+	srv.RegisterService(desc, struct{}{})
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = srv.Serve(lis) }()
 	cc, err := grpc.NewClient("passthrough:///buf", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
