@@ -19,12 +19,10 @@ const RequestIDKey = "x-request-id"
 func requestID(ctx context.Context) string {
 	// ValueFromIncomingContext reads one key without copying the whole
 	// metadata map, as FromIncomingContext does on every call.
-	if v := metadata.ValueFromIncomingContext(ctx, RequestIDKey); len(v) == 1 && sane(v[0]) {
-		return v[0]
+	if v := metadata.ValueFromIncomingContext(ctx, RequestIDKey); len(v) == 1 {
+		return RequestID(v[0])
 	}
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return RequestID("")
 }
 
 func sane(s string) bool {

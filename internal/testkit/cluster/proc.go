@@ -266,8 +266,10 @@ func FreeAddr() (string, error) {
 }
 
 // ephemeralLow is the first port of the ephemeral range (Linux's default,
-// 32768, when it cannot be read).
-func ephemeralLow() int {
+// 32768, when it cannot be read), read once.
+var ephemeralLow = sync.OnceValue(readEphemeralLow)
+
+func readEphemeralLow() int {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
 		return 32768
